@@ -1,0 +1,51 @@
+# The two set-up commands of the README:
+#   make demo   - create/reuse .venv, install jtsm, run the end-to-end demo
+#   make test   - create/reuse .venv, install jtsm + test tools, run lint and the test suite
+#
+# TORCH_SPEC picks the torch build. The default, torch==2.13.0, resolves to the CPU wheel that
+# lies on this machine's disk (pip's find-links); on a machine with GPUs, the same spec from PyPI
+# is the CUDA build. Override it to choose another, e.g.
+#   make test TORCH_SPEC="torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.jtsm-installed
+
+.PHONY: demo demo-quick test test-all lint install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall when the package metadata changes.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# panopticapi (the PQ reference) is not on PyPI; panopticapi-lite ships the same module but
+	# pins numpy<2 in its metadata, so it is installed without its dependencies (REFERENCE.md).
+	$(BIN)/python -m pip install --quiet --no-deps panopticapi-lite
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/jtsm demo --out demo_out
+
+demo-quick: $(STAMP)
+	$(BIN)/jtsm demo --out demo_out --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check jtsm jtsm_cli plugins tests benchmarks examples
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP) lint
+	$(BIN)/python -m pytest -q -m ""
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo_out

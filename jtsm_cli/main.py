@@ -1,0 +1,96 @@
+"""The ``jtsm`` command: a click group whose subcommands live one per module, loaded lazily.
+
+Errors a user can act on (:class:`jtsm.errors.JtsmError`) print ``Error: <one line>`` and exit 1;
+any other exception prints a one-line summary and exits 1 too (``--debug`` shows the traceback).
+Usage errors exit 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+import jtsm
+from jtsm.errors import JtsmError
+
+#: command name -> "module:attribute" (imported only when the command runs or help is shown)
+COMMANDS: dict[str, str] = {
+    "data": "jtsm_cli.data:data",
+    "plugins": "jtsm_cli.plugins:plugins",
+}
+
+
+class JtsmGroup(click.Group):
+    """Lazy subcommands, plugin commands, and the error policy of every command."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        self._load_plugin_commands()
+        return self.commands.get(name)
+
+    def _load_plugin_commands(self) -> None:
+        if getattr(self, "_plugins_loaded", False):
+            return
+        self._plugins_loaded = True
+        from jtsm.plugins import get_plugin_manager
+
+        try:
+            get_plugin_manager().hook.register_commands(cli=self)
+        except JtsmError as exc:
+            # A broken plugin must not take the whole CLI down; it is named on stderr.
+            click.echo(f"Warning: {exc}", err=True)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except JtsmError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - no bare tracebacks for users
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            click.echo(
+                f"Error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=JtsmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(jtsm.__version__, prog_name="jtsm")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """jtsm: panoptic segmentation learned from image-level tags (JTSM, CVPR 2021).
+
+    \b
+    Pipeline:  data -> proposals -> mine -> relabel -> refine -> predict -> eval
+    Example:
+        jtsm data synth data/synth --train 200 --val 50
+        jtsm eval --metric pq --gt data/synth/annotations/panoptic_val.json --pred out/panoptic.json
+
+    Exit codes: 0 success, 1 error (one line naming the file or value), 2 usage error.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main() -> None:  # pragma: no cover - console entry
+    cli()
