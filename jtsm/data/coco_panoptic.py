@@ -1,0 +1,237 @@
+"""COCO panoptic format: a json (images, annotations with ``segments_info``, categories) plus a
+folder of PNGs whose pixels encode segment ids as ``id = R + 256 G + 256^2 B`` (0 = void).
+
+The PNG folder defaults to the json's stem beside it (``annotations/panoptic_val.json`` ->
+``annotations/panoptic_val/``), as in COCO. Readers validate what they read and raise
+:class:`jtsm.errors.DataError` naming the file and the fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from jtsm.errors import DataError
+from jtsm.fileio import atomic_write_bytes, atomic_write_json, read_json, safe_join
+from jtsm.structures import CategoryMap, PanopticSeg
+
+__all__ = [
+    "PanopticDataset",
+    "id2rgb",
+    "load_panoptic_json",
+    "png_dir_for",
+    "read_panoptic_png",
+    "rgb2id",
+    "write_panoptic_dataset",
+    "write_panoptic_png",
+]
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` int64 ids, ``R + 256 G + 256^2 B``."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise ValueError(f"expected (H, W, 3) RGB, got shape {rgb.shape}")
+    c = rgb[..., :3].astype(np.int64)
+    return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """``(H, W)`` ids in ``[0, 2^24)`` -> ``(H, W, 3)`` uint8 RGB."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
+        raise ValueError("segment ids must lie in [0, 2^24)")
+    out = np.empty(ids.shape + (3,), np.uint8)
+    out[..., 0] = ids % 256
+    out[..., 1] = (ids // 256) % 256
+    out[..., 2] = ids // 65536
+    return out
+
+
+def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode a panoptic PNG to an ``(H, W)`` int64 id map (fast path through OpenCV)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: panoptic PNG not found") from None
+    bgr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if bgr is None:
+        raise DataError(f"{path}: cannot decode panoptic PNG")
+    if bgr.dtype != np.uint8:
+        raise DataError(f"{path}: panoptic PNG must be 8-bit RGB, got {bgr.dtype}")
+    if bgr.ndim == 2:  # a single-channel PNG holds ids < 256 in R only
+        return bgr.astype(np.int64)
+    b = bgr[..., 0].astype(np.int64)
+    g = bgr[..., 1].astype(np.int64)
+    r = bgr[..., 2].astype(np.int64)
+    return r + 256 * g + 65536 * b
+
+
+def write_panoptic_png(path: str | os.PathLike[str], ids: np.ndarray) -> None:
+    """Encode an id map as an RGB PNG, atomically."""
+    rgb = id2rgb(ids)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DataError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def png_dir_for(json_path: str | os.PathLike[str]) -> Path:
+    """The PNG folder COCO keeps beside a panoptic json: same folder, the json's stem."""
+    p = Path(json_path)
+    return p.with_suffix("")
+
+
+def _require(obj: dict[str, Any], keys: Iterable[str], where: str) -> None:
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
+
+
+@dataclass
+class PanopticDataset:
+    """A loaded COCO panoptic json with its PNG folder.
+
+    Attributes:
+        json_path: the json file.
+        png_dir: folder of the panoptic PNGs.
+        images: COCO image records (``id``, ``file_name``, ``height``, ``width``).
+        annotations: image id -> annotation (``file_name`` of the PNG, ``segments_info``).
+        categories: the categories, things first.
+    """
+
+    json_path: Path
+    png_dir: Path
+    images: list[dict[str, Any]]
+    annotations: dict[int, dict[str, Any]]
+    categories: CategoryMap
+    raw: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, image_id: int) -> dict[str, Any]:
+        for im in self.images:
+            if int(im["id"]) == int(image_id):
+                return im
+        raise DataError(f"{self.json_path}: no image with id {image_id}")
+
+    def png_path(self, image_id: int) -> Path:
+        ann = self.annotations.get(int(image_id))
+        if ann is None:
+            raise DataError(f"{self.json_path}: no annotation for image id {image_id}")
+        return safe_join(self.png_dir, ann["file_name"])
+
+    def read(self, image_id: int, check: bool = True) -> PanopticSeg:
+        """The image's panoptic segmentation, its PNG checked against its ``segments_info``."""
+        ann = self.annotations.get(int(image_id))
+        if ann is None:
+            raise DataError(f"{self.json_path}: no annotation for image id {image_id}")
+        path = self.png_path(image_id)
+        ids = read_panoptic_png(path)
+        segs = [dict(s) for s in ann["segments_info"]]
+        if check:
+            im = self.image(image_id)
+            if "height" in im and "width" in im and ids.shape != (im["height"], im["width"]):
+                raise DataError(
+                    f"{path}: PNG is {ids.shape[1]}x{ids.shape[0]}, image record says "
+                    f"{im['width']}x{im['height']}"
+                )
+            known = {int(s["id"]) for s in segs}
+            present = set(np.unique(ids).tolist()) - {0}
+            extra = present - known
+            if extra:
+                raise DataError(
+                    f"{path}: PNG has segment id(s) {sorted(extra)[:5]} absent from segments_info"
+                )
+        return PanopticSeg(ids, segs)
+
+    def labels(self, image_id: int) -> list[int]:
+        """Sorted category ids present in the image (non-crowd segments)."""
+        ann = self.annotations.get(int(image_id), {"segments_info": []})
+        return sorted({int(s["category_id"]) for s in ann["segments_info"]})
+
+
+def load_panoptic_json(
+    json_path: str | os.PathLike[str], png_dir: str | os.PathLike[str] | None = None
+) -> PanopticDataset:
+    """Load and validate a COCO panoptic json (PNG folder: ``png_dir`` or beside the json)."""
+    json_path = Path(json_path)
+    d = read_json(json_path)
+    if not isinstance(d, dict):
+        raise DataError(f"{json_path}: expected a JSON object with images/annotations/categories")
+    _require(d, ["images", "annotations", "categories"], str(json_path))
+    categories = _parse_categories(d["categories"], json_path)
+    images = []
+    for i, im in enumerate(d["images"]):
+        if not isinstance(im, dict):
+            raise DataError(f"{json_path}: images[{i}] is not an object")
+        _require(im, ["id", "file_name"], f"{json_path}: images[{i}]")
+        images.append(im)
+    anns: dict[int, dict[str, Any]] = {}
+    image_ids = {int(im["id"]) for im in images}
+    for i, ann in enumerate(d["annotations"]):
+        where = f"{json_path}: annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise DataError(f"{where} is not an object")
+        _require(ann, ["image_id", "file_name", "segments_info"], where)
+        if int(ann["image_id"]) not in image_ids:
+            raise DataError(f"{where}: image_id {ann['image_id']} is not in images")
+        for j, s in enumerate(ann["segments_info"]):
+            _require(s, ["id", "category_id"], f"{where}.segments_info[{j}]")
+            if int(s["category_id"]) not in categories:
+                raise DataError(
+                    f"{where} (image {ann['image_id']}): unknown category id {s['category_id']}"
+                )
+        anns[int(ann["image_id"])] = ann
+    pdir = Path(png_dir) if png_dir is not None else png_dir_for(json_path)
+    return PanopticDataset(json_path, pdir, images, anns, categories, d)
+
+
+def _parse_categories(cats: Any, where: Path) -> CategoryMap:
+    if not isinstance(cats, list) or not cats:
+        raise DataError(f"{where}: 'categories' must be a non-empty list")
+    for i, c in enumerate(cats):
+        if not isinstance(c, dict):
+            raise DataError(f"{where}: categories[{i}] is not an object")
+        _require(c, ["id", "name"], f"{where}: categories[{i}]")
+    try:
+        return CategoryMap.from_coco(cats)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+
+
+def write_panoptic_dataset(
+    json_path: str | os.PathLike[str],
+    images: Sequence[dict[str, Any]],
+    categories: Sequence[dict[str, Any]],
+    segmentations: Sequence[PanopticSeg],
+    png_dir: str | os.PathLike[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write PNGs (named after each image, ``.png``) and then the json, each atomically.
+
+    ``segmentations[i]`` belongs to ``images[i]``. Segment ``area``/``bbox`` are recomputed.
+    """
+    json_path = Path(json_path)
+    pdir = Path(png_dir) if png_dir is not None else png_dir_for(json_path)
+    pdir.mkdir(parents=True, exist_ok=True)
+    annotations = []
+    for im, seg in zip(images, segmentations, strict=True):
+        name = Path(im["file_name"]).with_suffix(".png").name
+        seg = seg.with_stats()
+        write_panoptic_png(pdir / name, seg.ids)
+        annotations.append(
+            {"image_id": im["id"], "file_name": name, "segments_info": seg.segments}
+        )
+    out = {"images": list(images), "annotations": annotations, "categories": list(categories)}
+    if extra:
+        out.update(extra)
+    atomic_write_json(json_path, out)
