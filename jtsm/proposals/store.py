@@ -1,0 +1,214 @@
+"""The proposal store: one compressed ``.npz`` file per image, plus an index.
+
+File format (version 1), a NumPy ``.npz`` archive written with deflate:
+
+============== ======================= ==================================================
+key            dtype, shape            meaning
+============== ======================= ==================================================
+``format``     str                     ``"jtsm-proposals"``
+``version``    int64 ()                1
+``image_size`` int64 (2,)              ``(H, W)`` of the image the proposals belong to
+``superpixels`` uint16/int32 (H, W)    0-based superpixel id of every pixel
+``num_superpixels`` int64 ()           ``S`` (membership columns)
+``indptr``     int64 (P + 1,)          CSR row pointers of the ``(P, S)`` membership
+``deltas``     uint16/int32 (nnz,)     CSR column indices, delta-coded within each row
+                                       (first = index, then differences; compresses well)
+``scores``     float32 (P,)            higher is better, proposals stored best first
+``boxes``      float32 (P, 4)          XYXY, exclusive right/bottom edge
+``image``      str                     the image's file name (relative to the image root)
+============== ======================= ==================================================
+
+``path_for("a/b.jpg")`` is ``root/a/b.npz``. A missing or corrupt file raises
+:class:`jtsm.errors.DataError` naming it; ``expect_size`` detects a file made for another
+image size. Writes are atomic (:mod:`jtsm.fileio`), so a killed run leaves whole files only.
+The index files ``index*.json`` list ``{image: {"file", "proposals", "height", "width"}}``;
+every shard writes its own, :meth:`ProposalStore.index` merges them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from jtsm.errors import DataError
+from jtsm.fileio import atomic_write_bytes, atomic_write_json, read_json, safe_join
+from jtsm.structures import ProposalSet
+
+__all__ = ["FORMAT", "VERSION", "ProposalStore", "load_proposals", "save_proposals"]
+
+FORMAT = "jtsm-proposals"
+VERSION = 1
+SUFFIX = ".npz"
+
+
+def _encode(ps: ProposalSet, image: str) -> bytes:
+    m = ps.membership
+    s = ps.num_superpixels
+    idx = m.indices.astype(np.int64)
+    deltas = idx.copy()
+    if idx.size:
+        deltas[1:] -= idx[:-1]
+        starts = m.indptr[:-1][np.diff(m.indptr) > 0]
+        deltas[starts] = idx[starts]
+    small = s <= np.iinfo(np.uint16).max + 1
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        format=np.array(FORMAT),
+        version=np.array(VERSION, np.int64),
+        image_size=np.array(ps.image_size, np.int64),
+        superpixels=ps.superpixels.astype(np.uint16 if small else np.int32),
+        num_superpixels=np.array(s, np.int64),
+        indptr=m.indptr.astype(np.int64),
+        deltas=deltas.astype(np.uint16 if small else np.int32),
+        scores=ps.scores.astype(np.float32),
+        boxes=ps.boxes.astype(np.float32),
+        image=np.array(image),
+    )
+    return buf.getvalue()
+
+
+def save_proposals(path: str | os.PathLike[str], ps: ProposalSet, image: str = "") -> None:
+    """Write ``ps`` to ``path`` atomically (see the module docstring for the format)."""
+    atomic_write_bytes(path, _encode(ps, image))
+
+
+def _decode(z: Mapping[str, np.ndarray], path: Path) -> ProposalSet:
+    if str(z["format"]) != FORMAT:
+        raise DataError(f"{path}: not a jtsm proposal file (format {str(z['format'])!r})")
+    version = int(z["version"])
+    if version != VERSION:
+        raise DataError(f"{path}: proposal file version {version}, this jtsm reads {VERSION}")
+    h, w = (int(v) for v in z["image_size"])
+    spx = z["superpixels"]
+    if spx.shape != (h, w):
+        raise DataError(f"{path}: superpixel map is {spx.shape}, header says {(h, w)}")
+    s = int(z["num_superpixels"])
+    indptr = z["indptr"].astype(np.int64)
+    deltas = z["deltas"].astype(np.int64)
+    bad_ptr = indptr.size == 0 or indptr[0] != 0 or indptr[-1] != deltas.size
+    if bad_ptr or np.any(np.diff(indptr) < 0):
+        raise DataError(f"{path}: corrupt membership (row pointers)")
+    # undo the delta coding: cumulative sum restarted at each row's first element
+    idx = np.cumsum(deltas)
+    if idx.size:
+        starts = indptr[:-1][np.diff(indptr) > 0]
+        before = np.zeros(idx.size, np.int64)
+        before[starts] = idx[starts] - deltas[starts]
+        idx -= np.maximum.accumulate(before)
+    if idx.size and (idx.min() < 0 or idx.max() >= s):
+        raise DataError(f"{path}: corrupt membership (superpixel ids out of range)")
+    p = indptr.size - 1
+    member = sp.csr_matrix((np.ones(idx.size, bool), idx, indptr), shape=(p, s))
+    try:
+        return ProposalSet(spx, member, z["scores"], z["boxes"])
+    except ValueError as exc:
+        raise DataError(f"{path}: inconsistent proposal file ({exc})") from None
+
+
+def load_proposals(
+    path: str | os.PathLike[str], expect_size: tuple[int, int] | None = None
+) -> ProposalSet:
+    """Read a proposal file.
+
+    Raises:
+        DataError: the file is missing, not a proposal file, corrupt, or (with
+            ``expect_size=(H, W)``) made for an image of another size.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            z = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such proposal file") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise DataError(f"{path}: corrupt proposal file ({type(exc).__name__}: {exc})") from None
+    try:
+        ps = _decode(z, path)
+    except KeyError as exc:
+        raise DataError(f"{path}: corrupt proposal file (missing {exc})") from None
+    if expect_size is not None and tuple(expect_size) != ps.image_size:
+        h, w = ps.image_size
+        eh, ew = expect_size
+        raise DataError(
+            f"{path}: proposals are for a {w}x{h} image, but the image is {ew}x{eh}"
+        )
+    return ps
+
+
+class ProposalStore:
+    """A folder of proposal files, one per image, named after the image.
+
+    Arguments:
+        root: the folder (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ProposalStore({str(self.root)!r})"
+
+    def path_for(self, image: str) -> Path:
+        """File of image ``image`` (a path relative to the image root): ``a/b.jpg -> a/b.npz``.
+
+        Raises:
+            DataError: the name is absolute or escapes the root.
+        """
+        rel = PurePosixPath(str(image).replace("\\", "/"))
+        return safe_join(self.root, str(rel.with_suffix(SUFFIX)))
+
+    def exists(self, image: str) -> bool:
+        return self.path_for(image).is_file()
+
+    def save(self, image: str, ps: ProposalSet) -> Path:
+        """Write the proposals of ``image`` atomically; returns the file's path."""
+        path = self.path_for(image)
+        save_proposals(path, ps, image)
+        return path
+
+    def load(
+        self,
+        image: str,
+        expect_size: tuple[int, int] | None = None,
+        max_proposals: int | None = None,
+    ) -> ProposalSet:
+        """Read the proposals of ``image``; ``max_proposals`` keeps the best-scoring ones.
+
+        Raises:
+            DataError: missing or corrupt file, or made for another image size.
+        """
+        ps = load_proposals(self.path_for(image), expect_size)
+        return ps if max_proposals is None else ps.topk(max_proposals)
+
+    # ---- index -----------------------------------------------------------------------------
+    def write_index(self, entries: Mapping[str, Mapping[str, Any]], name: str = "index") -> Path:
+        """Write ``root/<name>.json`` (atomic): ``{"format", "version", "images": entries}``."""
+        path = self.root / f"{name}.json"
+        atomic_write_json(
+            path, {"format": FORMAT, "version": VERSION, "images": dict(sorted(entries.items()))}
+        )
+        return path
+
+    def index(self) -> dict[str, dict[str, Any]]:
+        """Merged ``{image: {"file", "proposals", "height", "width"}}`` of all index files."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in sorted(self.root.glob("index*.json")):
+            obj = read_json(p)
+            if not isinstance(obj, dict) or not isinstance(obj.get("images"), dict):
+                raise DataError(f"{p}: not a proposal index (no 'images' object)")
+            out.update(obj["images"])
+        return out
+
+    def entry(self, image: str, ps: ProposalSet) -> dict[str, Any]:
+        """The index record of ``image``."""
+        h, w = ps.image_size
+        rel = self.path_for(image).relative_to(self.root.resolve())
+        return {"file": rel.as_posix(), "proposals": len(ps), "height": h, "width": w}
