@@ -1,0 +1,418 @@
+"""Panoptic quality (PQ, SQ, RQ), with the rules of ``panopticapi.evaluation.pq_compute``.
+
+Per image, a gt segment and a predicted segment of the same category match when their IoU exceeds
+0.5; the union leaves out the predicted segment's void pixels. Crowd gt segments never match and
+are not false negatives. An unmatched predicted segment is a false positive unless more than half
+of it lies on void or on the (last listed) crowd segment of its category. Per class,
+``PQ = sum IoU / (TP + FP/2 + FN/2)``, ``SQ = sum IoU / TP``, ``RQ = TP / (TP + FP/2 + FN/2)``;
+All / Things / Stuff average the classes with ``TP + FP + FN > 0``. As in panopticapi, a gt
+segment's area is its json ``area`` when given (else its pixel count) and a prediction's area is
+its pixel count.
+
+The computation is vectorised per image (one joint histogram of gt x pred ids, see
+:mod:`jtsm.evaluation.idmaps`) and spread over a process pool. Entry points:
+
+- :func:`evaluate_pq`: files (COCO panoptic json + PNG folder for gt and prediction);
+- :func:`pq_from_pairs` / :class:`PanopticEvaluator`: in-memory :class:`PanopticSeg` pairs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from jtsm.errors import DataError
+from jtsm.evaluation.idmaps import (
+    FIRST,
+    ID_LIMIT,
+    VOID,
+    IdIndexer,
+    joint_histogram,
+    read_id_png,
+    unknown_ids,
+)
+from jtsm.structures import CategoryMap, PanopticSeg
+
+__all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summarize_pq"]
+
+
+# --------------------------------------------------------------------------------------------
+# Per-class accumulators and the summary
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PQStats:
+    """Per-class sums over images: matched IoU, true / false positives, false negatives."""
+
+    iou: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+
+    @classmethod
+    def zeros(cls, num_classes: int) -> PQStats:
+        z = np.zeros(num_classes, np.int64)
+        return cls(np.zeros(num_classes, np.float64), z.copy(), z.copy(), z.copy())
+
+    def __iadd__(self, other: PQStats) -> PQStats:
+        self.iou += other.iou
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        return self
+
+
+def summarize_pq(stats: PQStats, categories: CategoryMap) -> dict[str, Any]:
+    """The result dict: ``All`` / ``Things`` / ``Stuff`` -> ``{pq, sq, rq, n}``, ``per_class``.
+
+    ``per_class`` maps a category name to ``{pq, sq, rq}`` for each class that occurs
+    (``TP + FP + FN > 0``), i.e. the classes the averages are taken over. Values are fractions.
+    """
+    names = _unique_names(categories)
+    per_class: dict[str, dict[str, float]] = {}
+    groups: dict[str, list[dict[str, float]]] = {"All": [], "Things": [], "Stuff": []}
+    for k in range(categories.num_classes):
+        tp, fp, fn = int(stats.tp[k]), int(stats.fp[k]), int(stats.fn[k])
+        if tp + fp + fn == 0:
+            continue
+        iou = float(stats.iou[k])
+        denom = tp + 0.5 * fp + 0.5 * fn
+        res = {"pq": iou / denom, "sq": iou / tp if tp else 0.0, "rq": tp / denom}
+        per_class[names[k]] = res
+        groups["All"].append(res)
+        groups["Things" if k < categories.num_things else "Stuff"].append(res)
+    out: dict[str, Any] = {}
+    for name, rows in groups.items():
+        n = len(rows)
+        out[name] = {
+            key: (sum(r[key] for r in rows) / n if n else 0.0) for key in ("pq", "sq", "rq")
+        }
+        out[name]["n"] = n
+    out["per_class"] = per_class
+    return out
+
+
+def _unique_names(categories: CategoryMap) -> list[str]:
+    names = categories.names
+    dup = {n for n in names if names.count(n) > 1}
+    return [f"{n} ({i})" if n in dup else n for n, i in zip(names, categories.ids)]
+
+
+# --------------------------------------------------------------------------------------------
+# One image
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SegmentTable:
+    """An image's ``segments_info`` as arrays: id, class index, crowd flag, json area (-1: none)."""
+
+    ids: np.ndarray
+    cls: np.ndarray
+    iscrowd: np.ndarray
+    area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @classmethod
+    def from_segments(
+        cls, segments: Sequence[dict[str, Any]], categories: CategoryMap, where: str
+    ) -> SegmentTable:
+        """Validate and convert; ``where`` names the file / image in error messages."""
+        n = len(segments)
+        ids = np.empty(n, np.int64)
+        klass = np.empty(n, np.intp)
+        crowd = np.zeros(n, bool)
+        area = np.full(n, -1, np.int64)
+        for j, s in enumerate(segments):
+            if not isinstance(s, dict) or "id" not in s or "category_id" not in s:
+                raise DataError(f"{where}: segments_info[{j}] needs 'id' and 'category_id'")
+            sid, cid = s["id"], s["category_id"]
+            if not isinstance(sid, (int, np.integer)) or not 0 < sid < ID_LIMIT:
+                raise DataError(f"{where}: segment id {sid!r} is not an integer in [1, 2^24)")
+            if cid not in categories:
+                raise DataError(f"{where}: segment {sid} has unknown category id {cid!r}")
+            ids[j], klass[j] = sid, categories.index(cid)
+            crowd[j] = bool(s.get("iscrowd", 0))
+            if isinstance(s.get("area"), (int, float)):
+                area[j] = int(s["area"])
+        if len(np.unique(ids)) != n:
+            dup = sorted({int(i) for i in ids if (ids == i).sum() > 1})
+            raise DataError(f"{where}: duplicate segment id(s) {dup[:5]} in segments_info")
+        return cls(ids, klass, crowd, area)
+
+
+def image_pq_stats(
+    gt_ids: np.ndarray,
+    gt: SegmentTable,
+    pred_ids: np.ndarray,
+    pred: SegmentTable,
+    num_classes: int,
+    indexer: IdIndexer,
+    gt_name: str = "ground truth",
+    pred_name: str = "prediction",
+) -> PQStats:
+    """PQ counts of one image from its gt and predicted id maps and segment tables."""
+    if gt_ids.shape != pred_ids.shape:
+        raise DataError(
+            f"{pred_name}: size {pred_ids.shape[1]}x{pred_ids.shape[0]} differs from the ground "
+            f"truth's {gt_ids.shape[1]}x{gt_ids.shape[0]}"
+        )
+    gi = indexer.index(gt_ids, gt.ids)
+    pi = indexer.index(pred_ids, pred.ids)
+    ng, npd = len(gt.ids), len(pred.ids)
+    hist = joint_histogram(gi, pi, ng + FIRST, npd + FIRST)
+    if hist[0].any():
+        bad = unknown_ids(gt_ids, gi)
+        raise DataError(f"{gt_name}: PNG has segment id(s) {bad} absent from segments_info")
+    if hist[:, 0].any():
+        bad = unknown_ids(pred_ids, pi)
+        raise DataError(f"{pred_name}: PNG has segment id(s) {bad} absent from segments_info")
+    return _match(hist, gt, pred, num_classes, pred_name)
+
+
+def _match(
+    hist: np.ndarray, gt: SegmentTable, pred: SegmentTable, num_classes: int, pred_name: str
+) -> PQStats:
+    inter = hist[FIRST:, FIRST:]  # (n_gt, n_pred) intersections
+    pred_void = hist[VOID, FIRST:]  # predicted pixels on gt void
+    pred_area = hist[:, FIRST:].sum(axis=0)
+    missing = pred_area == 0
+    if missing.any():
+        raise DataError(
+            f"{pred_name}: segment id(s) {pred.ids[missing][:5].tolist()} listed in "
+            "segments_info but absent from the PNG"
+        )
+    gt_area = np.where(gt.area >= 0, gt.area, hist[FIRST:, :].sum(axis=1))
+
+    # Matches: same class, gt not crowd, IoU > 0.5 (IoU ignores the prediction's void pixels).
+    candidate = (gt.cls[:, None] == pred.cls[None, :]) & ~gt.iscrowd[:, None] & (inter > 0)
+    union = pred_area[None, :] + gt_area[:, None] - inter - pred_void[None, :]
+    iou = np.zeros(inter.shape, np.float64)
+    np.divide(inter, union, out=iou, where=candidate)
+    matched = candidate & (iou > 0.5)
+    g, p = np.nonzero(matched)
+
+    stats = PQStats.zeros(num_classes)
+    stats.tp += np.bincount(gt.cls[g], minlength=num_classes)
+    stats.iou += np.bincount(gt.cls[g], weights=iou[g, p], minlength=num_classes)
+    fn = ~matched.any(axis=1) & ~gt.iscrowd
+    stats.fn += np.bincount(gt.cls[fn], minlength=num_classes)
+
+    # Unmatched predictions are false positives unless mostly on void + same-class crowd.
+    crowd_of = np.full(num_classes, -1, np.intp)
+    for k in np.flatnonzero(gt.iscrowd):  # in listed order: the last crowd segment wins
+        crowd_of[gt.cls[k]] = k
+    rows = crowd_of[pred.cls]
+    on_crowd = np.where(rows >= 0, inter[np.maximum(rows, 0), np.arange(len(pred.ids))], 0)
+    ignored = (pred_void + on_crowd) / pred_area > 0.5
+    fp = ~matched.any(axis=0) & ~ignored
+    stats.fp += np.bincount(pred.cls[fp], minlength=num_classes)
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# In memory: the evaluator protocol
+# --------------------------------------------------------------------------------------------
+class PanopticEvaluator:
+    """Accumulates PQ over in-memory :class:`PanopticSeg` pairs (reset / process / evaluate).
+
+    Arguments:
+        categories: the dataset's categories (a :class:`CategoryMap` or COCO category dicts).
+    """
+
+    def __init__(self, categories: CategoryMap | Sequence[dict[str, Any]]) -> None:
+        if not isinstance(categories, CategoryMap):
+            categories = CategoryMap.from_coco(categories)
+        self.categories = categories
+        self._indexer = IdIndexer()
+        self.reset()
+
+    def reset(self) -> None:
+        self.stats = PQStats.zeros(self.categories.num_classes)
+        self._count = 0
+
+    def process(self, gt: PanopticSeg, pred: PanopticSeg, name: str | None = None) -> None:
+        """Add one image; ``name`` (default ``image <n>``) is used in error messages."""
+        name = name or f"image {self._count}"
+        cats = self.categories
+        gt_t = SegmentTable.from_segments(gt.segments, cats, f"{name} (ground truth)")
+        pred_t = SegmentTable.from_segments(pred.segments, cats, f"{name} (prediction)")
+        self.stats += image_pq_stats(
+            gt.ids, gt_t, pred.ids, pred_t, cats.num_classes, self._indexer,
+            f"{name} (ground truth)", f"{name} (prediction)",
+        )
+        self._count += 1
+
+    def evaluate(self) -> dict[str, Any]:
+        """The result of :func:`summarize_pq` over the images processed so far."""
+        return summarize_pq(self.stats, self.categories)
+
+
+def pq_from_pairs(
+    pairs: Iterable[tuple[PanopticSeg, PanopticSeg]],
+    categories: CategoryMap | Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """PQ of ``(gt, pred)`` :class:`PanopticSeg` pairs, no files (see :func:`summarize_pq`)."""
+    ev = PanopticEvaluator(categories)
+    for gt, pred in pairs:
+        ev.process(gt, pred)
+    return ev.evaluate()
+
+
+# --------------------------------------------------------------------------------------------
+# Files: COCO panoptic json + PNG folders, over a process pool
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Job:
+    gt_png: str
+    pred_png: str
+    gt: SegmentTable
+    pred: SegmentTable
+    size: tuple[int, int] | None  # (height, width) from the gt image record
+
+
+def _run_jobs(jobs: Sequence[_Job], num_classes: int) -> PQStats:
+    indexer = _worker_indexer()
+    stats = PQStats.zeros(num_classes)
+    for job in jobs:
+        gt_ids = read_id_png(job.gt_png)
+        if job.size is not None and gt_ids.shape != job.size:
+            raise DataError(
+                f"{job.gt_png}: PNG is {gt_ids.shape[1]}x{gt_ids.shape[0]}, image record says "
+                f"{job.size[1]}x{job.size[0]}"
+            )
+        pred_ids = read_id_png(job.pred_png)
+        stats += image_pq_stats(
+            gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer, job.gt_png, job.pred_png
+        )
+    return stats
+
+
+_INDEXER: IdIndexer | None = None
+
+
+def _worker_indexer() -> IdIndexer:
+    global _INDEXER
+    if _INDEXER is None:
+        _INDEXER = IdIndexer()
+    return _INDEXER
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one core per worker: parallelism comes from the pool
+
+
+def _load_predictions(pred_json: Path) -> dict[int, dict[str, Any]]:
+    from jtsm.fileio import read_json
+
+    d = read_json(pred_json)
+    anns = d.get("annotations") if isinstance(d, dict) else None
+    if not isinstance(anns, list):
+        raise DataError(f"{pred_json}: expected a JSON object with an 'annotations' list")
+    out: dict[int, dict[str, Any]] = {}
+    for i, a in enumerate(anns):
+        if not isinstance(a, dict) or not {"image_id", "file_name", "segments_info"} <= set(a):
+            raise DataError(
+                f"{pred_json}: annotations[{i}] needs image_id, file_name and segments_info"
+            )
+        if not isinstance(a["segments_info"], list):
+            raise DataError(f"{pred_json}: annotations[{i}].segments_info is not a list")
+        if a["image_id"] in out:
+            raise DataError(f"{pred_json}: image id {a['image_id']} has two predictions")
+        out[a["image_id"]] = a
+    return out
+
+
+def _build_jobs(
+    gt_json: Path, pred_json: Path, gt_dir: Path | None, pred_dir: Path | None
+) -> tuple[list[_Job], CategoryMap]:
+    from jtsm.data.coco_panoptic import load_panoptic_json, png_dir_for
+    from jtsm.fileio import safe_join
+
+    ds = load_panoptic_json(gt_json, gt_dir)
+    preds = _load_predictions(pred_json)
+    pdir = Path(pred_dir) if pred_dir is not None else png_dir_for(pred_json)
+    if not pdir.is_dir():
+        raise DataError(f"{pdir}: prediction PNG folder not found (give it with --pred-dir)")
+    if not ds.png_dir.is_dir():
+        raise DataError(f"{ds.png_dir}: ground-truth PNG folder not found (give it with --gt-dir)")
+    records = {im["id"]: im for im in ds.images}
+    cats = ds.categories
+    jobs = []
+    for image_id, ann in ds.annotations.items():
+        im = records.get(image_id, {})
+        desc = f"image {image_id} ({im.get('file_name', ann['file_name'])})"
+        pred = preds.get(image_id)
+        if pred is None:
+            raise DataError(f"{pred_json}: no prediction for {desc}")
+        size = (int(im["height"]), int(im["width"])) if "height" in im and "width" in im else None
+        jobs.append(
+            _Job(
+                str(safe_join(ds.png_dir, ann["file_name"])),
+                str(safe_join(pdir, pred["file_name"])),
+                SegmentTable.from_segments(ann["segments_info"], cats, f"{gt_json}: {desc}"),
+                SegmentTable.from_segments(pred["segments_info"], cats, f"{pred_json}: {desc}"),
+                size,
+            )
+        )
+    return jobs, cats
+
+
+def evaluate_pq(
+    gt_json: str | os.PathLike[str],
+    pred_json: str | os.PathLike[str],
+    gt_dir: str | os.PathLike[str] | None = None,
+    pred_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """PQ of a COCO panoptic prediction against a COCO panoptic ground truth.
+
+    Arguments:
+        gt_json: ground-truth json (its PNG folder: ``gt_dir`` or the json's stem beside it).
+        pred_json: prediction json, needing only ``annotations`` (PNG folder: ``pred_dir`` or
+            the json's stem beside it). Every gt image must have a prediction.
+        workers: processes (default: all cores; 1 runs in this process).
+        progress: called with the number of images finished, chunk by chunk.
+
+    Returns:
+        ``{"All"|"Things"|"Stuff": {"pq", "sq", "rq", "n"}, "per_class": {name: {"pq", "sq",
+        "rq"}}}`` (see :func:`summarize_pq`). Errors raise :class:`DataError` naming the file.
+    """
+    jobs, cats = _build_jobs(
+        Path(gt_json), Path(pred_json),
+        Path(gt_dir) if gt_dir is not None else None,
+        Path(pred_dir) if pred_dir is not None else None,
+    )
+    workers = max(1, workers or os.cpu_count() or 1)
+    n_chunks = min(len(jobs), workers * 4)
+    chunks = [list(c) for c in _split(jobs, n_chunks)]
+    stats = PQStats.zeros(cats.num_classes)
+    if workers == 1 or len(chunks) <= 1:
+        previous = cv2.getNumThreads()
+        _init_worker()
+        try:
+            for chunk in chunks:
+                stats += _run_jobs(chunk, cats.num_classes)
+                if progress:
+                    progress(len(chunk))
+        finally:
+            cv2.setNumThreads(previous)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
+            for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
+                stats += res
+                if progress:
+                    progress(len(chunk))
+    return summarize_pq(stats, cats)
+
+
+def _split(items: Sequence[_Job], n: int) -> list[Sequence[_Job]]:
+    if n <= 0:
+        return []
+    bounds = np.linspace(0, len(items), n + 1).round().astype(int)
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
