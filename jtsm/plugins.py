@@ -39,7 +39,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("felzenszwalb", "jtsm_plugins.felzenszwalb"),
     ("mcg", "jtsm_plugins.mcg"),
     ("grabcut", "jtsm_plugins.grabcut"),
-    ("superpixel-snap", "jtsm_plugins.superpixel_snap"),
+    ("basic-evidence", "jtsm_plugins.basic_evidence"),
 )
 
 

@@ -166,9 +166,9 @@ class ProposalSet:
         self.superpixels = superpixels
         self.membership: sp.csr_matrix = m
         p = m.shape[0]
-        self.scores = (
-            np.zeros(p, np.float32) if scores is None else np.asarray(scores, np.float32).reshape(-1)
-        )
+        if scores is None:
+            scores = np.zeros(p, np.float32)
+        self.scores = np.asarray(scores, np.float32).reshape(-1)
         if self.scores.shape[0] != p:
             raise ValueError(f"{p} proposals but {self.scores.shape[0]} scores")
         self.boxes = self._member_boxes() if boxes is None else np.asarray(boxes, np.float32)
@@ -334,16 +334,13 @@ class ProposalSet:
     def dedup(self) -> ProposalSet:
         """Drop proposals whose mask equals an earlier (higher-scoring) one's."""
         ps = self.sorted()
-        m = ps.membership.copy()
-        # empty superpixel ids do not change a mask: drop them before comparing
-        m = m @ sp.diags((ps.superpixel_areas() > 0).astype(bool))
-        m = sp.csr_matrix(m, dtype=bool)
-        m.eliminate_zeros()
-        m.sort_indices()
+        m = ps.membership
+        used = ps.superpixel_areas() > 0  # empty superpixel ids do not change a mask
         seen: set[bytes] = set()
         keep = np.zeros(len(ps), bool)
         for i in range(len(ps)):
-            key = m.indices[m.indptr[i] : m.indptr[i + 1]].tobytes()
+            idx = m.indices[m.indptr[i] : m.indptr[i + 1]]
+            key = idx[used[idx]].astype(np.int64).tobytes()
             if key not in seen:
                 seen.add(key)
                 keep[i] = True
@@ -459,7 +456,8 @@ class PanopticSeg:
                 continue
             m = self.ids == int(s["id"])
             x0, y0, x1, y1 = masks_to_boxes(m[None])[0]
-            keep.append({**s, "area": int(a), "bbox": [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]})
+            bbox = [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
+            keep.append({**s, "area": int(a), "bbox": bbox})
         return PanopticSeg(self.ids, keep)
 
     def mask(self, segment_id: int) -> np.ndarray:

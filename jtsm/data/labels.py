@@ -1,0 +1,144 @@
+"""Image-level labels, the only supervision JTSM trains on.
+
+Three kinds of json give them, detected from their content:
+
+- **COCO panoptic**: ``annotations[*].segments_info[*].category_id`` (crowd segments count:
+  the class occurs in the image);
+- **COCO instances**: ``annotations[*]`` with ``image_id`` and ``category_id``;
+- **labels json**: ``images[*].labels``, a list of category ids (no masks at all).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jtsm.errors import DataError
+from jtsm.fileio import read_json
+from jtsm.structures import CategoryMap
+
+__all__ = ["ImageLabels", "LabelSet", "read_image_labels", "detect_kind"]
+
+
+@dataclass(frozen=True)
+class ImageLabels:
+    """One image and the category ids it is tagged with (sorted, unique)."""
+
+    id: int
+    file_name: str
+    height: int | None
+    width: int | None
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """All images of a json with their tags, and the categories (things first)."""
+
+    path: Path
+    kind: str
+    categories: CategoryMap
+    images: tuple[ImageLabels, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def tagged(self) -> tuple[ImageLabels, ...]:
+        """Images with at least one tag (untagged ones carry no training signal)."""
+        return tuple(im for im in self.images if im.labels)
+
+
+def detect_kind(d: dict[str, Any]) -> str:
+    """``"panoptic"``, ``"instances"`` or ``"labels"`` from a loaded json's content."""
+    anns = d.get("annotations")
+    if isinstance(anns, list) and anns and isinstance(anns[0], dict):
+        if "segments_info" in anns[0]:
+            return "panoptic"
+        if "category_id" in anns[0]:
+            return "instances"
+    images = d.get("images")
+    if isinstance(images, list) and any(isinstance(im, dict) and "labels" in im for im in images):
+        return "labels"
+    if isinstance(anns, list) and not anns:
+        return "labels"  # no annotations at all: every image untagged unless it lists labels
+    raise DataError("cannot tell the json's kind: expected panoptic segments_info, "
+                    "instance annotations with category_id, or images[*].labels")
+
+
+def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
+    """Read image-level labels from any of the three json kinds.
+
+    Raises:
+        DataError: malformed file, unknown category id, or an annotation for an unknown image;
+            the message names the file and the entry.
+    """
+    path = Path(path)
+    d = read_json(path)
+    if not isinstance(d, dict) or "images" not in d or "categories" not in d:
+        raise DataError(f"{path}: expected a COCO-style object with 'images' and 'categories'")
+    cats = d["categories"]
+    if not isinstance(cats, list) or not cats or not all(
+        isinstance(c, dict) and "id" in c and "name" in c for c in cats
+    ):
+        raise DataError(f"{path}: 'categories' must be a non-empty list of {{id, name}} objects")
+    try:
+        catmap = CategoryMap.from_coco(cats)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    tags: dict[int, set[int]] = {}
+    records: dict[int, dict[str, Any]] = {}
+    for i, im in enumerate(d["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise DataError(f"{path}: images[{i}] needs 'id' and 'file_name'")
+        try:
+            iid = int(im["id"])
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: images[{i}] has a non-integer id {im['id']!r}") from None
+        records[iid] = im
+        tags[iid] = set()
+    try:
+        kind = detect_kind(d)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+    def add(iid: Any, cid: Any, where: str) -> None:
+        try:
+            iid, cid = int(iid), int(cid)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: {where}: non-integer image or category id") from None
+        if iid not in tags:
+            raise DataError(f"{path}: {where}: image_id {iid} is not in images")
+        if cid not in catmap:
+            raise DataError(f"{path}: {where} (image {iid}): unknown category id {cid}")
+        tags[iid].add(cid)
+
+    if kind == "panoptic":
+        for i, ann in enumerate(d["annotations"]):
+            for j, s in enumerate(ann.get("segments_info", [])):
+                add(ann.get("image_id"), s.get("category_id"),
+                    f"annotations[{i}].segments_info[{j}]")
+    elif kind == "instances":
+        for i, ann in enumerate(d["annotations"]):
+            add(ann.get("image_id"), ann.get("category_id"), f"annotations[{i}]")
+    else:
+        for iid, im in records.items():
+            labels = im.get("labels", [])
+            if not isinstance(labels, list):
+                raise DataError(f"{path}: image {iid}: 'labels' must be a list of category ids")
+            for cid in labels:
+                add(iid, cid, f"image {iid} labels")
+    images = tuple(
+        ImageLabels(iid, str(im["file_name"]), _opt_int(im.get("height")),
+                    _opt_int(im.get("width")), tuple(sorted(tags[iid])))
+        for iid, im in records.items()
+    )
+    return LabelSet(path, kind, catmap, images)
+
+
+def _opt_int(v: Any) -> int | None:
+    try:
+        return None if v is None else int(v)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,42 @@
+import json
+
+from click.testing import CliRunner
+
+from jtsm_cli.main import cli
+
+
+def test_synth_command(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "synth", str(tmp_path / "d"), "--train", "3",
+                                 "--val", "2", "--size", "48", "64", "--seed", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    counts = json.loads(r.output)
+    assert counts["train_images"] == 3 and counts["val_images"] == 2
+    d = json.loads((tmp_path / "d/annotations/panoptic_val.json").read_text())
+    assert d["images"][0]["height"] == 48 and d["images"][0]["width"] == 64
+    assert len(list((tmp_path / "d/annotations/panoptic_train").glob("*.png"))) == 3
+
+
+def test_usage_error_exit_2(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "synth", str(tmp_path), "--train", "-1"])
+    assert r.exit_code == 2
+
+
+def test_voc_bad_folder_is_one_line_error(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "voc", str(tmp_path), str(tmp_path / "o")])
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and str(tmp_path) in lines[0]
+    assert "Traceback" not in r.output
+
+
+def test_every_command_has_help_with_example():
+    runner = CliRunner()
+    for args in (["--help"], ["data", "--help"], ["data", "synth", "--help"],
+                 ["data", "voc", "--help"], ["plugins", "--help"]):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 0 and "Example" in r.output, args
+
+
+def test_version():
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0 and "0.1.0" in r.output

@@ -1,0 +1,27 @@
+"""Shared fixtures: a small generated dataset, made once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``jtsm data synth`` dataset: 12 train + 6 val images of 96x112 px."""
+    from jtsm.data.synth import SynthConfig, write_synth_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_synth_dataset(out, 12, 6, SynthConfig(height=96, width=112), seed=3)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    """Each test sees plugins loaded afresh from its own environment."""
+    from jtsm import plugins
+
+    plugins.reset()
+    yield
+    plugins.reset()
