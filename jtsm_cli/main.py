@@ -20,6 +20,7 @@ from jtsm.errors import JtsmError
 COMMANDS: dict[str, str] = {
     "data": "jtsm_cli.data:data",
     "plugins": "jtsm_cli.plugins:plugins",
+    "proposals": "jtsm_cli.proposals:proposals",
 }
 
 

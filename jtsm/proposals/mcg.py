@@ -1,0 +1,104 @@
+"""Berkeley MCG proposal files (``.mat``) -> :class:`ProposalSet`.
+
+An MCG file holds ``superpixels`` (``(H, W)`` uint16/uint32, 1-based ids), ``labels`` (a cell
+array with one list of 1-based superpixel ids per proposal) and ``scores`` (one per proposal).
+MATLAB v5/v7 files are read with ``scipy.io.loadmat``, v7.3 files (HDF5) with ``h5py``, where
+MATLAB's column-major arrays appear transposed and a cell array is an array of object
+references. As the JTSM authors did, the top 4000 proposals are kept and duplicate and empty
+ones dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from jtsm.errors import DataError
+from jtsm.structures import ProposalSet
+
+__all__ = ["MCG_MAX_PROPOSALS", "mcg_path_for", "read_mcg"]
+
+MCG_MAX_PROPOSALS = 4000
+
+
+def _read_v5(path: Path) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    from scipy.io import loadmat
+
+    mat = loadmat(path, variable_names=["superpixels", "labels", "scores"])
+    for key in ("superpixels", "labels", "scores"):
+        if key not in mat:
+            raise DataError(f"{path}: MCG file has no {key!r} variable")
+    labels = [np.asarray(x).reshape(-1) for x in np.asarray(mat["labels"], object).reshape(-1)]
+    return np.asarray(mat["superpixels"]), labels, np.asarray(mat["scores"]).reshape(-1)
+
+
+def _read_v73(path: Path) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        for key in ("superpixels", "labels", "scores"):
+            if key not in f:
+                raise DataError(f"{path}: MCG file has no {key!r} variable")
+        spx = np.asarray(f["superpixels"]).T  # MATLAB is column-major
+        refs = np.asarray(f["labels"]).reshape(-1)
+        labels = [np.asarray(f[ref]).reshape(-1) for ref in refs]
+        scores = np.asarray(f["scores"]).reshape(-1)
+    return spx, labels, scores
+
+
+def read_mcg(
+    path: str | os.PathLike[str], max_proposals: int | None = MCG_MAX_PROPOSALS
+) -> ProposalSet:
+    """Read an MCG ``.mat`` file (v5/v7 or v7.3) into a cleaned :class:`ProposalSet`.
+
+    Raises:
+        DataError: the file is missing, unreadable or inconsistent (named in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such MCG file")
+    try:
+        try:
+            spx, labels, scores = _read_v5(path)
+        except NotImplementedError:  # scipy: "use HDF reader for matlab v7.3 files"
+            spx, labels, scores = _read_v73(path)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure names the file
+        raise DataError(f"{path}: cannot read MCG file ({type(exc).__name__}: {exc})") from None
+    return _to_proposals(path, spx, labels, scores, max_proposals)
+
+
+def _to_proposals(
+    path: Path, spx: np.ndarray, labels: list[Any], scores: np.ndarray, max_proposals: int | None
+) -> ProposalSet:
+    if spx.ndim != 2:
+        raise DataError(f"{path}: superpixels must be a 2-D map, got shape {spx.shape}")
+    spx = spx.astype(np.int64)
+    if spx.size and spx.min() < 1:
+        raise DataError(f"{path}: superpixel ids must be 1-based (found {spx.min()})")
+    if len(labels) != scores.size:
+        raise DataError(f"{path}: {len(labels)} proposals but {scores.size} scores")
+    n_sp = int(spx.max()) if spx.size else 0
+    lengths = np.fromiter((x.size for x in labels), np.int64, len(labels))
+    indices = (
+        np.concatenate([x.astype(np.int64) for x in labels]) - 1
+        if labels and lengths.sum()
+        else np.zeros(0, np.int64)
+    )
+    if indices.size and (indices.min() < 0 or indices.max() >= n_sp):
+        raise DataError(f"{path}: proposal labels refer to superpixels outside 1..{n_sp}")
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    member = sp.csr_matrix(
+        (np.ones(indices.size, bool), indices, indptr), shape=(len(labels), n_sp)
+    )
+    return ProposalSet(spx - 1, member, scores.astype(np.float32)).clean(max_proposals)
+
+
+def mcg_path_for(mcg_dir: str | os.PathLike[str], image_path: str | os.PathLike[str]) -> Path:
+    """The MCG file of an image: ``mcg_dir/<image stem>.mat``."""
+    return Path(mcg_dir) / (Path(image_path).stem + ".mat")

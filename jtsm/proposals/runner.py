@@ -1,0 +1,259 @@
+"""Make proposals for a folder (or a dataset json) of images: shard, skip done ones, pool.
+
+The library side of ``jtsm proposals``: :func:`list_images` finds the images,
+:func:`select_shard` keeps one shard of a job array, :func:`run_proposals` computes and stores
+the missing proposal files in a process pool and yields one :class:`ImageResult` per image.
+Files are written atomically, so a killed run is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jtsm.errors import ConfigError, DataError, JtsmError
+from jtsm.fileio import read_image, read_json, safe_join
+from jtsm.proposals.store import ProposalStore
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageItem",
+    "ImageResult",
+    "RunSummary",
+    "list_images",
+    "parse_shard",
+    "run_proposals",
+    "select_shard",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """An image to process: ``name`` relative to the image root (POSIX), ``path`` on disk."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Outcome for one image: ``status`` is ``"done"``, ``"skipped"`` (file existed) or
+    ``"bad"`` (unreadable image or input, ``error`` says why)."""
+
+    name: str
+    status: str
+    proposals: int = 0
+    seconds: float = 0.0
+    height: int = 0
+    width: int = 0
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    """Totals of a run (``as_dict`` is what ``jtsm proposals --json`` prints)."""
+
+    results: list[ImageResult] = field(default_factory=list)
+
+    def add(self, r: ImageResult) -> None:
+        self.results.append(r)
+
+    @property
+    def done(self) -> list[ImageResult]:
+        return [r for r in self.results if r.status == "done"]
+
+    @property
+    def bad(self) -> list[ImageResult]:
+        return [r for r in self.results if r.status == "bad"]
+
+    def as_dict(self) -> dict[str, Any]:
+        done = self.done
+        n = max(len(done), 1)
+        return {
+            "images": len(self.results),
+            "computed": len(done),
+            "skipped": sum(r.status == "skipped" for r in self.results),
+            "bad": [{"image": r.name, "error": r.error} for r in self.bad],
+            "proposals_per_image": sum(r.proposals for r in done) / n if done else 0.0,
+            "seconds_per_image": sum(r.seconds for r in done) / n if done else 0.0,
+        }
+
+
+def list_images(images: str | os.PathLike[str], dataset: str | os.PathLike[str] | None = None
+                ) -> list[ImageItem]:
+    """Images under ``images`` (recursively, sorted), or those a COCO json lists.
+
+    Raises:
+        DataError: the folder or json is missing/malformed, or a ``file_name`` escapes the
+            image folder.
+    """
+    root = Path(images)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such image folder")
+    if dataset is not None:
+        obj = read_json(dataset)
+        recs = obj.get("images") if isinstance(obj, dict) else None
+        if not isinstance(recs, list):
+            raise DataError(f"{dataset}: no 'images' list")
+        items = []
+        for rec in recs:
+            if not isinstance(rec, dict) or not isinstance(rec.get("file_name"), str):
+                raise DataError(f"{dataset}: an image record has no 'file_name': {rec!r:.80}")
+            name = rec["file_name"]
+            try:
+                path = safe_join(root, name)
+            except DataError as exc:
+                raise DataError(f"{dataset}: {exc}") from None
+            items.append(ImageItem(name, path))
+        return items
+    found = [
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
+    return [ImageItem(p.relative_to(root).as_posix(), p) for p in sorted(found)]
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """``"I/N"`` (0 <= I < N) -> ``(I, N)``; ``None`` -> ``(0, 1)``."""
+    if spec is None:
+        return 0, 1
+    try:
+        i_s, n_s = spec.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected I/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {spec!r}: need 0 <= I < N")
+    return i, n
+
+
+def select_shard(items: list[ImageItem], index: int, count: int) -> list[ImageItem]:
+    """Every ``count``-th image starting at ``index`` (shards cover all images once)."""
+    return items[index::count]
+
+
+# ---- worker --------------------------------------------------------------------------------
+_JOB: dict[str, Any] = {}
+
+
+def _init_worker(job: dict[str, Any]) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _JOB.clear()
+    _JOB.update(job)
+
+
+def _process(item: ImageItem) -> ImageResult:
+    from jtsm.plugins import get_proposal_generator
+
+    job = _JOB
+    t0 = time.perf_counter()
+    try:
+        image = read_image(item.path)
+        gen = get_proposal_generator(job["method"])
+        ps = gen.generate(
+            image, image_path=item.path, max_proposals=job["max_proposals"], **job["options"]
+        )
+    except DataError as exc:
+        return ImageResult(item.name, "bad", error=str(exc))
+    except JtsmError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - name the image a method crashed on
+        raise JtsmError(
+            f"{item.path}: method {job['method']!r} failed ({type(exc).__name__}: {exc})"
+        ) from exc
+    h, w = image.shape[:2]
+    if ps.image_size != (h, w):
+        raise JtsmError(
+            f"{item.path}: method {job['method']!r} returned proposals of size "
+            f"{ps.image_size}, image is {(h, w)}"
+        )
+    ps = ps.clean(job["max_proposals"])
+    ProposalStore(job["out"]).save(item.name, ps)
+    return ImageResult(item.name, "done", len(ps), time.perf_counter() - t0, h, w)
+
+
+def run_proposals(
+    items: Iterable[ImageItem],
+    out: str | os.PathLike[str],
+    method: str = "selective-search",
+    max_proposals: int | None = 2000,
+    workers: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    skip_existing: bool = True,
+) -> Iterator[ImageResult]:
+    """Compute and store proposals; yields one result per image (order not guaranteed).
+
+    Arguments:
+        items: images (:func:`list_images`, possibly :func:`select_shard`-ed).
+        out: proposal store folder.
+        method: a registered proposal generator (:func:`jtsm.plugins.proposal_generators`).
+        max_proposals: keep at most this many per image (after dropping empty/duplicates);
+            also handed to the generator as a hint.
+        workers: processes (``None`` or 0: all cores; 1: in this process).
+        options: extra keyword options for the generator (e.g. ``mcg_dir``, ``mode``).
+        skip_existing: images whose proposal file exists are skipped (resume after a kill).
+
+    Raises:
+        PluginError: unknown method. JtsmError: a method crashed (the image is named).
+    """
+    from jtsm.plugins import get_proposal_generator
+
+    get_proposal_generator(method)  # fail early on an unknown name
+    store = ProposalStore(out)
+    todo: list[ImageItem] = []
+    for item in items:
+        if skip_existing and store.exists(item.name):
+            yield ImageResult(item.name, "skipped")
+        else:
+            todo.append(item)
+    if not todo:
+        return
+    job = {
+        "method": method,
+        "max_proposals": max_proposals,
+        "options": dict(options or {}),
+        "out": str(out),
+    }
+    n = workers or os.cpu_count() or 1
+    n = min(n, len(todo))
+    if n <= 1:
+        _init_worker(job)
+        for item in todo:
+            yield _process(item)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(n, initializer=_init_worker, initargs=(job,)) as pool:
+        yield from pool.imap_unordered(_process, todo, chunksize=1)
+
+
+def update_index(
+    out: str | os.PathLike[str], results: Iterable[ImageResult], shard: tuple[int, int] = (0, 1)
+) -> Path:
+    """Add the computed images to the store's index file (one file per shard)."""
+    store = ProposalStore(out)
+    i, n = shard
+    name = "index" if n == 1 else f"index.shard{i}-of-{n}"
+    path = store.root / f"{name}.json"
+    entries: dict[str, Any] = {}
+    if path.is_file():
+        obj = read_json(path)
+        if isinstance(obj, dict) and isinstance(obj.get("images"), dict):
+            entries.update(obj["images"])
+    for r in results:
+        if r.status == "done":
+            rel = store.path_for(r.name).relative_to(store.root.resolve()).as_posix()
+            entries[r.name] = {
+                "file": rel, "proposals": r.proposals, "height": r.height, "width": r.width
+            }
+    return store.write_index(entries, name)
