@@ -52,31 +52,74 @@ def read_id_png(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 class IdIndexer:
-    """Maps an id map to contiguous indices: unknown -> 0, void -> 1, ``seg_ids[k]`` -> k + 2.
+    """Joint gt x pred histograms of id maps, through a reusable id -> index lookup table.
 
-    One table of 2^24 ``uint16`` entries is kept and only the entries of the current image are
-    set and cleared, so indexing a 640x480 map costs a single gather.
+    Indices: unknown id -> 0, void (id 0) -> 1, ``seg_ids[k]`` -> k + 2. One table of 2^24
+    ``uint16`` entries is kept and only the entries of the current image are set and cleared,
+    so indexing a map costs a single gather.
     """
 
     def __init__(self) -> None:
         self._table = np.zeros(ID_LIMIT, np.uint16)
 
-    def index(self, ids: np.ndarray, seg_ids: np.ndarray) -> np.ndarray:
-        """``(H, W)`` ids -> ``(H, W)`` ``uint16`` indices (``seg_ids`` unique, nonzero, < 2^24)."""
-        if len(seg_ids) > np.iinfo(np.uint16).max - FIRST:
+    def index(self, ids: np.ndarray, seg_ids: np.ndarray, step: int = 1) -> np.ndarray:
+        """``(H, W)`` ids -> ``(H, W)`` ``uint16`` indices times ``step``.
+
+        ``seg_ids`` must be unique, nonzero and < 2^24; ``(len(seg_ids) + 2) * step`` must not
+        exceed 2^16.
+        """
+        if (len(seg_ids) + FIRST) * step > 1 << 16:
             raise DataError(f"too many segments in one image ({len(seg_ids)})")
         if ids.dtype != np.uint32:
             if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= ID_LIMIT):
                 raise DataError("segment ids must lie in [0, 2^24)")
             ids = ids.astype(np.uint32)
         t = self._table
-        t[0] = VOID
-        t[seg_ids] = np.arange(FIRST, FIRST + len(seg_ids), dtype=np.uint16)
+        t[0] = VOID * step
+        t[seg_ids] = np.arange(FIRST, FIRST + len(seg_ids), dtype=np.uint16) * step
         try:
             return np.take(t, ids)
         finally:
             t[seg_ids] = UNKNOWN
             t[0] = UNKNOWN
+
+    def histogram(
+        self, gt_ids: np.ndarray, gt_seg_ids: np.ndarray, pred_ids: np.ndarray,
+        pred_seg_ids: np.ndarray,
+    ) -> np.ndarray:
+        """``(n_gt + 2, n_pred + 2)`` int64 pixel counts of every (gt index, pred index) pair.
+
+        Both maps must have the same shape. Fast path (up to 2^16 index pairs and 2^24 pixels):
+        the gt indices are pre-multiplied in the table, one ``uint16`` add combines the maps
+        and OpenCV's histogram counts them; otherwise a ``bincount`` over int64 codes.
+        """
+        n_g, n_p = len(gt_seg_ids) + FIRST, len(pred_seg_ids) + FIRST
+        if n_g * n_p <= 1 << 16 and gt_ids.size < ID_LIMIT:
+            comb = self.index(gt_ids, gt_seg_ids, step=n_p)
+            comb += self.index(pred_ids, pred_seg_ids)
+            hist = cv2.calcHist([comb], [0], None, [n_g * n_p], [0, n_g * n_p])
+            return hist.astype(np.int64).reshape(n_g, n_p)
+        g = self._index_wide(gt_ids, gt_seg_ids)
+        p = self._index_wide(pred_ids, pred_seg_ids)
+        return joint_histogram(g, p, n_g, n_p)
+
+    def _index_wide(self, ids: np.ndarray, seg_ids: np.ndarray) -> np.ndarray:
+        """Like :meth:`index` for any number of segments (sorted search, int64 result)."""
+        ids = np.asarray(ids, np.int64)
+        order = np.argsort(seg_ids)
+        sorted_ids = np.asarray(seg_ids, np.int64)[order]
+        pos = np.clip(np.searchsorted(sorted_ids, ids), 0, max(len(order) - 1, 0))
+        out = np.full(ids.shape, UNKNOWN, np.int64)
+        if len(order):
+            hit = sorted_ids[pos] == ids
+            out[hit] = order[pos[hit]] + FIRST
+        out[ids == 0] = VOID
+        return out
+
+    def unknown_ids(self, ids: np.ndarray, seg_ids: np.ndarray, limit: int = 5) -> list[int]:
+        """The first ``limit`` distinct ids of ``ids`` that are neither void nor listed."""
+        index = self._index_wide(ids, seg_ids)
+        return np.unique(ids[index == UNKNOWN])[:limit].tolist()
 
 
 def joint_histogram(
@@ -87,8 +130,3 @@ def joint_histogram(
     comb *= n_pred
     comb += pred_index.ravel()
     return np.bincount(comb, minlength=n_gt * n_pred).reshape(n_gt, n_pred)
-
-
-def unknown_ids(ids: np.ndarray, index: np.ndarray, limit: int = 5) -> list[int]:
-    """The first ``limit`` distinct ids of ``ids`` that mapped to the unknown index."""
-    return np.unique(ids[index == UNKNOWN])[:limit].tolist()

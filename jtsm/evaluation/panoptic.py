@@ -29,15 +29,7 @@ import cv2
 import numpy as np
 
 from jtsm.errors import DataError
-from jtsm.evaluation.idmaps import (
-    FIRST,
-    ID_LIMIT,
-    VOID,
-    IdIndexer,
-    joint_histogram,
-    read_id_png,
-    unknown_ids,
-)
+from jtsm.evaluation.idmaps import FIRST, ID_LIMIT, VOID, IdIndexer, read_id_png
 from jtsm.structures import CategoryMap, PanopticSeg
 
 __all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summarize_pq"]
@@ -160,15 +152,12 @@ def image_pq_stats(
             f"{pred_name}: size {pred_ids.shape[1]}x{pred_ids.shape[0]} differs from the ground "
             f"truth's {gt_ids.shape[1]}x{gt_ids.shape[0]}"
         )
-    gi = indexer.index(gt_ids, gt.ids)
-    pi = indexer.index(pred_ids, pred.ids)
-    ng, npd = len(gt.ids), len(pred.ids)
-    hist = joint_histogram(gi, pi, ng + FIRST, npd + FIRST)
+    hist = indexer.histogram(gt_ids, gt.ids, pred_ids, pred.ids)
     if hist[0].any():
-        bad = unknown_ids(gt_ids, gi)
+        bad = indexer.unknown_ids(gt_ids, gt.ids)
         raise DataError(f"{gt_name}: PNG has segment id(s) {bad} absent from segments_info")
     if hist[:, 0].any():
-        bad = unknown_ids(pred_ids, pi)
+        bad = indexer.unknown_ids(pred_ids, pred.ids)
         raise DataError(f"{pred_name}: PNG has segment id(s) {bad} absent from segments_info")
     return _match(hist, gt, pred, num_classes, pred_name)
 
