@@ -39,16 +39,26 @@ class JtsmGroup(click.Group):
         return self.commands.get(name)
 
     def _load_plugin_commands(self) -> None:
-        if getattr(self, "_plugins_loaded", False):
-            return
-        self._plugins_loaded = True
+        """Let plugins add commands, once per plugin manager (tests reset the manager)."""
         from jtsm.plugins import get_plugin_manager
 
         try:
-            get_plugin_manager().hook.register_commands(cli=self)
+            pm = get_plugin_manager()
         except JtsmError as exc:
             # A broken plugin must not take the whole CLI down; it is named on stderr.
             click.echo(f"Warning: {exc}", err=True)
+            return
+        if getattr(self, "_plugins_pm", None) is pm:
+            return
+        for name in getattr(self, "_plugin_commands", ()):
+            self.commands.pop(name, None)
+        before = set(self.commands)
+        self._plugins_pm = pm
+        try:
+            pm.hook.register_commands(cli=self)
+        except Exception as exc:  # noqa: BLE001
+            click.echo(f"Warning: a plugin failed in register_commands: {exc}", err=True)
+        self._plugin_commands = set(self.commands) - before
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
