@@ -356,7 +356,7 @@ def evaluate_pq(
     gt_dir: str | os.PathLike[str] | None = None,
     pred_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """PQ of a COCO panoptic prediction against a COCO panoptic ground truth.
 
@@ -365,7 +365,7 @@ def evaluate_pq(
         pred_json: prediction json, needing only ``annotations`` (PNG folder: ``pred_dir`` or
             the json's stem beside it). Every gt image must have a prediction.
         workers: processes (default: all cores; 1 runs in this process).
-        progress: called with the number of images finished, chunk by chunk.
+        progress: called with (images finished, total images) as chunks finish.
 
     Returns:
         ``{"All"|"Things"|"Stuff": {"pq", "sq", "rq", "n"}, "per_class": {name: {"pq", "sq",
@@ -380,14 +380,16 @@ def evaluate_pq(
     n_chunks = min(len(jobs), workers * 4)
     chunks = [list(c) for c in _split(jobs, n_chunks)]
     stats = PQStats.zeros(cats.num_classes)
+    done = 0
     if workers == 1 or len(chunks) <= 1:
         previous = cv2.getNumThreads()
         _init_worker()
         try:
             for chunk in chunks:
                 stats += _run_jobs(chunk, cats.num_classes)
+                done += len(chunk)
                 if progress:
-                    progress(len(chunk))
+                    progress(done, len(jobs))
         finally:
             cv2.setNumThreads(previous)
     else:
@@ -395,8 +397,9 @@ def evaluate_pq(
             results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
             for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
                 stats += res
+                done += len(chunk)
                 if progress:
-                    progress(len(chunk))
+                    progress(done, len(jobs))
     return summarize_pq(stats, cats)
 
 
