@@ -25,6 +25,12 @@ __all__ = ["MCG_MAX_PROPOSALS", "mcg_path_for", "read_mcg"]
 MCG_MAX_PROPOSALS = 4000
 
 
+def _is_hdf5(path: Path) -> bool:
+    import h5py
+
+    return bool(h5py.is_hdf5(path))
+
+
 def _read_v5(path: Path) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     from scipy.io import loadmat
 
@@ -62,10 +68,10 @@ def read_mcg(
     if not path.is_file():
         raise DataError(f"{path}: no such MCG file")
     try:
-        try:
-            spx, labels, scores = _read_v5(path)
-        except NotImplementedError:  # scipy: "use HDF reader for matlab v7.3 files"
+        if _is_hdf5(path):  # MATLAB v7.3 (scipy would say "use HDF reader")
             spx, labels, scores = _read_v73(path)
+        else:
+            spx, labels, scores = _read_v5(path)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse failure names the file

@@ -146,9 +146,9 @@ def selective_search(
     image = np.ascontiguousarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    strategies = STRATEGY_SETS[mode] if isinstance(mode, str) else mode
     if isinstance(mode, str) and mode not in STRATEGY_SETS:
         raise ValueError(f"unknown mode {mode!r} (known: {', '.join(STRATEGY_SETS)})")
+    strategies = STRATEGY_SETS[mode] if isinstance(mode, str) else mode
     label_maps, runs = _hierarchies(image, strategies)
     cells, cell_labels = overlay(label_maps)
     n_cells = cell_labels.shape[1]
