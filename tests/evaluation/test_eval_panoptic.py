@@ -155,3 +155,13 @@ def test_categories_order_and_names() -> None:
     r = pq_from_pairs([(_seg(ids, {1: (100, 0)}), _seg(ids, {1: (100, 0)}))], cats)
     assert r["per_class"] == {"stuff0": {"pq": 1.0, "sq": 1.0, "rq": 1.0}}
     assert r["Things"]["n"] == 0 and r["Stuff"]["n"] == 1
+
+
+def test_only_the_last_crowd_segment_of_a_class_counts() -> None:
+    # panopticapi keeps one crowd region per class: the last one listed in segments_info.
+    gt = np.array([[3, 3, 3, 3, 4, 4, 4, 4]], np.int64)
+    pred = np.array([[5, 5, 5, 5, 0, 0, 0, 0]], np.int64)
+    on_first = pq_from_pairs([(_seg(gt, {3: (1, 1), 4: (1, 1)}), _seg(pred, {5: (1, 0)}))], CATS)
+    assert on_first["per_class"] == {"person": {"pq": 0.0, "sq": 0.0, "rq": 0.0}}  # an FP
+    on_last = pq_from_pairs([(_seg(gt, {4: (1, 1), 3: (1, 1)}), _seg(pred, {5: (1, 0)}))], CATS)
+    assert on_last["per_class"] == {} and on_last["All"]["n"] == 0  # ignored
