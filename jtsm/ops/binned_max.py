@@ -1,0 +1,144 @@
+"""Max over arbitrary sets of feature cells, with exact argmax gradients.
+
+The common core of RoIPool and shape-invariant MoIPool (Eq. 5): every output bin is the
+channel-wise max over a set of cells of a ``(h_f * w_f, C)`` feature table. Bins with the same
+number of cells are gathered together as ``(n, K, C)`` blocks sized to stay in cache, so no
+padding is ever gathered and memory is independent of how many bins there are.
+
+Backward routes each output's gradient to the first cell (in the bin's cell order) that holds
+the max, as RoIPool's argmax does. The argmax is recomputed in backward from the saved
+output instead of being stored, which saves an ``(n_bins, C)`` int64 tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = ["BinPlan", "binned_max", "rect_bin_cells"]
+
+# elements (K * C * rows) gathered at once; 2**20 floats = 4 MB, about an L2 cache
+_BLOCK_ELEMS = 1 << 20
+
+
+@dataclass
+class BinPlan:
+    """Which cells each output bin takes the max over, grouped by cell count.
+
+    Attributes:
+        num_bins: number of output bins (rows of the output).
+        groups: ``(bins, cells)`` pairs: ``bins`` ``(n,)`` int64 output rows, ``cells``
+            ``(n, K)`` int64 rows of the feature table, one group per distinct ``K > 0``.
+            Bins in no group are empty and output 0.
+    """
+
+    num_bins: int
+    groups: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+    def extend(self, bin_ids: Tensor, cells: Tensor, counts: Tensor) -> None:
+        """Add bins given as a flat cell list.
+
+        Arguments:
+            bin_ids: ``(B,)`` global output rows of the bins, in the order of ``counts``.
+            cells: ``(E,)`` cells of all bins, bin after bin.
+            counts: ``(B,)`` number of cells of each bin (``counts.sum() == E``).
+        """
+        if cells.numel() == 0:
+            return
+        starts = torch.cumsum(counts, 0) - counts
+        for k in torch.unique(counts).tolist():
+            if k == 0:
+                continue
+            sel = torch.nonzero(counts == k).squeeze(1)
+            idx = starts[sel, None] + torch.arange(k, device=cells.device)
+            self.groups.append((bin_ids[sel], cells[idx]))
+
+
+def rect_bin_cells(
+    lo_r: Tensor, hi_r: Tensor, lo_c: Tensor, hi_c: Tensor, width: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """All cells of rectangular bins, flattened.
+
+    Arguments:
+        lo_r, hi_r: ``(n, ph)`` row ranges of the bins; lo_c, hi_c: ``(n, pw)`` column ranges.
+        width: feature map width (cells are ``row * width + col``).
+    Returns:
+        ``cells`` ``(E,)`` int64 cell ids bin after bin (row-major inside a bin),
+        ``entry_bin`` ``(E,)`` local bin id ``(p * ph + u) * pw + v`` of each cell,
+        ``counts`` ``(n * ph * pw,)`` cells per bin.
+    """
+    n, ph = lo_r.shape
+    pw = lo_c.shape[1]
+    kh = (hi_r - lo_r).clamp(min=0)
+    kw = (hi_c - lo_c).clamp(min=0)
+    counts = (kh[:, :, None] * kw[:, None, :]).reshape(-1)
+    nb = counts.numel()
+    dev = lo_r.device
+    entry_bin = torch.repeat_interleave(torch.arange(nb, device=dev), counts)
+    offs = torch.arange(entry_bin.numel(), device=dev) - (torch.cumsum(counts, 0) - counts)[
+        entry_bin
+    ]
+    b_p = entry_bin // (ph * pw)
+    b_u = (entry_bin // pw) % ph
+    b_v = entry_bin % pw
+    w = kw[b_p, b_v]
+    row = lo_r[b_p, b_u] + torch.div(offs, w, rounding_mode="floor")
+    col = lo_c[b_p, b_v] + offs % w
+    return row * width + col, entry_bin, counts
+
+
+class _BinnedMax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table: Tensor, plan: BinPlan) -> Tensor:  # type: ignore[override]
+        c = table.shape[1]
+        out = table.new_zeros(plan.num_bins, c)
+        for bins, cells in plan.groups:
+            k = cells.shape[1]
+            step = max(1, _BLOCK_ELEMS // max(1, k * c))
+            for i in range(0, bins.numel(), step):
+                cb = cells[i : i + step]
+                g = table.index_select(0, cb.reshape(-1)).view(cb.shape[0], k, c)
+                out[bins[i : i + step]] = g.amax(1)
+        ctx.plan = plan
+        ctx.save_for_backward(table, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        table, out = ctx.saved_tensors
+        plan: BinPlan = ctx.plan
+        c = table.shape[1]
+        grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
+        grad_out = grad_out.contiguous()
+        flat_grad = grad.view(-1)
+        chan = torch.arange(c, device=table.device)
+        for bins, cells in plan.groups:
+            k = cells.shape[1]
+            step = max(1, _BLOCK_ELEMS // max(1, k * c))
+            # rank[k'] = K - k' so that the max over hits is the first hit (argmax routing)
+            rank = torch.arange(k, 0, -1, device=table.device, dtype=table.dtype).view(1, k, 1)
+            for i in range(0, bins.numel(), step):
+                cb = cells[i : i + step]
+                bb = bins[i : i + step]
+                g = table.index_select(0, cb.reshape(-1)).view(cb.shape[0], k, c)
+                # in place: 1.0 at hits, times the rank, max = first hit; 0 only for NaN
+                r = g.eq_(out[bb].unsqueeze(1)).mul_(rank).amax(1)
+                first = (k - r.long()).clamp(max=k - 1)
+                cell = cb.gather(1, first)  # (n, C) argmax cell per channel
+                src = grad_out[bb] * (r > 0)
+                flat_grad.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
+        return grad, None
+
+
+def binned_max(table: Tensor, plan: BinPlan) -> Tensor:
+    """Channel-wise max over each bin's cells.
+
+    Arguments:
+        table: ``(N_cells, C)`` features, one row per feature-map cell.
+        plan: the cells of every bin.
+    Returns:
+        ``(plan.num_bins, C)``; an empty bin gives 0.
+    """
+    return _BinnedMax.apply(table, plan)

@@ -1,0 +1,150 @@
+"""Proposals as torch tensors: what the pooling ops and the mining model consume.
+
+:class:`ProposalTensors` holds a :class:`jtsm.structures.ProposalSet` as tensors (superpixel
+map, CSR membership, boxes, scores), so a ``DataLoader`` worker can build it and the model can
+move it to a device. Use :func:`collate_proposals` as (part of) the ``collate_fn``: proposal
+counts differ between images, so they are never stacked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jtsm.structures import ProposalSet
+
+__all__ = ["ProposalTensors", "collate_proposals"]
+
+
+@dataclass
+class ProposalTensors:
+    """One image's segment proposals as tensors (the MCG representation).
+
+    Attributes:
+        superpixels: ``(H, W)`` int64 map of superpixel ids in ``[0, S)``.
+        crow: ``(P + 1,)`` int64 CSR row pointers of the ``(P, S)`` membership matrix.
+        col: ``(nnz,)`` int64 superpixel ids of each proposal, row after row.
+        boxes: ``(P, 4)`` float32 XYXY boxes in pixels (exclusive right/bottom edge).
+        scores: ``(P,)`` float32 proposal scores.
+        num_superpixels: ``S``.
+    """
+
+    superpixels: Tensor
+    crow: Tensor
+    col: Tensor
+    boxes: Tensor
+    scores: Tensor
+    num_superpixels: int
+
+    @classmethod
+    def from_proposal_set(cls, proposals: ProposalSet) -> ProposalTensors:
+        m = proposals.membership
+        return cls(
+            superpixels=torch.from_numpy(proposals.superpixels.astype(np.int64)),
+            crow=torch.from_numpy(m.indptr.astype(np.int64)),
+            col=torch.from_numpy(m.indices.astype(np.int64)),
+            boxes=torch.from_numpy(np.ascontiguousarray(proposals.boxes, np.float32)),
+            scores=torch.from_numpy(np.ascontiguousarray(proposals.scores, np.float32)),
+            num_superpixels=int(proposals.num_superpixels),
+        )
+
+    def __len__(self) -> int:
+        return int(self.crow.numel()) - 1
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.superpixels.shape[0]), int(self.superpixels.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.boxes.device
+
+    def to(self, device: torch.device | str) -> ProposalTensors:
+        return ProposalTensors(
+            self.superpixels.to(device),
+            self.crow.to(device),
+            self.col.to(device),
+            self.boxes.to(device),
+            self.scores.to(device),
+            self.num_superpixels,
+        )
+
+    def members(self, start: int = 0, stop: int | None = None) -> tuple[Tensor, Tensor]:
+        """Membership entries of proposals ``start .. stop-1``.
+
+        Returns:
+            ``owner`` ``(nnz,)`` proposal index relative to ``start`` and ``superpixel``
+            ``(nnz,)`` superpixel id of each entry.
+        """
+        stop = len(self) if stop is None else stop
+        a, b = int(self.crow[start]), int(self.crow[stop])
+        counts = self.crow[start + 1 : stop + 1] - self.crow[start:stop]
+        owner = torch.repeat_interleave(torch.arange(stop - start, device=self.device), counts)
+        return owner, self.col[a:b]
+
+    def superpixel_areas(self) -> Tensor:
+        """``(S,)`` int64 pixel count of each superpixel."""
+        return torch.bincount(self.superpixels.reshape(-1), minlength=self.num_superpixels)
+
+    def areas(self) -> Tensor:
+        """``(P,)`` int64 pixel area of each proposal."""
+        owner, sp = self.members()
+        out = torch.zeros(len(self), dtype=torch.int64, device=self.device)
+        return out.index_add_(0, owner, self.superpixel_areas()[sp])
+
+    def mask_iou(self, index: Tensor) -> Tensor:
+        """Mask IoU ``(P, G)`` of every proposal with proposals ``index`` ``(G,)``.
+
+        Exact, from the membership matrix and superpixel areas; no dense masks.
+        """
+        sp_area = self.superpixel_areas().double()
+        g = index.numel()
+        sel = torch.zeros(g, self.num_superpixels, dtype=torch.float64, device=self.device)
+        o_g, sp_g = [], []
+        for j, i in enumerate(index.tolist()):
+            a, b = int(self.crow[i]), int(self.crow[i + 1])
+            o_g.append(torch.full((b - a,), j, dtype=torch.int64, device=self.device))
+            sp_g.append(self.col[a:b])
+        if g:
+            sel[torch.cat(o_g), torch.cat(sp_g)] = 1.0
+        owner, sp = self.members()
+        inter = torch.zeros(len(self), g, dtype=torch.float64, device=self.device)
+        inter.index_add_(0, owner, sp_area[sp, None] * sel[:, sp].T)
+        area = self.areas().double()
+        union = area[:, None] + area[index][None, :] - inter
+        return torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
+
+    def masks(self, index: Sequence[int] | Tensor | None = None) -> Tensor:
+        """``(k, H, W)`` bool dense masks (for tests and visualisation, a few at a time)."""
+        idx = range(len(self)) if index is None else [int(i) for i in index]
+        out = []
+        for i in idx:
+            lut = torch.zeros(self.num_superpixels, dtype=torch.bool, device=self.device)
+            lut[self.col[int(self.crow[i]) : int(self.crow[i + 1])]] = True
+            out.append(lut[self.superpixels])
+        h, w = self.image_size
+        return torch.stack(out) if out else torch.zeros(0, h, w, dtype=torch.bool)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "superpixels": self.superpixels,
+            "crow": self.crow,
+            "col": self.col,
+            "boxes": self.boxes,
+            "scores": self.scores,
+            "num_superpixels": self.num_superpixels,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProposalTensors:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def collate_proposals(batch: Sequence[ProposalTensors]) -> list[ProposalTensors]:
+    """``collate_fn`` part for proposals: a list, one entry per image (never stacked)."""
+    return list(batch)

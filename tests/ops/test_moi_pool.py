@@ -1,0 +1,143 @@
+"""Shape-invariant MoIPool against brute-force loops (Eq. 5-8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from helpers import random_proposals, ref_cell_on, ref_pool
+
+from jtsm.ops.moi_pool import cell_on, compensation, moi_pool, superpixel_cell_incidence
+from jtsm.ops.proposal_tensors import ProposalTensors
+from jtsm.ops.roi_pool import roi_pool
+from jtsm.structures import ProposalSet
+
+
+def _ref_moi(feat, props, ph, pw, scale):
+    c, hf, wf = feat.shape
+    masks = props.masks()
+    outs = []
+    for p in range(len(props)):
+        on = ref_cell_on(masks[p], hf, wf, 1.0 / scale)
+        outs.append(ref_pool(feat, props.boxes[p], on, ph, pw, scale))
+    return torch.stack(outs)
+
+
+CASES = [(1 / 4, (30, 37), (8, 10)), (1 / 2.5, (23, 29), (10, 12))]
+
+
+@pytest.mark.parametrize("scale,hw,fhw", CASES)
+def test_incidence_matches_dense_footprints(scale, hw, fhw):
+    props = random_proposals(*hw, n_sp=15, n_prop=12, seed=1)
+    inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, fhw, scale)
+    on = cell_on(props, inc, 0, len(props), fhw[0] * fhw[1])
+    masks = props.masks()
+    for p in range(len(props)):
+        ref = ref_cell_on(masks[p], *fhw, 1.0 / scale)
+        assert torch.equal(on[p].view(fhw), ref), p
+
+
+@pytest.mark.parametrize("scale,hw,fhw", CASES)
+def test_forward_backward_match_reference_loop(scale, hw, fhw):
+    torch.manual_seed(0)
+    props = random_proposals(*hw, n_sp=14, n_prop=10, seed=2)
+    feat = torch.randn(3, *fhw, dtype=torch.float64, requires_grad=True)
+    out = moi_pool(feat, props, (3, 4), scale, compensation_mode="none", chunk=3)
+    ref = _ref_moi(feat, props, 3, 4, scale)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    g = torch.randn_like(out)
+    (ga,) = torch.autograd.grad(out, feat, g)
+    (gr,) = torch.autograd.grad(ref, feat, g)
+    torch.testing.assert_close(ga, gr, rtol=0, atol=1e-12)
+
+
+def test_gradcheck_double():
+    props = random_proposals(20, 24, n_sp=8, n_prop=5, seed=3)
+    feat = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (5, 6), 1 / 4)
+    assert torch.autograd.gradcheck(
+        lambda f: moi_pool(f, props, 2, 1 / 4, compensation_mode="code", incidence=inc),
+        (feat,),
+        fast_mode=True,
+    )
+
+
+def test_full_rectangle_equals_roi_pool():
+    h, w = 64, 80
+    masks = np.zeros((4, h, w), bool)
+    masks[0, 8:40, 16:72] = True
+    masks[1, 0:64, 0:80] = True
+    masks[2, 21:50, 5:33] = True
+    masks[3, 33:64, 47:61] = True
+    props = ProposalTensors.from_proposal_set(ProposalSet.from_masks(masks))
+    feat = torch.randn(1, 6, 8, 10)
+    out = moi_pool(feat, props, 7, 1 / 8, compensation_mode="none")
+    ref = roi_pool(feat, props.boxes, 7, 1 / 8)
+    assert torch.equal(out, ref)
+
+
+def test_masked_out_cells_never_influence_output():
+    torch.manual_seed(1)
+    props = random_proposals(32, 40, n_sp=20, n_prop=8, seed=4)
+    hf, wf = 8, 10
+    feat = torch.randn(4, hf, wf)
+    inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (hf, wf), 1 / 4)
+    on = cell_on(props, inc, 0, len(props), hf * wf)
+    base = moi_pool(feat, props, 3, 1 / 4)
+    for p in range(len(props)):
+        off = ~on[p].view(hf, wf)
+        assert off.any()
+        pert = feat.clone()
+        pert[:, off] = 1e6 * torch.rand(int(off.sum()))  # huge: would win every max
+        out = moi_pool(pert, props, 3, 1 / 4)
+        torch.testing.assert_close(out[p], base[p], rtol=0, atol=0)
+
+
+def test_chunking_does_not_change_result():
+    props = random_proposals(30, 30, n_sp=12, n_prop=9, seed=5)
+    feat = torch.randn(3, 8, 8)
+    a = moi_pool(feat, props, 7, 1 / 4, chunk=1)
+    b = moi_pool(feat, props, 7, 1 / 4, chunk=1000)
+    assert torch.equal(a, b)
+
+
+def test_compensation_code_and_paper():
+    pooled = torch.tensor([[[[1.0, 0.0], [3.0, 0.0]]], [[[2.0, 2.0], [2.0, 2.0]]]])  # (2,1,2,2)
+    nonempty = torch.tensor([2, 4])
+    scores = torch.tensor([0.5, 0.0])
+    code = compensation(pooled, nonempty, "code", scores)
+    # psi = 4 / (nonempty + 1) * (score + 1)
+    torch.testing.assert_close(code[0], pooled[0] * (4 / 3 * 1.5))
+    torch.testing.assert_close(code[1], pooled[1] * (4 / 5))
+    paper = compensation(pooled, nonempty, "paper")
+    # Eq. 7 as printed: psi = ph*pw / sum(Phi^p)
+    torch.testing.assert_close(paper[0], pooled[0] * (4 / 4.0))
+    torch.testing.assert_close(paper[1], pooled[1] * (4 / 8.0))
+    assert torch.equal(compensation(pooled, nonempty, "none"), pooled)
+    with pytest.raises(ValueError):
+        compensation(pooled, nonempty, "bogus")  # type: ignore[arg-type]
+
+
+def test_code_compensation_counts_nonempty_bins():
+    masks = np.zeros((1, 32, 32), bool)
+    masks[0, 0:16, 0:32] = True  # top half of an 8x8 map at stride 4
+    masks[0, 16:32, 0:4] = True  # plus a thin left strip: box is the full image
+    props = ProposalTensors.from_proposal_set(ProposalSet.from_masks(masks))
+    props.scores[:] = 0.0
+    feat = torch.ones(1, 8, 8)
+    out = moi_pool(feat, props, 4, 1 / 4, compensation_mode="code")
+    # bins 2x2 cells: top 2 bin-rows full (8 bins), bottom rows only column-bin 0 (2 bins)
+    assert torch.allclose(out[0, 0], torch.tensor(
+        [[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.float32
+    ) * 16 / 11)
+
+
+def test_empty_membership_rows_pool_to_zero():
+    spm = np.zeros((16, 16), np.int32)
+    spm[8:] = 1
+    ps = ProposalSet(spm, sp.csr_matrix(np.array([[True, False], [False, True]])))
+    props = ProposalTensors.from_proposal_set(ps)
+    feat = torch.randn(2, 4, 4)
+    out = moi_pool(feat, props, 2, 1 / 4, compensation_mode="none")
+    torch.testing.assert_close(out[0, :, 0, 0], feat[:, 0:1, 0:2].amax((1, 2)))
