@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A training checkpoint is ``{"model", "optimizer", "iteration", "config", "extra"}`` of tensors and
+plain values only, so loading a file from elsewhere runs no code. ``model_final.pt`` is a bare
+state dict.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jtsm.errors import DataError
+from jtsm.fileio import atomic_path
+
+__all__ = ["last_marker", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+
+def last_marker(stage: str) -> str:
+    """Name of the file recording a stage's newest checkpoint (``checkpoints/last_<stage>``)."""
+    return f"last_{stage}"
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """``torch.save`` to a temp file and rename (a kill never leaves a partial file)."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load weights-only; refuse files that hold pickled code, name the file on any fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"{path}: refused: not a weights-only checkpoint ({first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(f"{path}: corrupt checkpoint ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: not a checkpoint (expected a dict, got {type(obj).__name__})")
+    return obj
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str], stage: str) -> Path | None:
+    """The newest checkpoint of a run's stage, from ``checkpoints/last_<stage>``."""
+    ck = Path(run_dir) / "checkpoints"
+    marker = ck / last_marker(stage)
+    if not marker.is_file():
+        return None
+    path = ck / marker.read_text().strip()
+    return path if path.is_file() else None

@@ -1,0 +1,311 @@
+"""Configuration: defaults in code as dataclasses, files loaded over them, dotted overrides.
+
+``load_config(path, overrides)`` starts from :class:`Config`'s defaults, applies a TOML / JSON
+(or YAML, when PyYAML is installed) file, then ``key.sub=value`` overrides (``--set``), checks
+types and ranges, and returns the resolved config; a run folder keeps it as ``config.json``.
+Every error is a :class:`ConfigError` naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jtsm.errors import ConfigError
+
+__all__ = ["BackboneConfig", "Config", "InputConfig", "MiningConfig", "SolverConfig",
+           "WarmupConfig", "config_to_dict", "load_config", "apply_overrides"]
+
+
+@dataclass
+class BackboneConfig:
+    """Feature extractor.
+
+    ``name``: ``small`` (a compact CNN that trains from scratch on a CPU in minutes), or
+    ``resnet18|34|50`` and their ``-ws`` variants (res5 dilated, stride 16, as the paper).
+    ``weights``: a file of ImageNet weights in torchvision's key layout (loaded weights-only).
+    ``norm``: ``bn``, ``frozen-bn`` or ``gn``. ``freeze_at``: stages frozen (0 = none).
+    """
+
+    name: str = "small"
+    weights: str = ""
+    norm: str = "bn"
+    freeze_at: int = 0
+    width: int = 32
+
+
+@dataclass
+class MiningConfig:
+    """Panoptic mining branch (paper Sec. 3.2-3.3)."""
+
+    pooling: str = "moi"  # moi | moi-tps | roi-pool | roi-align
+    pool_size: int = 7
+    compensation: str = "code"  # code: bins/(nonempty+1) | paper: Eq. 7 | none
+    fc_dim: int = 256
+    dropout: float = 0.5
+    refine_heads: int = 4  # n_r of Eq. 4
+    refine_iou: str = "box"  # box | mask: how OICR spreads pseudo labels
+    refine_iou_threshold: float = 0.5
+
+
+@dataclass
+class InputConfig:
+    """Training/test image scales, augmentation and proposals per image."""
+
+    train_scales: list[int] = field(default_factory=lambda: [112, 128, 144])
+    max_size: int = 1333
+    hflip: bool = True
+    hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
+    max_proposals: int = 4000
+    test_scales: list[int] = field(default_factory=lambda: [128])
+    pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
+    pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
+
+
+@dataclass
+class SolverConfig:
+    """SGD with momentum, linear warmup and step decay; ``ims_per_batch`` is the global batch."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    max_iter: int = 1000
+    warmup_iters: int = 50
+    warmup_factor: float = 0.1
+    steps: list[int] = field(default_factory=lambda: [700])
+    gamma: float = 0.1
+    ims_per_batch: int = 4
+    checkpoint_period: int = 200
+    log_period: int = 10
+    clip_grad_norm: float = 0.0  # 0 = off
+
+
+@dataclass
+class WarmupConfig:
+    """Optional tag-only warm-up before MIL: multi-label classification of whole images.
+
+    Uses only image-level labels (the method's supervision). From scratch it gives the backbone
+    features the MIL head can start from; ``iters: 0`` turns it off (pretrained backbones).
+    """
+
+    iters: int = 0
+    batch: int = 16
+    lr: float = 0.05
+
+
+@dataclass
+class Config:
+    """Everything a training run needs; saved resolved in the run folder."""
+
+    seed: int = 0
+    proposals: str = "selective-search"  # method used when proposals are computed on the fly
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+    def validate(self) -> Config:
+        """Check ranges and choices; raise :class:`ConfigError` naming the key and value."""
+        checks: list[tuple[str, Any, bool, str]] = [
+            ("backbone.name", self.backbone.name,
+             self.backbone.name in ("small", "resnet18", "resnet34", "resnet50", "resnet18-ws",
+                                    "resnet34-ws", "resnet50-ws"),
+             "one of small, resnet18|34|50[-ws]"),
+            ("backbone.norm", self.backbone.norm, self.backbone.norm in ("bn", "frozen-bn", "gn"),
+             "bn, frozen-bn or gn"),
+            ("backbone.freeze_at", self.backbone.freeze_at, 0 <= self.backbone.freeze_at <= 5,
+             "0..5"),
+            ("backbone.width", self.backbone.width, self.backbone.width >= 4, ">= 4"),
+            ("mining.pooling", self.mining.pooling,
+             self.mining.pooling in ("moi", "moi-tps", "roi-pool", "roi-align"),
+             "moi, moi-tps, roi-pool or roi-align"),
+            ("mining.pool_size", self.mining.pool_size, 1 <= self.mining.pool_size <= 32, "1..32"),
+            ("mining.compensation", self.mining.compensation,
+             self.mining.compensation in ("code", "paper", "none"), "code, paper or none"),
+            ("mining.fc_dim", self.mining.fc_dim, self.mining.fc_dim >= 1, ">= 1"),
+            ("mining.dropout", self.mining.dropout, 0 <= self.mining.dropout < 1, "in [0, 1)"),
+            ("mining.refine_heads", self.mining.refine_heads, 0 <= self.mining.refine_heads <= 10,
+             "0..10"),
+            ("mining.refine_iou", self.mining.refine_iou, self.mining.refine_iou in ("box", "mask"),
+             "box or mask"),
+            ("input.train_scales", self.input.train_scales,
+             bool(self.input.train_scales) and min(self.input.train_scales) >= 16, "sizes >= 16"),
+            ("input.test_scales", self.input.test_scales,
+             bool(self.input.test_scales) and min(self.input.test_scales) >= 16, "sizes >= 16"),
+            ("input.max_proposals", self.input.max_proposals, self.input.max_proposals >= 1,
+             ">= 1"),
+            ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
+            ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),
+            ("solver.max_iter", self.solver.max_iter, self.solver.max_iter >= 0, ">= 0"),
+            ("solver.ims_per_batch", self.solver.ims_per_batch, self.solver.ims_per_batch >= 1,
+             ">= 1"),
+            ("solver.checkpoint_period", self.solver.checkpoint_period,
+             self.solver.checkpoint_period >= 1, ">= 1"),
+            ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
+            ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),
+            ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
+            ("warmup.batch", self.warmup.batch, self.warmup.batch >= 1, ">= 1"),
+        ]
+        for key, value, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"config value {key}={value!r} is out of range (want {want})")
+        return self
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` to the field type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config value {key}={value!r}: expected a list")
+        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(key, value, args[0])
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"config value {key}={value!r}: expected true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config value {key}={value!r}: expected an integer")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config value {key}={value!r}: expected an integer") from None
+        if f != int(f):
+            raise ConfigError(f"config value {key}={value!r}: expected an integer")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config value {key}={value!r}: expected a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config value {key}={value!r}: expected a number") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config value {key}={value!r}: expected a string")
+        return str(value)
+    raise ConfigError(f"config key {key}: unsupported type {_type_name(tp)}")
+
+
+def _set(obj: Any, parts: list[str], value: Any, full: str) -> None:
+    if not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"unknown config key {full!r}")
+    hints = typing.get_type_hints(type(obj))
+    name = parts[0]
+    if name not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(obj))
+        raise ConfigError(f"unknown config key {full!r} (known here: {known})")
+    if len(parts) == 1:
+        if dataclasses.is_dataclass(hints[name]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config value {full}: expected a table of settings")
+            for k, v in value.items():
+                _set(getattr(obj, name), [k], v, f"{full}.{k}")
+            return
+        setattr(obj, name, _coerce(full, value, hints[name]))
+    else:
+        _set(getattr(obj, name), parts[1:], value, full)
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Config:
+    """Apply ``{"a.b": v}`` or ``["a.b=v", ...]`` (values parsed as JSON when they parse)."""
+    items: list[tuple[str, Any]]
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for o in overrides:
+            if "=" not in o:
+                raise ConfigError(f"override {o!r} must look like key=value")
+            k, v = o.split("=", 1)
+            try:
+                parsed: Any = json.loads(v)
+            except json.JSONDecodeError:
+                parsed = v
+            items.append((k.strip(), parsed))
+    for k, v in items:
+        _set(cfg, k.split("."), v, k)
+    return cfg
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_bytes()
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text.decode("utf-8"))
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ModuleNotFoundError:
+                raise ConfigError(f"{path}: YAML configs need PyYAML; use TOML or JSON") from None
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"{path}: unknown config format (use .toml, .json or .yaml)")
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - parser errors of three libraries
+        raise ConfigError(f"{path}: cannot parse config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a table of settings")
+    return data
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                overrides: list[str] | dict[str, Any] | None = None,
+                base: Config | None = None) -> Config:
+    """Defaults (or ``base``), then the file at ``path``, then ``overrides``; validated."""
+    cfg = base if base is not None else Config()
+    if path is not None:
+        apply_overrides(cfg, _flatten(_read_file(Path(path))))
+    if overrides:
+        apply_overrides(cfg, overrides)
+    return cfg.validate()
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from its saved dict (a run folder's ``config.json``)."""
+    return load_config(overrides=_flatten(d))

@@ -1,0 +1,259 @@
+"""The training loop shared by ``jtsm mine`` and ``jtsm refine``.
+
+Determinism is by construction, not by saved RNG state: everything random in iteration ``it``
+for the ``j``-th image of the global batch (which image, its augmentation, dropout) is drawn
+from generators seeded by ``(seed, it, j)``. Hence
+
+- ``--resume`` after a kill continues bit-identically (the checkpoint holds model, optimiser
+  and iteration; the learning rate is a pure function of the iteration);
+- N DDP workers, each taking a contiguous slice of the global batch, compute the same
+  gradients as one process looping over the whole batch (gradient accumulation), up to float
+  summation order.
+
+A model for this loop maps one training item to a dict of scalar loss tensors in ``forward``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from jtsm.engine.checkpoint import last_marker, latest_checkpoint, load_checkpoint, save_checkpoint
+from jtsm.engine.config import SolverConfig
+from jtsm.engine.distributed import all_reduce_mean, get_rank, get_world_size, is_main
+from jtsm.errors import ConfigError, JtsmError
+from jtsm.fileio import atomic_write_bytes
+
+__all__ = ["TrainTask", "TrainingDiverged", "lr_at", "item_seed", "sample_index", "train"]
+
+
+class TrainingDiverged(JtsmError):
+    """A loss term or the gradient became NaN/inf; the last checkpoint is left intact."""
+
+
+class TrainTask(Protocol):
+    """What the loop trains on: ``len(task)`` items; ``task.load(i, rng)`` one augmented item."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int, rng: np.random.Generator) -> Any: ...
+
+
+def item_seed(seed: int, iteration: int, slot: int, stream: int = 0) -> int:
+    """A 63-bit seed for the ``slot``-th item of iteration ``iteration`` (one per stream)."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(iteration), int(slot), stream])
+    return int(ss.generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def sample_index(seed: int, n: int, position: int) -> int:
+    """Dataset index at global ``position`` of an endless sequence of shuffled epochs."""
+    epoch, offset = divmod(position, n)
+    perm = np.random.default_rng([int(seed) & 0xFFFFFFFF, epoch, 99]).permutation(n)
+    return int(perm[offset])
+
+
+def lr_at(solver: SolverConfig, iteration: int) -> float:
+    """Learning rate at ``iteration``: linear warmup, then x gamma at each step."""
+    lr = solver.lr * solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
+    if iteration < solver.warmup_iters:
+        alpha = iteration / max(solver.warmup_iters, 1)
+        lr *= solver.warmup_factor * (1 - alpha) + alpha
+    return lr
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weights; none on biases and normalisation parameters."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm,
+                                      nn.LayerNorm))
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (no_decay if is_norm or name == "bias" else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+@dataclass
+class _Paths:
+    run: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run / "checkpoints"
+
+    @property
+    def metrics(self) -> Path:
+        return self.run / "metrics.jsonl"
+
+
+def _trim_metrics(path: Path, upto: int) -> None:
+    """Keep metric lines of iterations <= ``upto`` (a resumed run rewrites the rest)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iteration", 0) <= upto:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+    atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
+
+
+def train(
+    model: nn.Module,
+    task: TrainTask,
+    solver: SolverConfig,
+    seed: int,
+    run_dir: str | os.PathLike[str] | None,
+    *,
+    resume: bool = False,
+    config: dict[str, Any] | None = None,
+    stage: str = "train",
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    frozen: Sequence[str] = (),
+    find_unused: bool = False,
+) -> nn.Module:
+    """Train ``model`` on ``task`` for ``solver.max_iter`` iterations of ``ims_per_batch`` items.
+
+    Arguments:
+        model: ``model(item) -> {name: scalar loss}`` in train mode.
+        task: the items (see :class:`TrainTask`).
+        run_dir: where checkpoints (``checkpoints/<stage>_<iter>.pt``), ``metrics.jsonl`` and
+            ``<stage>_final.pt`` go (rank 0 writes); ``None`` keeps nothing on disk.
+        resume: continue from the run's last checkpoint of this stage, if any.
+        on_log: called on rank 0 after every iteration with ``{"iteration", "max_iter", "lr",
+            "loss", <terms>}``.
+        frozen: parameter-name prefixes that receive no updates.
+        find_unused: tell DDP that some parameters may get no gradient in an iteration.
+    Returns:
+        the trained model (unwrapped).
+    Raises:
+        TrainingDiverged: a loss term or the gradient is not finite.
+    """
+    world, rank = get_world_size(), get_rank()
+    batch = solver.ims_per_batch
+    if batch % world:
+        raise ConfigError(
+            f"config value solver.ims_per_batch={batch} must be a multiple of the {world} workers"
+        )
+    n = len(task)
+    if n == 0:
+        raise JtsmError("nothing to train on: the dataset has no usable (tagged) images")
+    for name, p in model.named_parameters():
+        if any(name.startswith(f) for f in frozen):
+            p.requires_grad_(False)
+    opt = torch.optim.SGD(_param_groups(model, solver.weight_decay), lr=solver.lr,
+                          momentum=solver.momentum)
+    paths = _Paths(Path(run_dir)) if run_dir is not None else None
+    start = 0
+    if resume and paths is not None:
+        final = paths.run / f"{stage}_final.pt"
+        if final.is_file():  # the stage finished before the interruption
+            model.load_state_dict(load_checkpoint(final))
+            return model
+        ck = latest_checkpoint(paths.run, stage)
+        if ck is not None:
+            state = load_checkpoint(ck)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["iteration"])
+            if is_main():
+                _trim_metrics(paths.metrics, start)
+    wrapped: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(model, find_unused_parameters=find_unused)
+    local = batch // world
+    slots = range(rank * local, (rank + 1) * local)
+    model.train()
+    t_last = time.perf_counter()
+    for it in range(start, solver.max_iter):
+        lr = lr_at(solver, it)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        logged: dict[str, float] = {}
+        for k, j in enumerate(slots):
+            index = sample_index(seed, n, it * batch + j)
+            item = task.load(index, np.random.default_rng(item_seed(seed, it, j)))
+            torch.manual_seed(item_seed(seed, it, j, stream=1))
+            sync = k == local - 1
+            ctx = wrapped.no_sync() if (world > 1 and not sync) else _nullcontext()
+            with ctx:
+                losses = wrapped(item)
+                total = sum(losses.values())
+                for name, v in losses.items():
+                    val = float(v.detach())
+                    if not math.isfinite(val):
+                        raise TrainingDiverged(
+                            f"{stage} iteration {it + 1}: loss term {name!r} is {val}; "
+                            f"lower solver.lr or check the data (last checkpoint kept)"
+                        )
+                    logged[name] = logged.get(name, 0.0) + val / local
+                (total / local).backward()
+        if solver.clip_grad_norm > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), solver.clip_grad_norm)
+        else:
+            grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+            gnorm = torch.stack(grads).norm() if grads else torch.zeros(())
+        if not torch.isfinite(gnorm):
+            raise TrainingDiverged(
+                f"{stage} iteration {it + 1}: gradient norm is {float(gnorm)} "
+                f"(lower solver.lr; last checkpoint kept)"
+            )
+        opt.step()
+        logged = all_reduce_mean(logged)
+        done = it + 1
+        if is_main():
+            now = time.perf_counter()
+            rec = {"stage": stage, "iteration": done, "max_iter": solver.max_iter, "lr": lr,
+                   "loss": sum(logged.values()), **logged, "seconds": now - t_last}
+            t_last = now
+            if on_log is not None:
+                on_log(rec)
+            if paths is not None and (done % solver.log_period == 0 or done == solver.max_iter):
+                paths.metrics.parent.mkdir(parents=True, exist_ok=True)
+                with open(paths.metrics, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            if paths is not None and (done % solver.checkpoint_period == 0
+                                      or done == solver.max_iter):
+                _save(paths, stage, done, model, opt, config)
+    if paths is not None and is_main():
+        save_checkpoint(paths.run / f"{stage}_final.pt", model.state_dict())
+    return model
+
+
+def _save(paths: _Paths, stage: str, done: int, model: nn.Module, opt: torch.optim.Optimizer,
+          config: dict[str, Any] | None) -> None:
+    name = f"{stage}_{done:07d}.pt"
+    save_checkpoint(paths.checkpoints / name, {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": done,
+        "stage": stage, "config": json.dumps(config or {}),
+    })
+    atomic_write_bytes(paths.checkpoints / last_marker(stage), name.encode())
+    # keep the two newest checkpoints of the stage
+    old = sorted(paths.checkpoints.glob(f"{stage}_*.pt"))[:-2]
+    for p in old:
+        p.unlink(missing_ok=True)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,51 @@
+import pytest
+
+from jtsm.engine.config import Config, config_from_dict, config_to_dict, load_config
+from jtsm.errors import ConfigError
+
+
+def test_defaults_file_then_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('seed = 4\n[solver]\nlr = 0.02\nsteps = [10, 20]\n'
+                 '[mining]\npooling = "roi-align"\n')
+    cfg = load_config(f, ["solver.max_iter=7", "solver.lr=0.5", "input.train_scales=[96,112]",
+                          "input.hflip=false"])
+    assert cfg.seed == 4 and cfg.solver.lr == 0.5 and cfg.solver.steps == [10, 20]
+    assert cfg.solver.max_iter == 7 and cfg.mining.pooling == "roi-align"
+    assert cfg.input.train_scales == [96, 112] and cfg.input.hflip is False
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_json_config(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text('{"solver": {"ims_per_batch": 2}}')
+    assert load_config(f).solver.ims_per_batch == 2
+
+
+@pytest.mark.parametrize("override, msg", [
+    ("solver.lr=abc", "solver.lr='abc': expected a number"),
+    ("solver.max_iter=1.5", "solver.max_iter=1.5: expected an integer"),
+    ("solver.lr=-1", "solver.lr=-1.0 is out of range"),
+    ("mining.pooling=avg", "mining.pooling='avg' is out of range"),
+    ("solver.nope=1", "unknown config key 'solver.nope'"),
+    ("input.hflip=maybe", "expected true or false"),
+    ("seed", "must look like key=value"),
+])
+def test_bad_values_named(override, msg):
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace("[", r"\[")):
+        load_config(overrides=[override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml")
+    (tmp_path / "b.toml").write_text("[solver\n")
+    with pytest.raises(ConfigError, match="b.toml: cannot parse"):
+        load_config(tmp_path / "b.toml")
+    (tmp_path / "c.ini").write_text("")
+    with pytest.raises(ConfigError, match="unknown config format"):
+        load_config(tmp_path / "c.ini")
+
+
+def test_default_config_is_valid():
+    assert Config().validate() == Config()

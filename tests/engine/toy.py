@@ -1,0 +1,57 @@
+"""A toy model and task for trainer tests (BatchNorm + dropout, so randomness matters)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ToyTask:
+    """64 points in 2-D, 3 classes; an item is 8 consecutive points, jittered."""
+
+    def __init__(self, seed: int = 0, fail_at: int | None = None) -> None:
+        rng = np.random.default_rng(seed)
+        self.x = rng.normal(size=(64, 2)).astype(np.float32)
+        self.y = (np.arctan2(self.x[:, 1], self.x[:, 0]) > 0).astype(np.int64) + \
+            (self.x[:, 0] > 1).astype(np.int64)
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def load(self, index: int, rng: np.random.Generator):
+        self.calls += 1
+        if self.fail_at is not None and self.calls > self.fail_at:
+            raise RuntimeError("simulated crash")
+        idx = (index + np.arange(8)) % len(self.x)
+        x = self.x[idx] + rng.normal(0, 0.05, size=(8, 2)).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(self.y[idx])
+
+
+class ToyModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(2, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                                 nn.Dropout(0.3), nn.Linear(32, 3))
+
+    def forward(self, item):
+        x, y = item
+        return {"ce": nn.functional.cross_entropy(self.net(x), y)}
+
+
+def run(nproc_out: str, max_iter: int = 12, batch: int = 4) -> None:
+    """Train the toy under the current process group; rank 0 saves the parameters."""
+    from jtsm.engine.config import SolverConfig
+    from jtsm.engine.distributed import is_main
+    from jtsm.engine.trainer import train
+
+    torch.set_num_threads(1)
+    model = ToyModel()
+    solver = SolverConfig(lr=0.1, max_iter=max_iter, ims_per_batch=batch, warmup_iters=2,
+                          steps=[8])
+    train(model, ToyTask(), solver, seed=3, run_dir=None)
+    if is_main():
+        torch.save({k: v for k, v in model.named_parameters()}, nproc_out)
