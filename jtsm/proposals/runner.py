@@ -8,6 +8,8 @@ Files are written atomically, so a killed run is finished by running it again.
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -151,6 +153,15 @@ def _init_worker(job: dict[str, Any]) -> None:
     _JOB.update(job)
 
 
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes keyword ``name`` (explicitly or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _process(item: ImageItem) -> ImageResult:
     from jtsm.plugins import get_proposal_generator
 
@@ -159,9 +170,10 @@ def _process(item: ImageItem) -> ImageResult:
     try:
         image = read_image(item.path)
         gen = get_proposal_generator(job["method"])
-        ps = gen.generate(
-            image, image_path=item.path, max_proposals=job["max_proposals"], **job["options"]
-        )
+        options = dict(job["options"])
+        if _accepts(gen.generate, "max_proposals"):
+            options.setdefault("max_proposals", job["max_proposals"])
+        ps = gen.generate(image, image_path=item.path, **options)
     except DataError as exc:
         return ImageResult(item.name, "bad", error=str(exc))
     except JtsmError:
@@ -230,11 +242,43 @@ def run_proposals(
         for item in todo:
             yield _process(item)
         return
+    yield from _pool_map(todo, job, n)
+
+
+def _pool_map(todo: list[ImageItem], job: dict[str, Any], n: int) -> Iterator[ImageResult]:
+    """Run :func:`_process` in ``n`` processes, at most ``2 n`` images in flight.
+
+    A worker that dies (killed, out of memory) raises ``JtsmError`` naming the images in flight
+    instead of hanging; the images finished so far are on disk, so a rerun continues.
+    """
     import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(n, initializer=_init_worker, initargs=(job,)) as pool:
-        yield from pool.imap_unordered(_process, todo, chunksize=1)
+    pending = iter(todo)
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                             initargs=(job,)) as ex:
+        running = {ex.submit(_process, it): it for it in itertools.islice(pending, 2 * n)}
+        try:
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = running.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        suspects = ", ".join([item.name] + [it.name for it in running.values()])
+                        raise JtsmError(
+                            f"a worker process died (out of memory?) while making proposals for "
+                            f"one of: {suspects}; rerun to continue, or use fewer --workers"
+                        ) from None
+                    nxt = next(pending, None)
+                    if nxt is not None:
+                        running[ex.submit(_process, nxt)] = nxt
+        finally:
+            for fut in running:
+                fut.cancel()
 
 
 def update_index(

@@ -101,3 +101,50 @@ def test_unknown_method_fails_early(image_dir, tmp_path):
 
     with pytest.raises(PluginError, match="unknown proposal method 'nope'"):
         list(run_proposals(list_images(image_dir), tmp_path, "nope"))
+
+
+
+def _whole(image):
+    from jtsm.structures import ProposalSet
+
+    return ProposalSet.from_masks(np.ones((1, *image.shape[:2]), bool), [1.0])
+
+
+def _dies(image, *, image_path=None, **_):
+    if str(image_path).endswith("b.png"):
+        os._exit(3)
+    return _whole(image)
+
+
+def _raises(image, *, image_path=None):  # no **options: gets no max_proposals
+    if str(image_path).endswith("e.png"):
+        raise RuntimeError("boom")
+    return _whole(image)
+
+
+def _register_test_generators():
+    """Generators that misbehave on purpose (registered in-process; forked workers see them)."""
+    from types import SimpleNamespace
+
+    from jtsm.hookspecs import hookimpl
+    from jtsm.plugins import ProposalGenerator, get_plugin_manager
+
+    @hookimpl
+    def register_proposal_generators(register):
+        register(ProposalGenerator("dies", _dies))
+        register(ProposalGenerator("raises", _raises))
+
+    plugin = SimpleNamespace(register_proposal_generators=register_proposal_generators)
+    get_plugin_manager().register(plugin, name="test-generators")
+
+
+def test_crashing_method_and_dying_worker_name_the_image(image_dir, tmp_path):
+    from jtsm.errors import JtsmError
+
+    _register_test_generators()
+    items = list_images(image_dir)
+    with pytest.raises(JtsmError, match=r"e\.png: method 'raises' failed \(RuntimeError: boom"):
+        list(run_proposals(items, tmp_path / "r", "raises", workers=1))
+    assert ProposalStore(tmp_path / "r").exists("a.png")  # done before the crash: kept
+    with pytest.raises(JtsmError, match=r"worker process died .*one of: .*b\.png"):
+        list(run_proposals(items, tmp_path / "d", "dies", workers=2))
