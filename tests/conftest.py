@@ -25,3 +25,16 @@ def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
     plugins.reset()
     yield
     plugins.reset()
+
+
+@pytest.fixture(scope="session")
+def synth_proposals(synth_dir: Path) -> Path:
+    """Felzenszwalb proposals (the cheapest built-in) for every image of ``synth_dir``."""
+    from jtsm.proposals.runner import list_images, run_proposals
+
+    out = synth_dir / "proposals_fz"
+    for split in ("train", "val"):
+        items = list_images(synth_dir / "images",
+                            synth_dir / "annotations" / f"panoptic_{split}.json")
+        list(run_proposals(items, out, method="felzenszwalb", max_proposals=300, workers=1))
+    return out

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from jtsm.config import SolverConfig
 from jtsm.engine.checkpoint import last_marker, latest_checkpoint, load_checkpoint, save_checkpoint
-from jtsm.engine.config import SolverConfig
 from jtsm.engine.distributed import all_reduce_mean, get_rank, get_world_size, is_main
 from jtsm.errors import ConfigError, JtsmError
 from jtsm.fileio import atomic_write_bytes

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jtsm.engine.config import SolverConfig
+from jtsm.config import SolverConfig
 from jtsm.engine.trainer import TrainingDiverged, lr_at, sample_index, train
 
 sys.path.insert(0, str(Path(__file__).parent))

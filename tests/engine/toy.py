@@ -44,7 +44,7 @@ class ToyModel(nn.Module):
 
 def run(nproc_out: str, max_iter: int = 12, batch: int = 4) -> None:
     """Train the toy under the current process group; rank 0 saves the parameters."""
-    from jtsm.engine.config import SolverConfig
+    from jtsm.config import SolverConfig
     from jtsm.engine.distributed import is_main
     from jtsm.engine.trainer import train
 

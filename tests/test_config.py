@@ -1,6 +1,6 @@
 import pytest
 
-from jtsm.engine.config import Config, config_from_dict, config_to_dict, load_config
+from jtsm.config import Config, config_from_dict, config_to_dict, load_config
 from jtsm.errors import ConfigError
 
 

@@ -1,0 +1,155 @@
+"""Training items for the mining branch: (image, tag vector, proposals), augmented together.
+
+Augmentation (REFERENCE.md, training defaults): a random short side from ``train_scales``
+(long side capped at ``max_size``), horizontal flip, HSV exposure/saturation jitter up to
+``hsv_jitter`` x. Proposals are the top ``max_proposals`` of the store, resized and flipped with
+the image. Images without any tag carry no signal and are skipped (``skipped_untagged``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from jtsm.config import InputConfig
+from jtsm.data.labels import ImageLabels, LabelSet
+from jtsm.fileio import read_image, safe_join
+from jtsm.proposals.store import ProposalStore
+from jtsm.structures import CategoryMap, ProposalSet
+
+__all__ = ["MiningDataset", "MiningItem", "TagBatchDataset", "hsv_jitter", "resize_to_scale",
+           "to_tensor"]
+
+
+@dataclass
+class MiningItem:
+    """One augmented training image.
+
+    Attributes:
+        image: ``(3, H, W)`` float32, normalised.
+        tags: ``(C,)`` float32 binary image-level labels (things first, then stuff).
+        proposals: the image's proposals at the augmented size.
+        image_id: the dataset's image id.
+    """
+
+    image: torch.Tensor
+    tags: torch.Tensor
+    proposals: ProposalSet
+    image_id: int
+
+
+def resize_to_scale(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
+    """Size ``(h', w')`` with short side ``short`` and long side at most ``max_size``."""
+    s = short / min(h, w)
+    if max(h, w) * s > max_size:
+        s = max_size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def hsv_jitter(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Scale saturation and value (exposure) by random factors in ``[1/factor, factor]``."""
+    if factor <= 1:
+        return image
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    for ch in (1, 2):
+        f = float(np.exp(rng.uniform(-np.log(factor), np.log(factor))))
+        hsv[..., ch] = np.clip(hsv[..., ch] * f, 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
+def to_tensor(image: np.ndarray, cfg: InputConfig) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 normalised by the config's mean/std."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    mean = torch.tensor(cfg.pixel_mean).view(3, 1, 1)
+    std = torch.tensor(cfg.pixel_std).view(3, 1, 1)
+    return (x - mean) / std
+
+
+class MiningDataset:
+    """Tagged images with their stored proposals (a :class:`jtsm.engine.trainer.TrainTask`).
+
+    Arguments:
+        labels: image-level labels (any of the three json kinds).
+        images_dir: root the json's file names are relative to.
+        proposals_dir: a proposal store with one file per image.
+        cfg: input settings (scales, flip, jitter, proposals per image).
+    """
+
+    def __init__(self, labels: LabelSet, images_dir: str | os.PathLike[str],
+                 proposals_dir: str | os.PathLike[str], cfg: InputConfig) -> None:
+        self.categories: CategoryMap = labels.categories
+        self.records: tuple[ImageLabels, ...] = labels.tagged()
+        self.skipped_untagged = len(labels.images) - len(self.records)
+        self.images_dir = Path(images_dir)
+        self.store = ProposalStore(proposals_dir)
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def read(self, index: int) -> tuple[np.ndarray, ProposalSet]:
+        """The original image and its top proposals (checked to be of the image's size)."""
+        rec = self.records[index]
+        image = read_image(safe_join(self.images_dir, rec.file_name))
+        ps = self.store.load(rec.file_name, expect_size=image.shape[:2],
+                             max_proposals=self.cfg.max_proposals)
+        return image, ps
+
+    def load(self, index: int, rng: np.random.Generator) -> MiningItem:
+        rec = self.records[index]
+        image, ps = self.read(index)
+        short = int(rng.choice(self.cfg.train_scales))
+        h, w = resize_to_scale(*image.shape[:2], short, self.cfg.max_size)
+        if (h, w) != image.shape[:2]:
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+            ps = ps.resize(h, w)
+        if self.cfg.hflip and rng.random() < 0.5:
+            image = np.ascontiguousarray(image[:, ::-1])
+            ps = ps.hflip()
+        image = hsv_jitter(image, self.cfg.hsv_jitter, rng)
+        tags = torch.from_numpy(self.categories.tag_vector(rec.labels))
+        return MiningItem(to_tensor(image, self.cfg), tags, ps, rec.id)
+
+
+class TagBatchDataset:
+    """Batches of whole images with tags, for the tag-only warm-up (multi-label classification).
+
+    An item is ``(images (B, 3, S, S), tags (B, C))``: ``B`` random tagged images resized to
+    ``S x S`` (``S`` = the middle training scale), flipped and jittered as in training.
+    """
+
+    def __init__(self, base: MiningDataset, batch: int) -> None:
+        self.base = base
+        self.batch = batch
+        scales = sorted(base.cfg.train_scales)
+        self.size = scales[len(scales) // 2]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def load(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.base)
+        picks = [index] + [int(i) for i in rng.integers(0, n, self.batch - 1)]
+        images, tags = [], []
+        for i in picks:
+            rec = self.base.records[i]
+            img = read_image(safe_join(self.base.images_dir, rec.file_name))
+            img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            if self.base.cfg.hflip and rng.random() < 0.5:
+                img = np.ascontiguousarray(img[:, ::-1])
+            img = hsv_jitter(img, self.base.cfg.hsv_jitter, rng)
+            images.append(to_tensor(img, self.base.cfg))
+            tags.append(torch.from_numpy(self.base.categories.tag_vector(rec.labels)))
+        return torch.stack(images), torch.stack(tags)
+
+
+def describe(ds: MiningDataset) -> dict[str, Any]:
+    """Counts for the CLI summary."""
+    return {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
+            "classes": ds.categories.num_classes, "things": ds.categories.num_things}

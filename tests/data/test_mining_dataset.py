@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+
+from jtsm.config import InputConfig
+from jtsm.data.coco_panoptic import load_panoptic_json
+from jtsm.data.labels import read_image_labels
+from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, hsv_jitter, resize_to_scale
+from jtsm.errors import DataError
+from jtsm.fileio import read_image
+
+
+def _ds(synth_dir, synth_proposals, **kw):
+    labels = read_image_labels(synth_dir / "annotations/panoptic_train.json")
+    return MiningDataset(labels, synth_dir / "images", synth_proposals, InputConfig(**kw))
+
+
+def test_items_are_consistent(synth_dir, synth_proposals):
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64, 80], max_proposals=50)
+    gt = load_panoptic_json(synth_dir / "annotations/panoptic_train.json")
+    for i in range(4):
+        item = ds.load(i, np.random.default_rng(i))
+        _, h, w = item.image.shape
+        assert min(h, w) in (64, 80)
+        assert item.proposals.image_size == (h, w)
+        assert 0 < len(item.proposals) <= 50
+        expect = ds.categories.tag_vector(gt.labels(item.image_id))
+        assert item.tags.numpy().tolist() == expect.tolist()
+        assert abs(float(item.image.mean())) < 3
+
+
+def test_flip_moves_image_and_proposals_together(synth_dir, synth_proposals):
+    ds = _ds(synth_dir, synth_proposals, train_scales=[96], hsv_jitter=1.0)
+    image, ps = ds.read(0)
+    top = ps.topk(5)
+    for seed in range(10):
+        item = ds.load(0, np.random.default_rng(seed))
+        m = item.proposals.topk(5).masks()
+        if np.array_equal(m, top.masks()):
+            continue
+        assert np.array_equal(m, top.masks()[:, :, ::-1])
+        x = item.image.numpy()
+        # the flipped tensor's first column is the original image's last column
+        orig = read_image(synth_dir / "images" / ds.records[0].file_name).astype(np.float32)
+        mean = np.array(ds.cfg.pixel_mean)[:, None]
+        std = np.array(ds.cfg.pixel_std)[:, None]
+        np.testing.assert_allclose(x[:, :, 0], ((orig[:, -1].T - mean) / std), atol=1e-4)
+        return
+    pytest.fail("no flipped sample in 10 seeds")
+
+
+def test_untagged_images_are_skipped_with_a_count(synth_dir, synth_proposals, tmp_path):
+    d = json.loads((synth_dir / "annotations/panoptic_train.json").read_text())
+    d["annotations"][0]["segments_info"] = []
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(d))
+    ds = MiningDataset(read_image_labels(p), synth_dir / "images", synth_proposals,
+                       InputConfig())
+    assert ds.skipped_untagged == 1 and len(ds) == len(d["images"]) - 1
+
+
+def test_proposals_of_another_size_are_refused(synth_dir, synth_proposals, tmp_path):
+    from jtsm.proposals.store import ProposalStore
+
+    ds = _ds(synth_dir, synth_proposals)
+    image, ps = ds.read(0)
+    store = ProposalStore(tmp_path)
+    store.save(ds.records[0].file_name, ps.resize(20, 30))
+    ds.store = store
+    with pytest.raises(DataError, match="proposals are for a 30x20 image"):
+        ds.read(0)
+
+
+def test_tag_batches(synth_dir, synth_proposals):
+    ds = _ds(synth_dir, synth_proposals, train_scales=[48, 64, 80])
+    images, tags = TagBatchDataset(ds, 5).load(2, np.random.default_rng(0))
+    assert images.shape == (5, 3, 64, 64) and tags.shape == (5, ds.categories.num_classes)
+    assert (tags.sum(1) >= 1).all()
+
+
+def test_scale_and_jitter_helpers():
+    assert resize_to_scale(100, 200, 50, 1000) == (50, 100)
+    assert resize_to_scale(100, 400, 50, 150) == (38, 150)
+    img = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    assert np.array_equal(hsv_jitter(img, 1.0, np.random.default_rng(0)), img)
+    out = hsv_jitter(img, 1.5, np.random.default_rng(0))
+    assert out.shape == img.shape and not np.array_equal(out, img)
