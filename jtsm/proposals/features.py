@@ -11,10 +11,12 @@ is then one ``np.bincount`` over ``(region, bin)`` pairs, so no Python loop touc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
 from scipy import ndimage
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "pixel_bins",
     "region_boxes",
     "region_histograms",
+    "region_histograms_many",
 ]
 
 COLOUR_BINS = 25
@@ -102,16 +105,47 @@ def pixel_bins(image: np.ndarray, ranges: tuple[int, ...]) -> PixelBins:
     return PixelBins(bins, colour_dims, c * ORIENTATIONS * TEXTURE_BINS, c)
 
 
-def region_histograms(labels: np.ndarray, n_regions: int, pb: PixelBins) -> np.ndarray:
-    """``(R, D)`` float32 histograms: colour part and texture part each sum to 1 per region."""
+def _counts(labels: np.ndarray, n_regions: int, pb: PixelBins) -> np.ndarray:
+    """``(R, D)`` float32 raw bin counts of every region (one ``bincount``)."""
     lab = labels.reshape(-1).astype(np.int64) * pb.dims
     counts = np.bincount((pb.bins + lab[:, None]).reshape(-1), minlength=n_regions * pb.dims)
-    hist = counts.reshape(n_regions, pb.dims).astype(np.float32)
-    size = np.bincount(labels.reshape(-1), minlength=n_regions).astype(np.float32)
-    size = np.maximum(size, 1)[:, None]
-    hist[:, : pb.colour_dims] /= size * pb.n_colour
-    hist[:, pb.colour_dims :] /= size * (pb.bins.shape[1] - pb.n_colour)
-    return hist
+    return counts.reshape(n_regions, pb.dims).astype(np.float32)
+
+
+def _normalise(counts: np.ndarray, pb: PixelBins) -> np.ndarray:
+    """Raw counts -> colour part and texture part each summing to 1 (in place)."""
+    size = np.maximum(counts[:, : pb.colour_dims].sum(axis=1), 1)[:, None] / pb.n_colour
+    counts[:, : pb.colour_dims] /= size * pb.n_colour
+    counts[:, pb.colour_dims :] /= size * (pb.bins.shape[1] - pb.n_colour)
+    return counts
+
+
+def region_histograms(labels: np.ndarray, n_regions: int, pb: PixelBins) -> np.ndarray:
+    """``(R, D)`` float32 histograms: colour part and texture part each sum to 1 per region."""
+    return _normalise(_counts(labels, n_regions, pb), pb)
+
+
+def region_histograms_many(label_maps: Sequence[np.ndarray], pb: PixelBins) -> list[np.ndarray]:
+    """:func:`region_histograms` of several segmentations of the same image.
+
+    The pixels are histogrammed once, into the cells of the segmentations' overlay; each
+    region's histogram is then the sum over its cells (a sparse ``(R, C) @ (C, D)`` product).
+    """
+    if len(label_maps) == 1:
+        m = label_maps[0]
+        return [region_histograms(m, int(m.max()) + 1, pb)]
+    from jtsm.proposals.overlay import overlay
+
+    cells, cell_labels = overlay(label_maps)
+    n_cells = cell_labels.shape[1]
+    cell_counts = _counts(cells, n_cells, pb)
+    out = []
+    for lab in cell_labels:
+        r = int(lab.max()) + 1
+        agg = sp.csr_matrix((np.ones(n_cells, np.float32), (lab, np.arange(n_cells))),
+                            shape=(r, n_cells))
+        out.append(_normalise(np.asarray(agg @ cell_counts, np.float32), pb))
+    return out
 
 
 def adjacency(labels: np.ndarray) -> np.ndarray:

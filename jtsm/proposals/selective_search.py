@@ -33,7 +33,7 @@ from jtsm.proposals.features import (
     convert_colour,
     pixel_bins,
     region_boxes,
-    region_histograms,
+    region_histograms_many,
 )
 from jtsm.proposals.grouping import Hierarchy, group
 from jtsm.proposals.overlay import compact_columns, felzenszwalb_segment, overlay
@@ -90,15 +90,15 @@ def _hierarchies(
     for space in strategies.spaces:
         conv, ranges = convert_colour(image, space)
         pb = pixel_bins(conv, ranges) if need_hist else None
-        for k in strategies.ks:
-            labels = felzenszwalb_segment(conv, k, strategies.sigma)
+        maps = [felzenszwalb_segment(conv, k, strategies.sigma) for k in strategies.ks]
+        hists = region_histograms_many(maps, pb) if pb is not None else [None] * len(maps)
+        for labels, hist in zip(maps, hists):
             seg = len(label_maps)
             label_maps.append(labels)
             r = int(labels.max()) + 1
             sizes = np.bincount(labels.reshape(-1), minlength=r)
             boxes = region_boxes(labels, r)
             edges = adjacency(labels)
-            hist = region_histograms(labels, r, pb) if pb is not None else None
             for s in sims:
                 cols = []
                 if "C" in s and hist is not None and pb is not None:

@@ -122,3 +122,14 @@ def test_group_single_region_and_features_sum_to_one():
     hist = region_histograms(labels, int(labels.max()) + 1, pb)
     np.testing.assert_allclose(hist[:, : pb.colour_dims].sum(1), 1, rtol=1e-5)
     np.testing.assert_allclose(hist[:, pb.colour_dims :].sum(1), 1, rtol=1e-5)
+
+
+def test_histograms_of_many_segmentations_equal_one_by_one():
+    from jtsm.proposals.features import region_histograms_many
+
+    conv, ranges = convert_colour(_image(5), "rgi")
+    pb = pixel_bins(conv, ranges)
+    maps = [felzenszwalb_segment(conv, k) for k in (20, 50, 120)]
+    for labels, hist in zip(maps, region_histograms_many(maps, pb)):
+        want = region_histograms(labels, int(labels.max()) + 1, pb)
+        np.testing.assert_allclose(hist, want, rtol=1e-5, atol=1e-7)
