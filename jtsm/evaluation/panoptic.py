@@ -34,6 +34,9 @@ from jtsm.structures import CategoryMap, PanopticSeg
 
 __all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summarize_pq"]
 
+#: Images per pool task.
+CHUNK = 8
+
 
 # --------------------------------------------------------------------------------------------
 # Per-class accumulators and the summary
@@ -377,8 +380,8 @@ def evaluate_pq(
         Path(pred_dir) if pred_dir is not None else None,
     )
     workers = max(1, workers or os.cpu_count() or 1)
-    n_chunks = min(len(jobs), workers * 4)
-    chunks = [list(c) for c in _split(jobs, n_chunks)]
+    # Fixed-size chunks summed in order: the result is the same for any worker count.
+    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     stats = PQStats.zeros(cats.num_classes)
     done = 0
     if workers == 1 or len(chunks) <= 1:
@@ -401,10 +404,3 @@ def evaluate_pq(
                 if progress:
                     progress(done, len(jobs))
     return summarize_pq(stats, cats)
-
-
-def _split(items: Sequence[_Job], n: int) -> list[Sequence[_Job]]:
-    if n <= 0:
-        return []
-    bounds = np.linspace(0, len(items), n + 1).round().astype(int)
-    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]

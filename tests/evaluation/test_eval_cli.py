@@ -175,3 +175,22 @@ def test_recall_is_wired(monkeypatch: pytest.MonkeyPatch, pair: tuple[Path, Path
 def test_help_has_example() -> None:
     code, out = _run("--help")
     assert code == 0 and "Example" in out and "--metric" in out
+
+
+def test_png_folders_by_option(pair: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, pred = pair
+    code, before = _run("--metric", "pq", "--gt", str(gt), "--pred", str(pred), "--json")
+    moved = tmp_path / "elsewhere"
+    (pred.parent / "pred").rename(moved)
+    code, out = _run("--metric", "pq", "--gt", str(gt), "--pred", str(pred))
+    _one_line_error(code, out, str(pred.parent / "pred"), "--pred-dir")
+    code, out = _run("--metric", "pq", "--gt", str(gt), "--pred", str(pred), "--json",
+                     "--pred-dir", str(moved))
+    assert code == 0 and json.loads(out) == json.loads(before)
+
+
+def test_duplicate_prediction(pair: tuple[Path, Path]) -> None:
+    gt, pred = pair
+    _edit(pred, lambda d: d["annotations"].append(d["annotations"][0]))
+    code, out = _run("--metric", "pq", "--gt", str(gt), "--pred", str(pred))
+    _one_line_error(code, out, str(pred), "image id 1 has two predictions")
