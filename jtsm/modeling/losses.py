@@ -1,0 +1,84 @@
+"""Losses of the panoptic mining branch: MIL (Eq. 2) and OICR refinement (Eq. 3-4).
+
+Class indices: ``0 .. C-1`` are the things and stuff classes (things first); refinement heads
+have one more output, background, at index ``C`` (last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["mil_loss", "refinement_targets", "refinement_loss"]
+
+
+def mil_loss(
+    image_scores: Tensor, tags: Tensor, eps: float = 1e-6, reduction: str = "sum"
+) -> Tensor:
+    """Multi-label BCE of the image scores (Eq. 2).
+
+    ``y`` is clamped to ``[eps, 1 - eps]`` first, so the loss is finite even for scores of
+    exactly 0 or 1 (the most reported NaN in WSOD code); half precision is computed in float32
+    (``1 - 1e-6`` rounds to 1 in float16).
+
+    Arguments:
+        image_scores: ``(C,)`` ``y_c = sum_p S_pc``. tags: ``(C,)`` 0/1.
+        reduction: ``"sum"`` over classes as Eq. 2, or ``"mean"``.
+    """
+    if image_scores.dtype in (torch.float16, torch.bfloat16):
+        image_scores = image_scores.float()
+    y = image_scores.clamp(eps, 1.0 - eps)
+    t = tags.to(y.dtype)
+    loss = -(t * torch.log(y) + (1 - t) * torch.log(1 - y))
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+@torch.no_grad()
+def refinement_targets(
+    prev_scores: Tensor,
+    tags: Tensor,
+    overlap: Callable[[Tensor], Tensor],
+    iou_threshold: float = 0.5,
+) -> tuple[Tensor, Tensor]:
+    """OICR pseudo labels for one refinement head (Sec. 3.2).
+
+    For each class ``c`` present (``tags[c] == 1``) the proposal with the highest previous
+    score for ``c`` is a pseudo ground truth, weighted by that score. Every proposal takes the
+    class of the pseudo ground truth it overlaps most (first on ties) if the overlap is
+    ``>= iou_threshold``, else background; its weight is that pseudo ground truth's score.
+
+    Arguments:
+        prev_scores: ``(P, C)`` MIL scores or ``(P, C + 1)`` previous head's probabilities.
+        tags: ``(C,)`` 0/1 image labels.
+        overlap: maps pseudo-gt proposal indices ``(G,)`` to ``(P, G)`` IoUs (box or mask).
+    Returns:
+        ``labels`` ``(P,)`` int64 in ``[0, C]`` (``C`` = background) and ``weights`` ``(P,)``.
+    """
+    p = prev_scores.shape[0]
+    c = tags.shape[0]
+    classes = torch.nonzero(tags > 0).squeeze(1)
+    labels = torch.full((p,), c, dtype=torch.int64, device=prev_scores.device)
+    weights = prev_scores.new_zeros(p)
+    if classes.numel() == 0 or p == 0:
+        return labels, weights
+    cls_scores = prev_scores[:, classes]  # (P, G)
+    gt_w, gt_idx = cls_scores.max(0)
+    iou = overlap(gt_idx)  # (P, G)
+    best, arg = iou.max(1)
+    labels = torch.where(best >= iou_threshold, classes[arg], labels)
+    weights = gt_w[arg]
+    return labels, weights
+
+
+def refinement_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
+    """Weighted softmax cross-entropy (Eq. 3), averaged over proposals as OICR does.
+
+    ``-(1/P) sum_p w_p log softmax(logits_p)[labels_p]``.
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    return (weights * ce).mean()

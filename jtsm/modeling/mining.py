@@ -1,0 +1,68 @@
+"""Panoptic mining head: two FC layers, the WSDDN MIL head (Eq. 2), OICR refinement heads.
+
+Input is pooled proposal features ``(P, C_feat, ph, pw)`` (from any pooler of
+:mod:`jtsm.modeling.pooling`); the head works on one image at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MiningHead"]
+
+
+class MiningHead(nn.Module):
+    """FC-ReLU-dropout x2, then MIL (two streams) and ``num_refine`` refinement heads.
+
+    Arguments:
+        in_features: ``C_feat * ph * pw``.
+        num_classes: things + stuff (``C``).
+        hidden: FC width (4096 in the paper; 256-512 on CPU).
+        num_refine: ``n_r`` (Eq. 4); 0 allowed.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: int = 4096,
+        num_refine: int = 4,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.fc = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        )
+        self.mil_cls = nn.Linear(hidden, num_classes)  # S^C
+        self.mil_det = nn.Linear(hidden, num_classes)  # S^D
+        self.refine = nn.ModuleList(nn.Linear(hidden, num_classes + 1) for _ in range(num_refine))
+        for m in [self.mil_cls, self.mil_det, *self.refine]:
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, pooled: Tensor) -> dict[str, Tensor | list[Tensor]]:
+        """Score one image's proposals.
+
+        Returns:
+            ``mil_scores`` ``(P, C)``: ``S = softmax_c(S^C) * softmax_p(S^D)`` (Eq. 2);
+            ``image_scores`` ``(C,)``: ``y_c = sum_p S_pc``;
+            ``refine_logits``: ``n_r`` tensors ``(P, C + 1)`` (background last);
+            ``refine_probs``: their softmaxes;
+            ``scores`` ``(P, C)``: test-time scores, the refinement heads' probabilities
+            averaged (class part), or the MIL scores when ``n_r == 0``.
+        """
+        x = self.fc(pooled.flatten(1))
+        s = torch.softmax(self.mil_cls(x), 1) * torch.softmax(self.mil_det(x), 0)
+        logits = [h(x) for h in self.refine]
+        probs = [torch.softmax(z, 1) for z in logits]
+        scores = torch.stack(probs).mean(0)[:, : self.num_classes] if probs else s
+        return {
+            "mil_scores": s,
+            "image_scores": s.sum(0),
+            "refine_logits": logits,
+            "refine_probs": probs,
+            "scores": scores,
+        }

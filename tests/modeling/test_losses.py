@@ -1,0 +1,106 @@
+"""MIL and refinement losses against hand-computed values; OICR label assignment."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
+from jtsm.modeling.mining import MiningHead
+from jtsm.ops.boxes import box_iou
+
+
+def test_mil_loss_hand_computed():
+    y = torch.tensor([0.8, 0.3, 0.5])
+    t = torch.tensor([1.0, 0.0, 1.0])
+    expect = -(math.log(0.8) + math.log(0.7) + math.log(0.5))
+    torch.testing.assert_close(mil_loss(y, t), torch.tensor(expect))
+    torch.testing.assert_close(mil_loss(y, t, reduction="mean"), torch.tensor(expect / 3))
+
+
+def test_mil_loss_finite_at_exact_zero_and_one():
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        y = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=dtype, requires_grad=True)
+        t = torch.tensor([1.0, 0.0, 0.0, 1.0])
+        loss = mil_loss(y, t, eps=1e-6)
+        assert torch.isfinite(loss), dtype
+        loss.backward()
+        assert torch.isfinite(y.grad).all(), dtype
+    # two terms at -log(eps), two at -log(1 - eps)
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    expect = -2 * math.log(1e-6) - 2 * math.log(1 - 1e-6)
+    torch.testing.assert_close(mil_loss(y, t, 1e-6), torch.tensor(expect, dtype=torch.float64))
+
+
+def test_mil_scores_are_eq2_product_of_softmaxes():
+    torch.manual_seed(0)
+    head = MiningHead(in_features=12, num_classes=3, hidden=8, num_refine=2, dropout=0.0)
+    x = torch.randn(5, 3, 2, 2)
+    out = head(x)
+    h = head.fc(x.flatten(1))
+    sc, sd = head.mil_cls(h), head.mil_det(h)
+    ref = torch.empty(5, 3)
+    for p in range(5):
+        for c in range(3):
+            ref[p, c] = (sc[p, c].exp() / sc[p].exp().sum()) * (sd[p, c].exp() / sd[:, c].exp().sum())
+    torch.testing.assert_close(out["mil_scores"], ref)
+    torch.testing.assert_close(out["image_scores"], ref.sum(0))
+    assert len(out["refine_logits"]) == 2 and out["refine_logits"][0].shape == (5, 4)
+    avg = (out["refine_probs"][0] + out["refine_probs"][1]) / 2
+    torch.testing.assert_close(out["scores"], avg[:, :3])
+
+
+def test_zero_refinement_heads_scores_are_mil():
+    head = MiningHead(in_features=4, num_classes=2, hidden=4, num_refine=0, dropout=0.0)
+    out = head(torch.randn(3, 4))
+    assert out["refine_logits"] == [] and torch.equal(out["scores"], out["mil_scores"])
+
+
+def _boxes():
+    return torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # 0: pseudo gt of class 0
+            [1.0, 0.0, 10.0, 10.0],  # 1: IoU 0.9 with 0
+            [0.0, 0.0, 10.0, 4.0],  # 2: IoU 0.4 with 0 -> background
+            [20.0, 20.0, 30.0, 30.0],  # 3: pseudo gt of class 2
+            [22.0, 20.0, 30.0, 30.0],  # 4: IoU 0.8 with 3
+            [50.0, 50.0, 60.0, 60.0],  # 5: overlaps nothing
+            [0.0, 0.0, 10.0, 5.0],  # 6: IoU exactly 0.5 with 0 -> foreground
+        ]
+    )
+
+
+def test_refinement_targets_constructed_case():
+    boxes = _boxes()
+    prev = torch.full((7, 3), 0.01)
+    prev[0, 0] = 0.9
+    prev[3, 2] = 0.7
+    prev[1, 1] = 0.99  # class 1 absent from the tags: must be ignored
+    tags = torch.tensor([1.0, 0.0, 1.0])
+    labels, weights = refinement_targets(prev, tags, lambda i: box_iou(boxes, boxes[i]))
+    assert labels.tolist() == [0, 0, 3, 2, 2, 3, 0]  # 3 = background
+    # weight = score of the most-overlapping pseudo gt (also for background proposals)
+    torch.testing.assert_close(weights, torch.tensor([0.9, 0.9, 0.9, 0.7, 0.7, 0.9, 0.9]))
+
+
+def test_refinement_targets_from_previous_head_with_background_column():
+    boxes = _boxes()
+    prev = torch.full((7, 4), 0.01)  # (P, C + 1) probabilities of the previous head
+    prev[4, 2] = 0.6  # now proposal 4 is the pseudo gt of class 2
+    prev[6, 0] = 0.8
+    prev[5, 3] = 0.99  # background column never selects a pseudo gt
+    tags = torch.tensor([1.0, 0.0, 1.0])
+    labels, weights = refinement_targets(prev, tags, lambda i: box_iou(boxes, boxes[i]))
+    assert labels.tolist() == [0, 3, 0, 2, 2, 3, 0]  # 1 has IoU 45/95 with the new gt 6
+    torch.testing.assert_close(weights[[0, 3, 5]], torch.tensor([0.8, 0.6, 0.8]))
+
+
+def test_refinement_loss_hand_computed():
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    labels = torch.tensor([0, 2])
+    weights = torch.tensor([0.5, 2.0])
+    ls0 = 2.0 - math.log(math.exp(2) + 1 + math.exp(1))
+    ls1 = 0.0 - math.log(1 + math.e + 1)
+    expect = -(0.5 * ls0 + 2.0 * ls1) / 2
+    torch.testing.assert_close(refinement_loss(logits, labels, weights), torch.tensor(expect))
