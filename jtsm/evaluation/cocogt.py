@@ -130,10 +130,9 @@ def load_results(
     """
     path = Path(path)
     res = read_json(path)
-    if isinstance(res, dict) and isinstance(res.get("annotations"), list):
-        res = res["annotations"]
     if not isinstance(res, list):
-        raise DataError(f"{path}: expected a list of COCO results")
+        raise DataError(f"{path}: expected a JSON list of COCO results (image_id, category_id, "
+                        "score, bbox / segmentation)")
     images = {im["id"]: im for im in gt["images"]}
     cat_ids = {c["id"] for c in gt["categories"]}
     stuff_ids = {c["id"] for c in gt.get("stuff_categories", [])}
