@@ -33,6 +33,8 @@ class Hierarchy:
             slice ``order[start[n] : start[n] + count[n]]``.
         start: ``(R + M,)`` int64 first position of each node in ``order``.
         count: ``(R + M,)`` int64 number of leaves of each node.
+        boxes: ``(R + M, 4)`` float64 XYXY box of each node (exclusive right/bottom), or
+            ``None`` when built without boxes.
     """
 
     children: np.ndarray
@@ -40,6 +42,7 @@ class Hierarchy:
     order: np.ndarray
     start: np.ndarray
     count: np.ndarray
+    boxes: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -51,7 +54,9 @@ class Hierarchy:
         return self.order[s : s + int(self.count[node])]
 
     @classmethod
-    def from_children(cls, children: np.ndarray, n_leaves: int) -> Hierarchy:
+    def from_children(
+        cls, children: np.ndarray, n_leaves: int, boxes: np.ndarray | None = None
+    ) -> Hierarchy:
         """Leaf order, start and count of every node from the merge list."""
         children = np.asarray(children, np.int64).reshape(-1, 2)
         n = n_leaves + len(children)
@@ -76,7 +81,7 @@ class Hierarchy:
         start_arr = np.asarray(start, np.int64)
         order = np.empty(n_leaves, np.int64)
         order[start_arr[:n_leaves]] = np.arange(n_leaves)
-        return cls(children, n_leaves, order, start_arr, np.asarray(cnt, np.int64))
+        return cls(children, n_leaves, order, start_arr, np.asarray(cnt, np.int64), boxes)
 
 
 def group(
@@ -174,4 +179,5 @@ def group(
             for k, s in zip(ks.tolist(), sim(ks, t).tolist()):
                 push(heap, (-s, k, t))
         t += 1
-    return Hierarchy.from_children(np.asarray(children, np.int64).reshape(-1, 2), r)
+    m = len(children)
+    return Hierarchy.from_children(np.asarray(children, np.int64).reshape(-1, 2), r, box[: r + m])

@@ -21,7 +21,7 @@ _LUT_LIMIT = 1 << 26
 def _relabel(key: np.ndarray) -> np.ndarray:
     """Map arbitrary non-negative int64 keys to ``0 .. n-1`` (in increasing key order)."""
     top = int(key.max()) + 1 if key.size else 0
-    if top <= _LUT_LIMIT:
+    if top <= min(_LUT_LIMIT, 8 * key.size):
         present = np.zeros(top, bool)
         present[key] = True
         lut = np.cumsum(present, dtype=np.int64) - 1

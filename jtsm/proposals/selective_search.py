@@ -36,7 +36,7 @@ from jtsm.proposals.features import (
     region_histograms_many,
 )
 from jtsm.proposals.grouping import Hierarchy, group
-from jtsm.proposals.overlay import compact_columns, felzenszwalb_segment, overlay
+from jtsm.proposals.overlay import felzenszwalb_segment, overlay
 from jtsm.structures import ProposalSet
 
 __all__ = ["STRATEGY_SETS", "StrategySet", "selective_search"]
@@ -155,9 +155,8 @@ def selective_search(
     rng = np.random.default_rng(seed)
     code = rng.integers(0, np.iinfo(np.int64).max, size=n_cells, dtype=np.int64).astype(np.uint64)
 
-    cell_orders, values, sigs, cstarts, clens = [], [], [], [], []
-    base = 0
-    for run in runs:
+    cell_orders, values, sigs, cstarts, cends, owners, boxes = [], [], [], [], [], [], []
+    for h, run in enumerate(runs):
         tree = run.tree
         lab = cell_labels[run.seg]
         pos = np.empty(tree.n_leaves, np.int64)
@@ -174,31 +173,90 @@ def selective_search(
         rank = n - np.arange(n, dtype=np.float64)  # last-created (whole image) = 1
         values.append(rank * rng.random(n))
         cell_orders.append(corder)
-        cstarts.append(cs + base)
-        clens.append(ce - cs)
-        base += n_cells
+        cstarts.append(cs)
+        cends.append(ce)
+        owners.append(np.full(n, h, np.int64))
+        assert tree.boxes is not None
+        boxes.append(tree.boxes)
     value = np.concatenate(values)
     sig = np.concatenate(sigs)
     cstart = np.concatenate(cstarts)
-    clen = np.concatenate(clens)
-    all_orders = np.concatenate(cell_orders)
+    cend = np.concatenate(cends)
+    owner = np.concatenate(owners)
 
     by_value = np.argsort(value, kind="stable")
     _, first = np.unique(sig[by_value], return_index=True)  # best-ranked copy of each mask
     chosen = by_value[np.sort(first)]
-    chosen = chosen[clen[chosen] > 0]
+    chosen = chosen[cend[chosen] > cstart[chosen]]
     if max_proposals is not None:
         chosen = chosen[: max(int(max_proposals), 0)]
-    lengths = clen[chosen]
-    indices = all_orders[_slices(cstart[chosen], lengths)]
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    data = np.ones(len(indices), bool)
-    member = sp.csr_matrix((data, indices, indptr), shape=(len(chosen), n_cells))
-    # number cells along the first hierarchy's leaf order: its regions become index ranges
-    renum = np.empty(n_cells, np.int64)
-    renum[cell_orders[0]] = np.arange(n_cells)
-    member = sp.csr_matrix(member[:, cell_orders[0]], dtype=bool)
-    cells = renum[cells]
-    cells, member = compact_columns(cells, member, seed)
+    groups, member = _membership(
+        cell_orders, owner[chosen], cstart[chosen], cend[chosen], n_cells, rng
+    )
     scores = (1.0 / (1.0 + value[chosen])).astype(np.float32)
-    return ProposalSet(cells, member, scores)
+    box = np.concatenate(boxes)[chosen].astype(np.float32)
+    return ProposalSet(groups[cells].astype(np.int32), member, scores, box)
+
+
+def _membership(
+    cell_orders: list[np.ndarray],
+    owner: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    n_cells: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Membership of the chosen regions over merged cells, never over the raw overlay cells.
+
+    Region ``i`` covers the cells ``cell_orders[owner[i]][start[i]:end[i]]``. Cells that no
+    region tells apart are merged first (a cell's signature is the wrapping sum of random
+    64-bit codes of the regions covering it, accumulated per hierarchy with a difference
+    array), so the matrix is built at its final, smaller size. Groups are numbered along the
+    first hierarchy's leaf order, so that its regions are runs of consecutive ids.
+
+    Returns:
+        ``(group of every overlay cell (C,), membership (P, G) CSR bool)``.
+    """
+    p = len(owner)
+    code = rng.integers(0, np.iinfo(np.int64).max, size=p, dtype=np.int64).astype(np.uint64)
+    cell_sig = np.zeros(n_cells, np.uint64)
+    with np.errstate(over="ignore"):
+        for h, corder in enumerate(cell_orders):
+            sel = np.nonzero(owner == h)[0]
+            if not len(sel):
+                continue
+            diff = np.zeros(n_cells + 1, np.uint64)
+            np.add.at(diff, start[sel], code[sel])
+            np.add.at(diff, end[sel], np.uint64(0) - code[sel])
+            cell_sig[corder] += np.cumsum(diff[:-1], dtype=np.uint64)
+    along = cell_orders[0]
+    _, first, inverse = np.unique(cell_sig[along], return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    groups = np.empty(n_cells, np.int64)
+    groups[along] = rank[inverse.reshape(-1)]
+    n_groups = len(first)
+    rep = np.empty(n_groups, np.int64)  # one cell per group
+    rep[groups[along[::-1]]] = along[::-1]
+    # a region covers a group iff it covers its representative: a slice of the groups sorted
+    # by their representative's position in the region's hierarchy
+    sorted_groups, a_all, b_all = [], np.zeros(p, np.int64), np.zeros(p, np.int64)
+    base = 0
+    for h, corder in enumerate(cell_orders):
+        pos = np.empty(n_cells, np.int64)
+        pos[corder] = np.arange(n_cells)
+        rp = pos[rep]
+        order = np.argsort(rp, kind="stable")
+        sel = np.nonzero(owner == h)[0]
+        a_all[sel] = np.searchsorted(rp[order], start[sel]) + base
+        b_all[sel] = np.searchsorted(rp[order], end[sel]) + base
+        sorted_groups.append(order)
+        base += n_groups
+    lengths = b_all - a_all
+    indices = np.concatenate(sorted_groups)[_slices(a_all, lengths)]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    member = sp.csr_matrix(
+        (np.ones(len(indices), bool), indices, indptr), shape=(p, n_groups)
+    )
+    member.sort_indices()
+    return groups, member

@@ -10,6 +10,7 @@ from skimage import data
 from jtsm.proposals.features import convert_colour
 from jtsm.proposals.overlay import felzenszwalb_segment
 from jtsm.proposals.selective_search import STRATEGY_SETS, StrategySet, selective_search
+from jtsm.structures import ProposalSet
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
 
@@ -51,6 +52,9 @@ def test_hundreds_to_thousands_of_distinct_proposals(fast_all, name):
     assert iou.max() < 1.0
     assert np.all(ps.areas() > 0)
     assert np.all(np.diff(ps.scores) <= 0) and ps.scores.max() <= 1 and ps.scores.min() > 0
+    # boxes tracked during grouping == extents of the member superpixels
+    recomputed = ProposalSet(ps.superpixels, ps.membership, ps.scores).boxes
+    np.testing.assert_array_equal(ps.boxes, recomputed)
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee"])
