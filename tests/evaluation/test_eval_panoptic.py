@@ -167,3 +167,14 @@ def test_only_the_last_crowd_segment_of_a_class_counts() -> None:
     assert on_first["per_class"] == {"person": {"pq": 0.0, "sq": 0.0, "rq": 0.0}}  # an FP
     on_last = pq_from_pairs([(_seg(gt, {4: (1, 1), 3: (1, 1)}), _seg(pred, {5: (1, 0)}))], CATS)
     assert on_last["per_class"] == {} and on_last["All"]["n"] == 0  # ignored
+
+
+def test_gt_area_from_png_when_json_has_none(tmp_path: Path) -> None:
+    gt, pred = write_pair_dataset(tmp_path, 5, 40, 60, seed=11)
+    want = evaluate_pq(gt, pred, workers=1)
+    d = json.loads(gt.read_text())
+    for a in d["annotations"]:
+        for s in a["segments_info"]:
+            del s["area"]
+    gt.write_text(json.dumps(d))
+    assert evaluate_pq(gt, pred, workers=1) == want
