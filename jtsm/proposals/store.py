@@ -92,17 +92,21 @@ def _decode(z: Mapping[str, np.ndarray], path: Path) -> ProposalSet:
         raise DataError(f"{path}: superpixel map is {spx.shape}, header says {(h, w)}")
     s = int(z["num_superpixels"])
     indptr = z["indptr"].astype(np.int64)
-    deltas = z["deltas"].astype(np.int64)
+    deltas = z["deltas"]
     bad_ptr = indptr.size == 0 or indptr[0] != 0 or indptr[-1] != deltas.size
     if bad_ptr or np.any(np.diff(indptr) < 0):
         raise DataError(f"{path}: corrupt membership (row pointers)")
-    # undo the delta coding: cumulative sum restarted at each row's first element
-    idx = np.cumsum(deltas)
+    # undo the delta coding: a running sum restarted at each row's first element. The running
+    # sum never exceeds P * S, so 32-bit arithmetic suffices for all but huge files.
+    p = indptr.size - 1
+    work = np.int32 if p * max(s, 1) < np.iinfo(np.int32).max else np.int64
+    idx = np.cumsum(deltas, dtype=work)
     if idx.size:
-        starts = indptr[:-1][np.diff(indptr) > 0]
-        before = np.zeros(idx.size, np.int64)
-        before[starts] = idx[starts] - deltas[starts]
-        idx -= np.maximum.accumulate(before)
+        lengths = np.diff(indptr)
+        rows = np.nonzero(lengths)[0]
+        starts = indptr[rows]
+        offset = idx[starts] - deltas[starts].astype(work)
+        idx -= np.repeat(offset, lengths[rows])
     if idx.size and (idx.min() < 0 or idx.max() >= s):
         raise DataError(f"{path}: corrupt membership (superpixel ids out of range)")
     p = indptr.size - 1
