@@ -396,11 +396,16 @@ def evaluate_pq(
         finally:
             cv2.setNumThreads(previous)
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-            results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
-            for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
-                stats += res
-                done += len(chunk)
-                if progress:
-                    progress(done, len(jobs))
+        n_proc = min(workers, len(chunks))
+        with ProcessPoolExecutor(max_workers=n_proc, initializer=_init_worker) as pool:
+            try:
+                results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
+                for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
+                    stats += res
+                    done += len(chunk)
+                    if progress:
+                        progress(done, len(jobs))
+            except BaseException:  # the first bad image stops the run: drop queued chunks
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     return summarize_pq(stats, cats)
