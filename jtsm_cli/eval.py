@@ -48,7 +48,9 @@ def eval_cmd(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Evaluate predictions against a ground truth; tables print percent, --json fractions.
+    """Score predictions: PQ, mask/box AP, VOC mAP, CorLoc or proposal recall.
+
+    Tables print percent; --json prints fractions in [0, 1].
 
     \b
     Examples:
@@ -59,6 +61,9 @@ def eval_cmd(
 
     Exit codes: 0 success, 1 bad input (one line naming the file and image), 2 usage error.
     """
+    if metric == "recall" and gt_dir is not None:
+        raise click.UsageError("--gt-dir is not supported with --metric recall (PNGs are read "
+                               "from the folder beside the json)")
     if metric == "pq":
         result = _pq(gt_json, pred, gt_dir, pred_dir, workers, quiet)
     elif metric == "ap":
