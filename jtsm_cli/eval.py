@@ -48,7 +48,7 @@ def eval_cmd(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Score predictions: PQ, mask/box AP, VOC mAP, CorLoc or proposal recall.
+    """Score predictions: PQ, AP, mAP, CorLoc, proposal recall.
 
     Tables print percent; --json prints fractions in [0, 1].
 
