@@ -205,7 +205,8 @@ def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
             state = state[key]
     if not isinstance(state, dict):
         raise DataError(f"{path}: not a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]

@@ -20,7 +20,9 @@ Construction (the paper gives only the idea, Sec. 3.3; the authors' code has no 
    plain RoIAlign. Gradients w.r.t. features come from autograd (the warp is fixed data).
 
 A segment with several components is warped by its largest one; a segment whose contour has
-fewer than 3 points (or is empty) uses the identity warp.
+fewer than 3 points, or whose box is under 2 pixels on a side, uses the identity warp. A
+strongly non-convex segment (an L) cannot be unfolded by a smooth warp of its box: part of the
+sample grid then still falls outside it (the tests measure how much).
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ def _control_points(
         lut[members] = True
         crop = lut[spm[iy0:iy1, ix0:ix1]]
         lut[members] = False
-        pts = contour_control_points(crop, k) if crop.size else None
+        # a box under 2 px on a side has collinear control points: identity warp
+        pts = contour_control_points(crop, k) if min(wh) >= 2 and crop.size else None
         # contour points sit on pixel centres: pair them with the box inset by half a pixel
         inner = np.maximum(wh - 1.0, 1e-6)
         unit = box_perimeter_points(k, *inner) * (inner / wh) + 0.5 / np.maximum(wh, 1.0)

@@ -43,7 +43,9 @@ def test_mil_scores_are_eq2_product_of_softmaxes():
     ref = torch.empty(5, 3)
     for p in range(5):
         for c in range(3):
-            ref[p, c] = (sc[p, c].exp() / sc[p].exp().sum()) * (sd[p, c].exp() / sd[:, c].exp().sum())
+            over_classes = sc[p, c].exp() / sc[p].exp().sum()
+            over_proposals = sd[p, c].exp() / sd[:, c].exp().sum()
+            ref[p, c] = over_classes * over_proposals
     torch.testing.assert_close(out["mil_scores"], ref)
     torch.testing.assert_close(out["image_scores"], ref.sum(0))
     assert len(out["refine_logits"]) == 2 and out["refine_logits"][0].shape == (5, 4)
