@@ -17,15 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import read_image, read_json, safe_join
 from jtsm.proposals.store import ProposalStore
+from jtsm.structures import ProposalSet
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageItem",
     "ImageResult",
     "RunSummary",
+    "generate_one",
     "list_images",
     "parse_shard",
     "run_proposals",
@@ -162,33 +166,56 @@ def _accepts(fn: Any, name: str) -> bool:
     return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
-def _process(item: ImageItem) -> ImageResult:
+def generate_one(
+    image: np.ndarray,
+    method: str,
+    max_proposals: int | None,
+    image_path: Any = None,
+    options: Mapping[str, Any] | None = None,
+) -> ProposalSet:
+    """Run generator ``method`` on one image; drop empty/duplicate masks, keep the best.
+
+    ``max_proposals`` is also handed to the generator if it takes that keyword.
+
+    Raises:
+        DataError: bad input for this image (from the generator). PluginError: unknown
+        method. JtsmError: the generator crashed or returned another image size (named).
+    """
     from jtsm.plugins import get_proposal_generator
 
-    job = _JOB
-    t0 = time.perf_counter()
+    gen = get_proposal_generator(method)
+    opts = dict(options or {})
+    if _accepts(gen.generate, "max_proposals"):
+        opts.setdefault("max_proposals", max_proposals)
+    where = image_path if image_path is not None else "image"
     try:
-        image = read_image(item.path)
-        gen = get_proposal_generator(job["method"])
-        options = dict(job["options"])
-        if _accepts(gen.generate, "max_proposals"):
-            options.setdefault("max_proposals", job["max_proposals"])
-        ps = gen.generate(image, image_path=item.path, **options)
-    except DataError as exc:
-        return ImageResult(item.name, "bad", error=str(exc))
+        ps = gen.generate(image, image_path=image_path, **opts)
     except JtsmError:
         raise
     except Exception as exc:  # noqa: BLE001 - name the image a method crashed on
         raise JtsmError(
-            f"{item.path}: method {job['method']!r} failed ({type(exc).__name__}: {exc})"
+            f"{where}: method {method!r} failed ({type(exc).__name__}: {exc})"
         ) from exc
-    h, w = image.shape[:2]
-    if ps.image_size != (h, w):
+    if not isinstance(ps, ProposalSet):
+        raise JtsmError(f"{where}: method {method!r} returned {type(ps).__name__}, "
+                        "not a ProposalSet")
+    if ps.image_size != tuple(image.shape[:2]):
         raise JtsmError(
-            f"{item.path}: method {job['method']!r} returned proposals of size "
-            f"{ps.image_size}, image is {(h, w)}"
+            f"{where}: method {method!r} returned proposals of size {ps.image_size}, "
+            f"image is {tuple(image.shape[:2])}"
         )
-    ps = ps.clean(job["max_proposals"])
+    return ps.clean(max_proposals)
+
+
+def _process(item: ImageItem) -> ImageResult:
+    job = _JOB
+    t0 = time.perf_counter()
+    try:
+        image = read_image(item.path)
+        ps = generate_one(image, job["method"], job["max_proposals"], item.path, job["options"])
+    except DataError as exc:
+        return ImageResult(item.name, "bad", error=str(exc))
+    h, w = image.shape[:2]
     ProposalStore(job["out"]).save(item.name, ps)
     return ImageResult(item.name, "done", len(ps), time.perf_counter() - t0, h, w)
 

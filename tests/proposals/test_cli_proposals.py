@@ -34,7 +34,9 @@ def test_dataset_run_json_summary_resume_and_viz(synth_dir, tmp_path):
     assert len(list((out / "viz").glob("*.png"))) == 2
     assert len(ProposalStore(out).index()) == 6
     rec = evaluate_recall(ds, out)
-    assert rec["all"]["n"] > 0 and rec["all"]["recall@0.5"] > 0.5
+    assert rec["all"]["n"] > 40
+    # quality guard (deterministic: seeded data and ranking); 96x112 px, 300 proposals
+    assert rec["things"]["recall@0.5"] >= 0.9 and rec["stuff"]["recall@0.5"] >= 0.8
     # rerun: nothing left to do
     r = _run("--images", str(images), "--dataset", str(ds), "--out", str(out), "--json", "-q")
     assert json.loads(r.stdout)["skipped"] == 6

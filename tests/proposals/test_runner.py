@@ -133,6 +133,7 @@ def _register_test_generators():
     def register_proposal_generators(register):
         register(ProposalGenerator("dies", _dies))
         register(ProposalGenerator("raises", _raises))
+        register(ProposalGenerator("wrong-size", lambda image, **_: _whole(image[1:])))
 
     plugin = SimpleNamespace(register_proposal_generators=register_proposal_generators)
     get_plugin_manager().register(plugin, name="test-generators")
@@ -148,3 +149,16 @@ def test_crashing_method_and_dying_worker_name_the_image(image_dir, tmp_path):
     assert ProposalStore(tmp_path / "r").exists("a.png")  # done before the crash: kept
     with pytest.raises(JtsmError, match=r"worker process died .*one of: .*b\.png"):
         list(run_proposals(items, tmp_path / "d", "dies", workers=2))
+
+
+def test_make_proposals_cleans_and_checks_the_size():
+    from jtsm.errors import JtsmError
+    from jtsm.proposals import make_proposals
+
+    img = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    ps = make_proposals(img, "felzenszwalb", max_proposals=7, k=20)
+    assert len(ps) == 7 and ps.image_size == (30, 40)
+    assert np.all(np.diff(ps.scores) <= 0)
+    _register_test_generators()
+    with pytest.raises(JtsmError, match=r"x\.png: method 'wrong-size' returned .* \(29, 40\)"):
+        make_proposals(img, "wrong-size", image_path="x.png")
