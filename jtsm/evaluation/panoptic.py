@@ -379,7 +379,7 @@ def evaluate_pq(
         Path(gt_dir) if gt_dir is not None else None,
         Path(pred_dir) if pred_dir is not None else None,
     )
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or _available_cores())
     # Fixed-size chunks summed in order: the result is the same for any worker count.
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     stats = PQStats.zeros(cats.num_classes)
@@ -409,3 +409,11 @@ def evaluate_pq(
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     return summarize_pq(stats, cats)
+
+
+def _available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
