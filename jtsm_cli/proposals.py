@@ -88,7 +88,7 @@ def proposals(
 
     options = _parse_opt(opts)
     shard_i, shard_n = parse_shard(shard)
-    items = select_shard(list_images(images, dataset), shard_i, shard_n)
+    items = select_shard(list_images(images, dataset, exclude=out), shard_i, shard_n)
     summary = RunSummary()
     t0 = time.perf_counter()
     try:

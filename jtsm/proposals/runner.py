@@ -91,9 +91,15 @@ class RunSummary:
         }
 
 
-def list_images(images: str | os.PathLike[str], dataset: str | os.PathLike[str] | None = None
-                ) -> list[ImageItem]:
+def list_images(
+    images: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
+) -> list[ImageItem]:
     """Images under ``images`` (recursively, sorted), or those a COCO json lists.
+
+    ``exclude`` (the output folder) is never searched, so pictures written there by
+    ``--viz`` are not taken for images when the output lies inside the image folder.
 
     Raises:
         DataError: the folder or json is missing/malformed, or a ``file_name`` escapes the
@@ -118,10 +124,12 @@ def list_images(images: str | os.PathLike[str], dataset: str | os.PathLike[str] 
                 raise DataError(f"{dataset}: {exc}") from None
             items.append(ImageItem(name, path))
         return items
+    skip = Path(exclude).resolve() if exclude is not None else None
     found = [
         p for p in root.rglob("*")
         if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and (skip is None or skip not in p.resolve().parents)
     ]
     return [ImageItem(p.relative_to(root).as_posix(), p) for p in sorted(found)]
 

@@ -36,6 +36,8 @@ def image_dir(tmp_path):
 def test_list_images_folder_and_dataset(image_dir, tmp_path):
     names = [i.name for i in list_images(image_dir)]
     assert names == ["a.png", "b.png", "e.png", "sub/c.png", "sub/d.jpg.png"]
+    # an output folder inside the image folder (with --viz pictures) is not searched
+    assert [i.name for i in list_images(image_dir, exclude=image_dir / "sub")] == names[:3]
     ds = tmp_path / "ds.json"
     ds.write_text(json.dumps({"images": [{"id": 1, "file_name": "sub/c.png"},
                                          {"id": 2, "file_name": "b.png"}]}))
