@@ -38,6 +38,16 @@ def test_builtin_generators_registered_and_produce_masks():
         assert gens[name].plugin == name and gens[name].description
     ss = gens["selective-search"].generate(img, mode="single", seed=1)
     assert len(ss) >= 3
+    small = gens["selective-search"].generate(img, max_side=28)  # grouped at 20x28
+    assert small.image_size == (40, 56) and np.all(small.areas() > 0)
+    import cv2
+
+    from jtsm.proposals.selective_search import selective_search
+
+    ref = selective_search(cv2.resize(img, (28, 20), interpolation=cv2.INTER_AREA), "fast", None)
+    up = ref.resize(40, 56)
+    assert len(small) == len(up)
+    assert np.array_equal(small.masks(range(5)), up.masks(range(5)))
 
 
 def test_mcg_plugin_finds_files_by_image_name(tmp_path):
