@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,9 +79,11 @@ def test_load_plugins_env_restricts_builtins(monkeypatch):
 def test_example_slic_package_installs_and_is_found(tmp_path):
     """pip-install the example package into a private folder; a fresh interpreter sees it."""
     target = tmp_path / "site"
+    src = tmp_path / "src"  # build from a copy: setuptools writes build/ into the source tree
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     r = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(EXAMPLE)],
+         "--no-index", "--target", str(target), str(src)],
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 0, r.stderr
