@@ -165,6 +165,14 @@ def _init_worker(job: dict[str, Any]) -> None:
     _JOB.update(job)
 
 
+def _available_cores() -> int:
+    """Cores this process may run on (a cluster job's allocation, not the whole machine)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _accepts(fn: Any, name: str) -> bool:
     """Whether ``fn`` takes keyword ``name`` (explicitly or through ``**kwargs``)."""
     try:
@@ -245,7 +253,8 @@ def run_proposals(
         method: a registered proposal generator (:func:`jtsm.plugins.proposal_generators`).
         max_proposals: keep at most this many per image (after dropping empty/duplicates);
             also handed to the generator as a hint.
-        workers: processes (``None`` or 0: all cores; 1: in this process).
+        workers: processes (``None`` or 0: all cores this process may use; 1: in this
+            process).
         options: extra keyword options for the generator (e.g. ``mcg_dir``, ``mode``).
         skip_existing: images whose proposal file exists are skipped (resume after a kill).
 
@@ -270,7 +279,7 @@ def run_proposals(
         "options": dict(options or {}),
         "out": str(out),
     }
-    n = workers or os.cpu_count() or 1
+    n = workers or _available_cores()
     n = min(n, len(todo))
     if n <= 1:
         _init_worker(job)
