@@ -328,7 +328,11 @@ def _pool_map(todo: list[ImageItem], job: dict[str, Any], n: int) -> Iterator[Im
 def update_index(
     out: str | os.PathLike[str], results: Iterable[ImageResult], shard: tuple[int, int] = (0, 1)
 ) -> Path:
-    """Add the computed images to the store's index file (one file per shard)."""
+    """Add the computed (and skipped, if missing) images to the store's index file.
+
+    One index file per shard (``index.json`` or ``index.shardI-of-N.json``), so shards never
+    write the same file.
+    """
     store = ProposalStore(out)
     i, n = shard
     name = "index" if n == 1 else f"index.shard{i}-of-{n}"
@@ -344,4 +348,10 @@ def update_index(
             entries[r.name] = {
                 "file": rel, "proposals": r.proposals, "height": r.height, "width": r.width
             }
+        elif r.status == "skipped" and r.name not in entries:
+            # finished by a run that was killed before it could write the index
+            try:
+                entries[r.name] = store.read_entry(r.name)
+            except DataError:
+                pass  # a damaged file is reported when it is loaded
     return store.write_index(entries, name)

@@ -211,6 +211,25 @@ class ProposalStore:
             out.update(obj["images"])
         return out
 
+    def read_entry(self, image: str) -> dict[str, Any]:
+        """The index record of ``image`` read from its file's header (no membership decoding).
+
+        Raises:
+            DataError: the file is missing or corrupt.
+        """
+        path = self.path_for(image)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                h, w = (int(v) for v in npz["image_size"])
+                p = int(npz["indptr"].shape[0]) - 1
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such proposal file") from None
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            msg = f"{path}: corrupt proposal file ({type(exc).__name__}: {exc})"
+            raise DataError(msg) from None
+        rel = path.relative_to(self.root.resolve())
+        return {"file": rel.as_posix(), "proposals": p, "height": h, "width": w}
+
     def entry(self, image: str, ps: ProposalSet) -> dict[str, Any]:
         """The index record of ``image``."""
         h, w = ps.image_size

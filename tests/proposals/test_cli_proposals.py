@@ -79,3 +79,44 @@ def test_shards_and_usage_errors(synth_dir, tmp_path):
     assert r.exit_code == 1 and "unknown proposal method 'nope'" in r.output
     r = _run("--images", str(images), "--out", str(out), "--opt", "novalue")
     assert r.exit_code == 2
+
+
+def test_killed_run_is_finished_by_rerunning(tmp_path):
+    """SIGKILL a real run after its first file, rerun: every image ends with a valid file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from jtsm.data.synth import SynthConfig, write_synth_dataset
+    from jtsm.proposals.store import load_proposals
+
+    data = tmp_path / "d"
+    write_synth_dataset(data, 0, 16, SynthConfig(height=96, width=128), seed=5)
+    out = tmp_path / "props"
+    jtsm = str(Path(sys.executable).with_name("jtsm"))
+    cmd = [jtsm, "proposals", "--images", str(data / "images"), "--out", str(out),
+           "--workers", "2", "-q", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(out.glob("*.npz")) and proc.poll() is None:
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and its workers
+    proc.wait()
+    before = {p.name for p in out.glob("*.npz")}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["images"] == 16 and info["skipped"] == len(before)
+    assert info["computed"] == 16 - len(before)
+    files = sorted(out.glob("*.npz"))
+    assert len(files) == 16
+    index = ProposalStore(out).index()
+    assert len(index) == 16  # including the images finished before the kill
+    for f in files:
+        ps = load_proposals(f, expect_size=(96, 128))
+        assert index[f.with_suffix(".jpg").name]["proposals"] == len(ps) > 0

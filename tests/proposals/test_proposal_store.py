@@ -99,6 +99,11 @@ def test_index_merges_shards(tmp_path):
     store = ProposalStore(tmp_path)
     ps = _random_set(2)
     store.write_index({"a.jpg": store.entry("a.jpg", ps)}, "index.shard0-of-2")
+    store.save("c/d.png", ps)
+    assert store.read_entry("c/d.png") == store.entry("c/d.png", ps)  # header only
+    store.path_for("c/d.png").write_bytes(b"PK\x03\x04 broken")
+    with pytest.raises(DataError, match="d.npz"):
+        store.read_entry("c/d.png")
     store.write_index({"b.jpg": store.entry("b.jpg", ps)}, "index.shard1-of-2")
     idx = store.index()
     assert set(idx) == {"a.jpg", "b.jpg"}
