@@ -10,12 +10,11 @@ image at once.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from jtsm.data.coco_panoptic import read_panoptic_png
 from jtsm.errors import DataError
 
 __all__ = ["IdIndexer", "joint_histogram", "read_id_png"]
@@ -28,27 +27,7 @@ FIRST = 2  # index of the first listed segment
 
 def read_id_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode a panoptic PNG to an ``(H, W)`` ``uint32`` id map; errors name the file."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except (FileNotFoundError, IsADirectoryError):
-        raise DataError(f"{path}: panoptic PNG not found") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise DataError(f"{path}: cannot decode panoptic PNG")
-    if img.dtype != np.uint8:
-        raise DataError(f"{path}: panoptic PNG must be 8-bit RGB, got {img.dtype}")
-    if img.ndim == 2:  # single channel: ids < 256 in R only
-        return img.astype(np.uint32)
-    if img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if sys.byteorder == "little":
-        # RGBA bytes read as one little-endian uint32 are R + 256 G + 256^2 B + 256^3 A.
-        packed = cv2.cvtColor(img, cv2.COLOR_BGR2RGBA).view(np.uint32)[..., 0]
-        packed &= ID_LIMIT - 1
-        return packed
-    c = img.astype(np.uint32)  # pragma: no cover - big-endian hosts
-    return c[..., 2] + 256 * c[..., 1] + 65536 * c[..., 0]
+    return read_panoptic_png(path, np.uint32)
 
 
 class IdIndexer:
