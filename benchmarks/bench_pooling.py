@@ -11,9 +11,10 @@ over the bin's cells with argmax; backward scatters through the argmax) compiled
 bin convention so outputs can be checked equal. torchvision's ``roi_pool`` / ``roi_align`` are
 measured too when ``import torchvision`` works (in the project venv it does not).
 
-Peak memory: each measurement runs in a fresh subprocess; we report the rise of the process's
-peak RSS over its size just before the call, and the "working" part: that rise minus the
-output and the output-gradient tensors, whose size any pooling op must pay (P x C x 7 x 7).
+Peak memory: each measurement runs in a fresh subprocess that only loads its inputs; we report
+the rise of the peak RSS (``VmHWM``, reset just before the call) over the RSS before the call,
+and the "working" part: that rise minus the output and the output-gradient tensors, whose
+size any pooling op must pay (P x C x 7 x 7 floats each).
 
 Usage: ``python benchmarks/bench_pooling.py [--proposals 2000] [--repeat 3]``
 """
@@ -175,6 +176,23 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _peak_mb() -> float:
+    """This process's peak RSS (VmHWM: per address space, so not inherited across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak() -> None:
+    try:  # Linux >= 4.0: "5" resets the peak RSS to the current RSS
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def measure_memory(method: str, path: str, build_dir: str) -> dict:
     """Peak RSS rise of one forward + backward, in a fresh process that only loaded inputs."""
     torch.set_num_threads(1)
@@ -183,9 +201,10 @@ def measure_memory(method: str, path: str, build_dir: str) -> dict:
     feat = data["feat"]
     n = len(props)
     ext = cpp_roipool(build_dir) if method == "cpp-roipool" else None
+    _reset_peak()
     before = _rss_mb()
     run(method, feat, props, ext)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     out_mb = n * C * OUT * OUT * 4 / 2**20
     return {"peak_rise_mb": peak - before, "output_mb": out_mb}
 

@@ -89,18 +89,32 @@ def rect_bin_cells(
     return row * width + col, entry_bin, counts
 
 
+def _blocks(plan: BinPlan, c: int):
+    """Yield ``(bins, cells, k)`` pieces of at most ``_BLOCK_ELEMS`` gathered elements."""
+    for bins, cells in plan.groups:
+        k = cells.shape[1]
+        step = max(1, _BLOCK_ELEMS // max(1, k * c))
+        for i in range(0, bins.numel(), step):
+            yield bins[i : i + step], cells[i : i + step], k
+
+
 class _BinnedMax(torch.autograd.Function):
+    # Gathers go into one reused buffer: a fresh multi-MB tensor per block costs more in page
+    # faults than the gather itself.
     @staticmethod
     def forward(ctx, table: Tensor, plan: BinPlan) -> Tensor:  # type: ignore[override]
         c = table.shape[1]
         out = table.new_zeros(plan.num_bins, c)
-        for bins, cells in plan.groups:
-            k = cells.shape[1]
-            step = max(1, _BLOCK_ELEMS // max(1, k * c))
-            for i in range(0, bins.numel(), step):
-                cb = cells[i : i + step]
-                g = table.index_select(0, cb.reshape(-1)).view(cb.shape[0], k, c)
-                out[bins[i : i + step]] = g.amax(1)
+        cap = max([_BLOCK_ELEMS] + [cells.shape[1] * c for _, cells in plan.groups])
+        buf = table.new_empty(cap)
+        red = table.new_empty(max(1, _BLOCK_ELEMS // c) * c)
+        for bins, cb, k in _blocks(plan, c):
+            m = cb.shape[0]
+            g = buf[: m * k * c].view(m * k, c)
+            torch.index_select(table, 0, cb.reshape(-1), out=g)
+            if k > 1:
+                g = torch.amax(g.view(m, k, c), 1, out=red[: m * c].view(m, c))
+            out.index_copy_(0, bins, g)
         ctx.plan = plan
         ctx.save_for_backward(table, out)
         return out
@@ -114,21 +128,23 @@ class _BinnedMax(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         flat_grad = grad.view(-1)
         chan = torch.arange(c, device=table.device)
-        for bins, cells in plan.groups:
-            k = cells.shape[1]
-            step = max(1, _BLOCK_ELEMS // max(1, k * c))
-            # rank[k'] = K - k' so that the max over hits is the first hit (argmax routing)
+        cap = max([_BLOCK_ELEMS] + [cells.shape[1] * c for _, cells in plan.groups])
+        buf = table.new_empty(cap)
+        for bins, cb, k in _blocks(plan, c):
+            m = cb.shape[0]
+            if k == 1:  # a single cell: the gradient goes straight to it
+                grad.index_add_(0, cb[:, 0], grad_out.index_select(0, bins))
+                continue
+            g = buf[: m * k * c].view(m * k, c)
+            torch.index_select(table, 0, cb.reshape(-1), out=g)
+            # rank[k'] = K - k': 1.0 at hits times the rank, so the max is the first hit
+            # (argmax routing); 0 only when the max is NaN
             rank = torch.arange(k, 0, -1, device=table.device, dtype=table.dtype).view(1, k, 1)
-            for i in range(0, bins.numel(), step):
-                cb = cells[i : i + step]
-                bb = bins[i : i + step]
-                g = table.index_select(0, cb.reshape(-1)).view(cb.shape[0], k, c)
-                # in place: 1.0 at hits, times the rank, max = first hit; 0 only for NaN
-                r = g.eq_(out[bb].unsqueeze(1)).mul_(rank).amax(1)
-                first = (k - r.long()).clamp(max=k - 1)
-                cell = cb.gather(1, first)  # (n, C) argmax cell per channel
-                src = grad_out[bb] * (r > 0)
-                flat_grad.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
+            r = g.view(m, k, c).eq_(out.index_select(0, bins).unsqueeze(1)).mul_(rank).amax(1)
+            first = (k - r.long()).clamp_(max=k - 1)
+            cell = cb.gather(1, first)  # (m, C) argmax cell per channel
+            src = grad_out.index_select(0, bins).mul_(r > 0)
+            flat_grad.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
         return grad, None
 
 
