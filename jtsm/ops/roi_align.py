@@ -86,7 +86,9 @@ def roi_align(
     table = features.permute(0, 2, 3, 1).reshape(n * hf * wf, c)
     dt = features.dtype
     off = 0.5 if aligned else 0.0
-    out = table.new_empty(k, ph, pw, c)
+    # chunks are concatenated once: assigning into slices of one output would make autograd
+    # copy the whole gradient once per chunk (CopySlices)
+    outs: list[Tensor] = []
     for a in range(0, k, chunk):
         bx = boxes[a : a + chunk].to(dt)
         m = bx.shape[0]
@@ -125,5 +127,6 @@ def roi_align(
         weight = weight * (valid / count[:, None, None, None, None]).unsqueeze(-1)
         index = index + (bx[:, 0].long() * hf * wf)[:, None, None, None, None, None]
         pooled = pool_points(table, index.reshape(m * ph * pw, -1), weight.reshape(m * ph * pw, -1))
-        out[a : a + m] = pooled.view(m, ph, pw, c)
+        outs.append(pooled.view(m, ph, pw, c))
+    out = torch.cat(outs) if outs else table.new_zeros(0, ph, pw, c)
     return out.permute(0, 3, 1, 2)

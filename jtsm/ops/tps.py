@@ -166,7 +166,9 @@ def moi_tps_pool(
     ty = (torch.arange(ph * g, dtype=torch.float64, device=dev) + 0.5) / (ph * g)
     tx = (torch.arange(pw * g, dtype=torch.float64, device=dev) + 0.5) / (pw * g)
     grid = torch.stack(torch.meshgrid(tx, ty, indexing="xy"), -1).reshape(-1, 2)  # (N, 2) x,y
-    out = table.new_empty(p, ph, pw, c)
+    # chunks are concatenated once: assigning into slices of one output would make autograd
+    # copy the whole gradient once per chunk (CopySlices)
+    outs: list[Tensor] = []
     off = 0.5 if aligned else 0.0
     for a in range(0, p, chunk):
         b = min(a + chunk, p)
@@ -185,5 +187,6 @@ def moi_tps_pool(
         # regroup samples per bin: (n, ph, g, pw, g, 4) -> (n, ph, pw, g, g, 4)
         index = index.view(n, ph, g, pw, g, 4).permute(0, 1, 3, 2, 4, 5).reshape(n * ph * pw, -1)
         weight = weight.view(n, ph, g, pw, g, 4).permute(0, 1, 3, 2, 4, 5).reshape(n * ph * pw, -1)
-        out[a:b] = pool_points(table, index, weight / (g * g)).view(n, ph, pw, c)
+        outs.append(pool_points(table, index, weight / (g * g)).view(n, ph, pw, c))
+    out = torch.cat(outs) if outs else table.new_zeros(0, ph, pw, c)
     return out.permute(0, 3, 1, 2)
