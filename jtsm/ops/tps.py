@@ -36,6 +36,7 @@ from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.ops.roi_align import bilinear_entries, pool_points
 
 __all__ = ["fit_tps", "tps_transform", "box_perimeter_points", "contour_control_points",
+           "tps_control_points",
            "moi_tps_pool"]
 
 
@@ -80,8 +81,8 @@ def box_perimeter_points(k: int, width: float = 1.0, height: float = 1.0) -> np.
 def contour_control_points(mask: np.ndarray, k: int) -> np.ndarray | None:
     """``k`` contour points ``(k, 2)`` (x, y, pixel units, origin at the crop's corner) plus the
     centroid as row ``k``; None when the mask has no usable contour."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_NONE)
+    mask = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     c = max(contours, key=cv2.contourArea)[:, 0, :].astype(np.float64) + 0.5
@@ -97,16 +98,17 @@ def contour_control_points(mask: np.ndarray, k: int) -> np.ndarray | None:
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     t = np.arange(k) / k * cum[-1]
     pts = np.stack([np.interp(t, cum, closed[:, 0]), np.interp(t, cum, closed[:, 1])], 1)
-    ys, xs = np.nonzero(mask)
-    centroid = np.array([[xs.mean() + 0.5, ys.mean() + 0.5]])
+    mo = cv2.moments(mask, binaryImage=True)
+    centroid = np.array([[mo["m10"] / mo["m00"] + 0.5, mo["m01"] / mo["m00"] + 0.5]])
     return np.vstack([pts, centroid])
 
 
-def _control_points(
-    proposals: ProposalTensors, start: int, stop: int, k: int
+def tps_control_points(
+    proposals: ProposalTensors, start: int = 0, stop: int | None = None, k: int = 16
 ) -> tuple[np.ndarray, np.ndarray]:
     """Control points of proposals ``start .. stop-1``: unit-box ``(n, k + 1, 2)`` (source)
     and image-space ``(n, k + 1, 2)`` (destination)."""
+    stop = len(proposals) if stop is None else stop
     spm = proposals.superpixels.cpu().numpy()
     crow = proposals.crow.cpu().numpy()
     col = proposals.col.cpu().numpy()
@@ -144,6 +146,7 @@ def moi_tps_pool(
     num_control: int = 16,
     reg: float = 1e-3,
     chunk: int = 256,
+    control: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Tensor:
     """Shape-interpolation MoIPool (see the module docstring).
 
@@ -151,6 +154,8 @@ def moi_tps_pool(
         features: ``(1, C, h_f, w_f)`` or ``(C, h_f, w_f)``.
         proposals: the image's proposals (superpixel map at image size).
         num_control: contour control points ``K`` (plus the centroid).
+        control: precomputed :func:`tps_control_points` of all proposals (they depend on the
+            proposals only, so a data loader can compute them once); computed when None.
     Returns:
         ``(P, C, ph, pw)``.
     """
@@ -173,7 +178,10 @@ def moi_tps_pool(
     for a in range(0, p, chunk):
         b = min(a + chunk, p)
         n = b - a
-        src_np, dst_np = _control_points(proposals, a, b, num_control)
+        if control is None:
+            src_np, dst_np = tps_control_points(proposals, a, b, num_control)
+        else:
+            src_np, dst_np = control[0][a:b], control[1][a:b]
         src, ctrl = torch.from_numpy(src_np).to(dev), torch.from_numpy(dst_np).to(dev)
         bx = proposals.boxes[a:b].to(dev, torch.float64)
         wh = (bx[:, 2:] - bx[:, :2]).clamp(min=1e-6)

@@ -8,10 +8,10 @@ import torch
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.ops.roi_align import roi_align
 from jtsm.ops.tps import (
-    _control_points,
     contour_control_points,
     fit_tps,
     moi_tps_pool,
+    tps_control_points,
     tps_transform,
 )
 from jtsm.structures import ProposalSet
@@ -63,7 +63,7 @@ def test_warp_puts_samples_inside_a_non_rectangular_segment():
     masks = np.stack([((yy - 40) / 35) ** 2 + ((xx - 40) / 25) ** 2 < 1,  # ellipse
                       (yy >= 10) & (xx >= 10) & ((yy < 30) | (xx < 30)) & (yy < 70) & (xx < 70)])
     props = _props(masks)
-    src, dst = _control_points(props, 0, 2, 24)
+    src, dst = tps_control_points(props, 0, 2, 24)
     inside_tps, inside_box = [], []
     for i in range(2):
         s, d = torch.from_numpy(src[i : i + 1]), torch.from_numpy(dst[i : i + 1])
@@ -93,3 +93,17 @@ def test_gradcheck_features():
     props = _props(m)
     feat = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda f: moi_tps_pool(f, props, 2, 1 / 8), (feat,))
+
+
+def test_precomputed_control_points_give_the_same_result():
+    m = np.zeros((3, 40, 40), bool)
+    yy, xx = np.mgrid[0:40, 0:40]
+    m[0] = (yy - 20) ** 2 + (xx - 18) ** 2 < 150
+    m[1, 5:30, 8:36] = True
+    m[2] = (yy > xx) & (yy < 35)
+    props = _props(m)
+    feat = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    ctrl = tps_control_points(props, k=12)
+    a = moi_tps_pool(feat, props, 3, 1 / 8, num_control=12, chunk=2)
+    b = moi_tps_pool(feat, props, 3, 1 / 8, num_control=12, control=ctrl)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
