@@ -25,7 +25,10 @@ def register_proposal_generators(register: Callable[..., None]) -> None:
     Call ``register(ProposalGenerator(name, generate, description))`` once per generator
     (:class:`jtsm.plugins.ProposalGenerator`). ``generate(image, *, image_path=None,
     **options)`` maps an RGB ``uint8`` image ``(H, W, 3)`` to a
-    :class:`jtsm.structures.ProposalSet` of the same size.
+    :class:`jtsm.structures.ProposalSet` of the same size. A generator whose signature takes
+    ``max_proposals`` receives it as a hint (the caller keeps the top ones either way). Raising
+    :class:`jtsm.errors.DataError` means "bad input for this image": the image is reported and
+    the run goes on.
     """
 
 
