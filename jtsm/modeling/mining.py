@@ -44,7 +44,7 @@ class MiningHead(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, pooled: Tensor) -> dict[str, Tensor | list[Tensor]]:
-        """Score one image's proposals.
+        """Score one image's proposals: ``pooled`` ``(P, C_feat, ph, pw)`` (or ``(P, F)``).
 
         Returns:
             ``mil_scores`` ``(P, C)``: ``S = softmax_c(S^C) * softmax_p(S^D)`` (Eq. 2);
@@ -54,7 +54,11 @@ class MiningHead(nn.Module):
             ``scores`` ``(P, C)``: test-time scores, the refinement heads' probabilities
             averaged (class part), or the MIL scores when ``n_r == 0``.
         """
-        x = self.fc(pooled.flatten(1))
+        # flatten in (ph, pw, C) order: free for our poolers, whose outputs are (P, C, ph, pw)
+        # views of channels-last tensors (no copy forward, none of the gradient backward)
+        if pooled.dim() == 4:
+            pooled = pooled.permute(0, 2, 3, 1)
+        x = self.fc(pooled.reshape(pooled.shape[0], -1))
         s = torch.softmax(self.mil_cls(x), 1) * torch.softmax(self.mil_det(x), 0)
         logits = [h(x) for h in self.refine]
         probs = [torch.softmax(z, 1) for z in logits]

@@ -100,9 +100,12 @@ def _blocks(plan: BinPlan, c: int):
 
 class _BinnedMax(torch.autograd.Function):
     # Gathers go into one reused buffer: a fresh multi-MB tensor per block costs more in page
-    # faults than the gather itself.
+    # faults than the gather itself. Nothing of output size is saved for backward: the max is
+    # recomputed from the table there, so the output can be scaled in place.
     @staticmethod
-    def forward(ctx, table: Tensor, plan: BinPlan) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, table: Tensor, plan: BinPlan, scale: Tensor | None
+    ) -> Tensor:
         c = table.shape[1]
         out = table.new_zeros(plan.num_bins, c)
         cap = max([_BLOCK_ELEMS] + [cells.shape[1] * c for _, cells in plan.groups])
@@ -115,13 +118,15 @@ class _BinnedMax(torch.autograd.Function):
             if k > 1:
                 g = torch.amax(g.view(m, k, c), 1, out=red[: m * c].view(m, c))
             out.index_copy_(0, bins, g)
+        if scale is not None:
+            out.mul_(scale.to(out.dtype).unsqueeze(1))
         ctx.plan = plan
-        ctx.save_for_backward(table, out)
+        ctx.save_for_backward(table, scale)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        table, out = ctx.saved_tensors
+        table, scale = ctx.saved_tensors
         plan: BinPlan = ctx.plan
         c = table.shape[1]
         grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
@@ -132,29 +137,36 @@ class _BinnedMax(torch.autograd.Function):
         buf = table.new_empty(cap)
         for bins, cb, k in _blocks(plan, c):
             m = cb.shape[0]
+            src = grad_out.index_select(0, bins)
+            if scale is not None:
+                src.mul_(scale.index_select(0, bins).to(src.dtype).unsqueeze(1))
             if k == 1:  # a single cell: the gradient goes straight to it
-                grad.index_add_(0, cb[:, 0], grad_out.index_select(0, bins))
+                grad.index_add_(0, cb[:, 0], src)
                 continue
             g = buf[: m * k * c].view(m * k, c)
             torch.index_select(table, 0, cb.reshape(-1), out=g)
+            g = g.view(m, k, c)
+            vmax = g.amax(1, keepdim=True)
             # rank[k'] = K - k': 1.0 at hits times the rank, so the max is the first hit
             # (argmax routing); 0 only when the max is NaN
             rank = torch.arange(k, 0, -1, device=table.device, dtype=table.dtype).view(1, k, 1)
-            r = g.view(m, k, c).eq_(out.index_select(0, bins).unsqueeze(1)).mul_(rank).amax(1)
+            r = g.eq_(vmax).mul_(rank).amax(1)
             first = (k - r.long()).clamp_(max=k - 1)
             cell = cb.gather(1, first)  # (m, C) argmax cell per channel
-            src = grad_out.index_select(0, bins).mul_(r > 0)
+            src.mul_(r > 0)
             flat_grad.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
-        return grad, None
+        return grad, None, None
 
 
-def binned_max(table: Tensor, plan: BinPlan) -> Tensor:
-    """Channel-wise max over each bin's cells.
+def binned_max(table: Tensor, plan: BinPlan, scale: Tensor | None = None) -> Tensor:
+    """Channel-wise max over each bin's cells, optionally scaled per bin.
 
     Arguments:
         table: ``(N_cells, C)`` features, one row per feature-map cell.
         plan: the cells of every bin.
+        scale: ``(plan.num_bins,)`` factor per bin (no gradient), applied in place, e.g.
+            MoIPool's compensation term; None for 1.
     Returns:
         ``(plan.num_bins, C)``; an empty bin gives 0.
     """
-    return _BinnedMax.apply(table, plan)
+    return _BinnedMax.apply(table, plan, scale)

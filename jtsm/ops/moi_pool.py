@@ -31,6 +31,7 @@ __all__ = [
     "cell_on",
     "moi_pool",
     "compensation",
+    "compensation_factor",
     "Compensation",
 ]
 
@@ -136,14 +137,18 @@ def compensation(
     if mode == "none":
         return pooled
     if mode == "code":
-        psi = (ph * pw) / (nonempty.to(pooled.dtype) + 1.0)
-        if scores is not None:
-            psi = psi * (scores.to(pooled.dtype) + 1.0)
+        psi = compensation_factor(nonempty, ph * pw, scores).to(pooled.dtype)
         return pooled * psi.view(p, 1, 1, 1)
     if mode == "paper":
         denom = pooled.sum(dim=(2, 3), keepdim=True).clamp(min=eps)
         return pooled * ((ph * pw) / denom)
     raise ValueError(f"unknown compensation {mode!r}; use 'code', 'paper' or 'none'")
+
+
+def compensation_factor(nonempty: Tensor, bins: int, scores: Tensor | None = None) -> Tensor:
+    """The authors' psi ``(P,)``: ``bins / (nonempty + 1)``, times ``(score + 1)`` if given."""
+    psi = bins / (nonempty.double() + 1.0)
+    return psi if scores is None else psi * (scores.double() + 1.0)
 
 
 def moi_pool(
@@ -199,8 +204,12 @@ def moi_pool(
         plan.extend(a * ph * pw + torch.arange((b - a) * ph * pw, device=dev), cells, counts)
         nonempty[a:b] = (counts > 0).view(b - a, ph * pw).sum(1)
     table = features.permute(1, 2, 0).reshape(n_cells, c)
-    pooled = binned_max(table, plan).view(p, ph, pw, c).permute(0, 3, 1, 2)
     scores = proposals.scores if use_scores else None
+    if compensation_mode == "code":  # per-proposal factor: applied in place inside the op
+        psi = compensation_factor(nonempty, ph * pw, scores).to(table.dtype)
+        pooled = binned_max(table, plan, psi.repeat_interleave(ph * pw))
+        return pooled.view(p, ph, pw, c).permute(0, 3, 1, 2)
+    pooled = binned_max(table, plan).view(p, ph, pw, c).permute(0, 3, 1, 2)
     return compensation(pooled, nonempty, compensation_mode, scores)
 
 

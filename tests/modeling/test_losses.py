@@ -38,7 +38,7 @@ def test_mil_scores_are_eq2_product_of_softmaxes():
     head = MiningHead(in_features=12, num_classes=3, hidden=8, num_refine=2, dropout=0.0)
     x = torch.randn(5, 3, 2, 2)
     out = head(x)
-    h = head.fc(x.flatten(1))
+    h = head.fc(x.permute(0, 2, 3, 1).flatten(1))
     sc, sd = head.mil_cls(h), head.mil_det(h)
     ref = torch.empty(5, 3)
     for p in range(5):
