@@ -97,6 +97,8 @@ class MiningModel(nn.Module):
             raise ValueError(
                 f"image is {tuple(image.shape[2:])} but proposals are {proposals.image_size}"
             )
+        if proposals.device != image.device:
+            proposals = proposals.to(image.device)
         feats = self.backbone((image - self.pixel_mean) / self.pixel_std)
         pooled = self.pooler(feats, proposals)
         return self.head(pooled)
@@ -106,6 +108,8 @@ class MiningModel(nn.Module):
     ) -> dict[str, Tensor]:
         """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1."""
         tags = tags.to(outputs["image_scores"].device)
+        if proposals.device != tags.device:
+            proposals = proposals.to(tags.device)
         out = {"loss_mil": mil_loss(outputs["image_scores"], tags, self.cfg.mil_eps,
                                     self.cfg.mil_reduction)}
         if self.cfg.refine_overlap == "mask":
