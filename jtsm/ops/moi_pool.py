@@ -15,7 +15,6 @@ matrix, so memory stays flat in the number of proposals. Gradients are exact (ar
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -211,8 +210,3 @@ def moi_pool(
         return pooled.view(p, ph, pw, c).permute(0, 3, 1, 2)
     pooled = binned_max(table, plan).view(p, ph, pw, c).permute(0, 3, 1, 2)
     return compensation(pooled, nonempty, compensation_mode, scores)
-
-
-def stride_of(image_size: int, feat_size: int) -> float:
-    """Total stride implied by an image and its feature map size (``ceil`` convention)."""
-    return math.ceil(image_size / feat_size)

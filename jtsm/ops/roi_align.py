@@ -128,5 +128,5 @@ def roi_align(
         index = index + (bx[:, 0].long() * hf * wf)[:, None, None, None, None, None]
         pooled = pool_points(table, index.reshape(m * ph * pw, -1), weight.reshape(m * ph * pw, -1))
         outs.append(pooled.view(m, ph, pw, c))
-    out = torch.cat(outs) if outs else table.new_zeros(0, ph, pw, c)
+    out = torch.cat(outs) if outs else table[:0].reshape(0, ph, pw, c)
     return out.permute(0, 3, 1, 2)

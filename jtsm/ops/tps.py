@@ -196,5 +196,5 @@ def moi_tps_pool(
         index = index.view(n, ph, g, pw, g, 4).permute(0, 1, 3, 2, 4, 5).reshape(n * ph * pw, -1)
         weight = weight.view(n, ph, g, pw, g, 4).permute(0, 1, 3, 2, 4, 5).reshape(n * ph * pw, -1)
         outs.append(pool_points(table, index, weight / (g * g)).view(n, ph, pw, c))
-    out = torch.cat(outs) if outs else table.new_zeros(0, ph, pw, c)
+    out = torch.cat(outs) if outs else table[:0].reshape(0, ph, pw, c)
     return out.permute(0, 3, 1, 2)

@@ -7,6 +7,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 from helpers import random_proposals, ref_cell_on, ref_pool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jtsm.ops.moi_pool import cell_on, compensation, moi_pool, superpixel_cell_incidence
 from jtsm.ops.proposal_tensors import ProposalTensors
@@ -141,3 +143,37 @@ def test_empty_membership_rows_pool_to_zero():
     feat = torch.randn(2, 4, 4)
     out = moi_pool(feat, props, 2, 1 / 4, compensation_mode="none")
     torch.testing.assert_close(out[0, :, 0, 0], feat[:, 0:1, 0:2].amax((1, 2)))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    stride=st.sampled_from([2.0, 3.0, 4.0, 2.5, 8.0]),
+    ph=st.integers(1, 5),
+    pw=st.integers(1, 5),
+)
+def test_property_random_segments_match_reference(seed, stride, ph, pw):
+    h, w = 24 + seed % 9, 20 + seed % 13
+    props = random_proposals(h, w, n_sp=10, n_prop=6, seed=seed)
+    hf, wf = int(np.ceil(h / stride)), int(np.ceil(w / stride))
+    g = torch.Generator().manual_seed(seed)
+    feat = torch.randn(2, hf, wf, dtype=torch.float64, generator=g, requires_grad=True)
+    out = moi_pool(feat, props, (ph, pw), 1 / stride, compensation_mode="none", chunk=4)
+    ref = _ref_moi(feat, props, ph, pw, 1 / stride)
+    assert torch.equal(out, ref)
+    gout = torch.randn(out.shape, dtype=torch.float64, generator=g)
+    (ga,) = torch.autograd.grad(out, feat, gout)
+    (gr,) = torch.autograd.grad(ref, feat, gout)
+    torch.testing.assert_close(ga, gr, rtol=0, atol=1e-12)
+
+
+def test_ties_route_gradient_to_first_cell_in_row_major_order():
+    masks = np.zeros((1, 16, 16), bool)
+    masks[0] = True
+    props = ProposalTensors.from_proposal_set(ProposalSet.from_masks(masks))
+    feat = torch.zeros(1, 4, 4, requires_grad=True)  # all equal: every cell ties
+    out = moi_pool(feat, props, 2, 1 / 4, compensation_mode="none")
+    out.sum().backward()
+    expect = torch.zeros(4, 4)
+    expect[0, 0] = expect[0, 2] = expect[2, 0] = expect[2, 2] = 1.0  # each bin's first cell
+    assert torch.equal(feat.grad[0], expect)
