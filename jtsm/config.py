@@ -64,8 +64,6 @@ class InputConfig:
     hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
     max_proposals: int = 4000
     test_scales: list[int] = field(default_factory=lambda: [128])
-    pixel_mean: list[float] = field(default_factory=lambda: [123.675, 116.28, 103.53])
-    pixel_std: list[float] = field(default_factory=lambda: [58.395, 57.12, 57.375])
 
 
 @dataclass

@@ -263,19 +263,24 @@ class ProposalSet:
         lut = self.membership[idx].toarray()  # (k, S)
         return lut[:, self.superpixels]
 
-    def mask_iou(self, other: ProposalSet | None = None) -> np.ndarray:
-        """Pairwise mask IoU ``(P, Q)`` between proposals (of ``self`` and ``other``).
+    def intersections(self, other: ProposalSet | None = None) -> np.ndarray:
+        """Pairwise intersection areas ``(P, Q)`` in pixels, from the membership matrices.
 
-        Exact and cheap: both sets must share the superpixel map, so intersections are sums of
-        superpixel areas over shared members (``M1 diag(area) M2^T``).
+        Both sets must share the superpixel map: an intersection is the summed area of the
+        superpixels two proposals share (``M1 diag(area) M2^T``); no dense masks are built.
         """
         other = self if other is None else other
         if other is not self and not np.array_equal(other.superpixels, self.superpixels):
-            raise ValueError("mask_iou needs both proposal sets on the same superpixel map")
+            raise ValueError("proposal sets must share the superpixel map")
         area = self.superpixel_areas().astype(np.float64)
         a = self.membership.astype(np.float64)
         b = other.membership.astype(np.float64)
-        inter = np.asarray((a.multiply(area[None, :]) @ b.T).todense())
+        return np.asarray((a.multiply(area[None, :]) @ b.T).todense())
+
+    def mask_iou(self, other: ProposalSet | None = None) -> np.ndarray:
+        """Pairwise mask IoU ``(P, Q)`` between proposals (of ``self`` and ``other``)."""
+        other = self if other is None else other
+        inter = self.intersections(other)
         union = self.areas()[:, None] + other.areas()[None, :] - inter
         return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 

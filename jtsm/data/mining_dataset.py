@@ -32,7 +32,7 @@ class MiningItem:
     """One augmented training image.
 
     Attributes:
-        image: ``(3, H, W)`` float32, normalised.
+        image: ``(3, H, W)`` float32 RGB in 0..255 (the model normalises).
         tags: ``(C,)`` float32 binary image-level labels (things first, then stuff).
         proposals: the image's proposals at the augmented size.
         image_id: the dataset's image id.
@@ -63,12 +63,9 @@ def hsv_jitter(image: np.ndarray, factor: float, rng: np.random.Generator) -> np
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
-def to_tensor(image: np.ndarray, cfg: InputConfig) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 normalised by the config's mean/std."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    mean = torch.tensor(cfg.pixel_mean).view(3, 1, 1)
-    std = torch.tensor(cfg.pixel_std).view(3, 1, 1)
-    return (x - mean) / std
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in 0..255 (models normalise)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
 
 
 class MiningDataset:
@@ -114,14 +111,15 @@ class MiningDataset:
             ps = ps.hflip()
         image = hsv_jitter(image, self.cfg.hsv_jitter, rng)
         tags = torch.from_numpy(self.categories.tag_vector(rec.labels))
-        return MiningItem(to_tensor(image, self.cfg), tags, ps, rec.id)
+        return MiningItem(to_tensor(image), tags, ps, rec.id)
 
 
 class TagBatchDataset:
     """Batches of whole images with tags, for the tag-only warm-up (multi-label classification).
 
-    An item is ``(images (B, 3, S, S), tags (B, C))``: ``B`` random tagged images resized to
-    ``S x S`` (``S`` = the middle training scale), flipped and jittered as in training.
+    An item is ``(images (B, 3, S, S) in 0..255, tags (B, C))``: ``B`` random tagged images
+    resized to ``S x S`` (``S`` = the middle training scale), flipped and jittered as in
+    training.
     """
 
     def __init__(self, base: MiningDataset, batch: int) -> None:
@@ -144,7 +142,7 @@ class TagBatchDataset:
             if self.base.cfg.hflip and rng.random() < 0.5:
                 img = np.ascontiguousarray(img[:, ::-1])
             img = hsv_jitter(img, self.base.cfg.hsv_jitter, rng)
-            images.append(to_tensor(img, self.base.cfg))
+            images.append(to_tensor(img))
             tags.append(torch.from_numpy(self.base.categories.tag_vector(rec.labels)))
         return torch.stack(images), torch.stack(tags)
 

@@ -5,10 +5,11 @@ Each image is a layout of amorphous, textured **stuff** regions with irregular b
 (1-3 classes, 1-3 instances each) painted over them with partial occlusion.
 
 What makes it learnable from tags alone yet not trivial:
-- thing classes differ by **shape** (disc, square, triangle, star, ring); their colour is drawn
-  from one palette shared by all thing classes, so colour never names a thing;
-- stuff classes differ by **texture** (stripes, dots, grain, waves); their colours come from
-  overlapping ranges, so colour alone does not separate them either;
+- thing classes differ by **shape** (disc, square, triangle, star, ring). As in real data (grass
+  is usually green), each class leans to a hue, but only loosely: an instance takes a hue near
+  its class's with probability ``thing_colour_bias`` and any hue otherwise, and neighbouring
+  classes' hue ranges overlap, so colour alone names under half of the thing segments;
+- stuff classes differ by **texture** (stripes, dots, grain, waves); their colour ranges overlap;
 - scale, rotation, position, shading, blur and sensor noise vary per instance and image.
 
 Visible parts smaller than ``min_visible`` pixels are marked void (id 0). Every image is drawn
@@ -49,12 +50,14 @@ class SynthConfig:
         height, width: image size in pixels.
         min_visible: visible thing parts smaller than this many pixels become void.
         max_things: at most this many thing instances per image.
+        thing_colour_bias: probability that a thing takes a hue near its class's.
     """
 
     height: int = 128
     width: int = 128
     min_visible: int = 40
     max_things: int = 6
+    thing_colour_bias: float = 0.5
 
 
 def categories() -> list[dict[str, Any]]:
@@ -163,9 +166,13 @@ def _thing_mask(kind: int, h: int, w: int, cx: float, cy: float, r: float,
     return m.astype(bool)
 
 
-def _thing_colour(rng: np.random.Generator) -> np.ndarray:
-    """A saturated colour from one palette shared by every thing class."""
-    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(140, 256), rng.integers(120, 256)]]])
+def _thing_colour(rng: np.random.Generator, kind: int, bias: float) -> np.ndarray:
+    """A saturated colour: near the class's hue with probability ``bias``, else any hue."""
+    if rng.random() < bias:
+        hue = int(round(kind * 180 / len(THING_CLASSES) + rng.normal(0, 18))) % 180
+    else:
+        hue = int(rng.integers(0, 180))
+    hsv = np.uint8([[[hue, rng.integers(140, 256), rng.integers(120, 256)]]])
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
@@ -219,7 +226,7 @@ def render_image(
                 break
         else:
             continue
-        colour = _thing_colour(rng)
+        colour = _thing_colour(rng, kind, cfg.thing_colour_bias)
         yy, xx = np.nonzero(m)
         # shading: a linear ramp across the object, light from a random side
         ang = rng.uniform(0, 2 * np.pi)

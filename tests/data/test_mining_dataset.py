@@ -27,7 +27,7 @@ def test_items_are_consistent(synth_dir, synth_proposals):
         assert 0 < len(item.proposals) <= 50
         expect = ds.categories.tag_vector(gt.labels(item.image_id))
         assert item.tags.numpy().tolist() == expect.tolist()
-        assert abs(float(item.image.mean())) < 3
+        assert 0 <= float(item.image.min()) and float(item.image.max()) <= 255
 
 
 def test_flip_moves_image_and_proposals_together(synth_dir, synth_proposals):
@@ -43,9 +43,7 @@ def test_flip_moves_image_and_proposals_together(synth_dir, synth_proposals):
         x = item.image.numpy()
         # the flipped tensor's first column is the original image's last column
         orig = read_image(synth_dir / "images" / ds.records[0].file_name).astype(np.float32)
-        mean = np.array(ds.cfg.pixel_mean)[:, None]
-        std = np.array(ds.cfg.pixel_std)[:, None]
-        np.testing.assert_allclose(x[:, :, 0], ((orig[:, -1].T - mean) / std), atol=1e-4)
+        np.testing.assert_array_equal(x[:, :, 0], orig[:, -1].T)
         return
     pytest.fail("no flipped sample in 10 seeds")
 

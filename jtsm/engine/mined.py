@@ -1,0 +1,149 @@
+"""From proposal scores to mined segments and detections (paper Sec. 3.2, "mined outputs").
+
+Per image and per present class (the tags on training images; image scores above
+``presence_threshold`` elsewhere):
+
+- **things**: the top-scoring proposal, plus further confident instances: proposals scoring at
+  least ``instance_ratio`` x the top score that overlap no instance taken so far (mask IoU <=
+  ``overlap``);
+- **stuff**: the top proposal plus further confident, non-overlapping ones of the class (the
+  connected components the paper treats as instances), united into one segment per class, as
+  COCO panoptic keeps stuff;
+- the panoptic merge then resolves overlaps (things over stuff, by score);
+- **detections**: every thing class's proposal boxes with scores, box NMS, the best
+  ``max_detections`` per image (COCO results format, for mAP / CorLoc).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
+from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
+
+__all__ = ["MinedConfig", "box_nms", "detections", "mine_image", "present_classes"]
+
+
+@dataclass(frozen=True)
+class MinedConfig:
+    """Selection thresholds of the mined outputs."""
+
+    presence_threshold: float = 0.5
+    instance_ratio: float = 0.5
+    max_instances: int = 10
+    candidates: int = 50
+    overlap: float = 0.2
+    stuff_area: int = 16
+    nms: float = 0.5
+    max_detections: int = 100
+
+
+def present_classes(image_scores: np.ndarray, tags: Sequence[int] | None,
+                    cfg: MinedConfig) -> list[int]:
+    """Class indices taken as present: the tags when known, else confident image scores."""
+    if tags is not None:
+        return sorted(int(t) for t in tags)
+    return [int(c) for c in np.nonzero(image_scores >= cfg.presence_threshold)[0]]
+
+
+def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,
+            avoid: ProposalSet | None) -> list[int]:
+    """Greedy confident, non-overlapping proposals for one class (indices into ``ps``)."""
+    order = np.argsort(-score, kind="stable")[: cfg.candidates]
+    top = float(score[order[0]])
+    chosen: list[int] = []
+    cand = ps[order]
+    iou_self = cand.mask_iou()
+    iou_avoid = cand.mask_iou(avoid) if avoid is not None and len(avoid) else None
+    for k, p in enumerate(order):
+        if chosen and (float(score[p]) < cfg.instance_ratio * top
+                       or len(chosen) >= cfg.max_instances):
+            break
+        ks = [int(np.nonzero(order == c)[0][0]) for c in chosen]
+        if ks and iou_self[k, ks].max() > cfg.overlap:
+            continue
+        if iou_avoid is not None and iou_avoid[k].max() > cfg.overlap:
+            continue
+        chosen.append(int(p))
+    return chosen
+
+
+def mine_image(
+    ps: ProposalSet,
+    scores: np.ndarray,
+    present: Sequence[int],
+    categories: CategoryMap,
+    cfg: MinedConfig = MinedConfig(),
+) -> PanopticSeg:
+    """Mined panoptic segmentation of one image.
+
+    Arguments:
+        ps: the image's proposals (at the image's size).
+        scores: ``(P, C)`` proposal scores over the contiguous classes.
+        present: class indices (contiguous) present in the image.
+    Returns:
+        segments with COCO ``category_id`` and ``score``.
+    """
+    h, w = ps.image_size
+    if len(ps) == 0 or not present:
+        return merge_panoptic([], [], [], [], [], image_size=(h, w))
+    things = [c for c in present if c < categories.num_things]
+    stuff = [c for c in present if c >= categories.num_things]
+    t_idx: list[int] = []
+    t_cls: list[int] = []
+    t_score: list[float] = []
+    # classes by their best score, so the most confident class picks first
+    for c in sorted(things, key=lambda c: -float(scores[:, c].max())):
+        avoid = ps[t_idx] if t_idx else None
+        for p in _select(ps, scores[:, c], cfg, avoid):
+            t_idx.append(p)
+            t_cls.append(categories.category_id(c))
+            t_score.append(float(scores[p, c]))
+    s_masks, s_cls, s_score = [], [], []
+    for c in stuff:
+        chosen = _select(ps, scores[:, c], cfg, None)
+        s_masks.append(ps.masks(chosen).any(axis=0))
+        s_cls.append(categories.category_id(c))
+        s_score.append(float(scores[chosen[0], c]))
+    t_masks = ps.masks(t_idx) if t_idx else np.zeros((0, h, w), bool)
+    merge = MergeConfig(score_threshold=0.0, overlap_threshold=0.5, stuff_area=cfg.stuff_area)
+    return merge_panoptic(list(t_masks), t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))
+
+
+def box_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices kept by greedy NMS (box IoU > ``threshold`` suppressed), best first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    x0, y0, x1, y1 = boxes.T
+    area = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0)
+        ih = np.maximum(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0)
+        inter = iw * ih
+        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+        order = rest[iou <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def detections(ps: ProposalSet, scores: np.ndarray, categories: CategoryMap, image_id: int,
+               cfg: MinedConfig = MinedConfig()) -> list[dict[str, Any]]:
+    """COCO results (``bbox`` XYWH, ``score``) of thing classes after per-class NMS."""
+    out: list[dict[str, Any]] = []
+    for c in range(categories.num_things):
+        order = np.argsort(-scores[:, c], kind="stable")[: cfg.max_detections]
+        keep = order[box_nms(ps.boxes[order], scores[order, c], cfg.nms)]
+        for p in keep:
+            x0, y0, x1, y1 = (float(v) for v in ps.boxes[p])
+            if x1 <= x0 or y1 <= y0:
+                continue
+            out.append({"image_id": int(image_id), "category_id": categories.category_id(c),
+                        "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[p, c])})
+    out.sort(key=lambda d: -d["score"])
+    return out[: cfg.max_detections]
