@@ -54,12 +54,14 @@ def test_forward_backward_match_reference_loop(scale, hw, fhw):
     torch.testing.assert_close(ga, gr, rtol=0, atol=1e-12)
 
 
-def test_gradcheck_double():
+@pytest.mark.parametrize("mode", ["code", "paper", "none"])
+def test_gradcheck_double(mode):
     props = random_proposals(20, 24, n_sp=8, n_prop=5, seed=3)
-    feat = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    # positive features: the paper's form divides by the pooled sum
+    feat = (torch.rand(1, 2, 5, 6, dtype=torch.float64) + 0.5).requires_grad_(True)
     inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (5, 6), 1 / 4)
     assert torch.autograd.gradcheck(
-        lambda f: moi_pool(f, props, 2, 1 / 4, compensation_mode="code", incidence=inc),
+        lambda f: moi_pool(f, props, 2, 1 / 4, compensation_mode=mode, incidence=inc),
         (feat,),
         fast_mode=True,
     )
@@ -177,3 +179,20 @@ def test_ties_route_gradient_to_first_cell_in_row_major_order():
     expect = torch.zeros(4, 4)
     expect[0, 0] = expect[0, 2] = expect[2, 0] = expect[2, 2] = 1.0  # each bin's first cell
     assert torch.equal(feat.grad[0], expect)
+
+
+def test_nothing_output_sized_is_saved_for_backward():
+    """Memory stays flat: autograd keeps the feature table and one factor per bin, not the
+    (P, C, ph, pw) output, whatever the number of proposals."""
+    props = random_proposals(40, 40, n_sp=30, n_prop=60, seed=6)
+    feat = torch.randn(1, 64, 10, 10, requires_grad=True)
+    saved: list[int] = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = moi_pool(feat, props, 7, 1 / 4, compensation_mode="code")
+    assert sum(saved) <= feat.numel() + len(props) * 49 + 16
+    assert out.numel() > 10 * feat.numel()
