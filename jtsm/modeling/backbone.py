@@ -138,7 +138,10 @@ class ResNet(nn.Module):
             dil = 2 if (i == 3 and dilate_res5) else 1
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, planes, stride if j == 0 else 1, dil, norm))
+                # as torchvision's replace_stride_with_dilation: the first block of the
+                # dilated stage keeps dilation 1, the following ones use 2
+                d = 1 if j == 0 else dil
+                blocks.append(block(cin, planes, stride if j == 0 else 1, d, norm))
                 cin = planes * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = cin

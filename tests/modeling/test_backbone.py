@@ -101,3 +101,12 @@ def test_tiny_backbone_small_and_stride8():
         build_backbone("tiny", stride=4)
     with pytest.raises(ConfigError):
         build_backbone("vgg16")
+
+
+def test_ws_variant_dilates_res5_like_torchvision():
+    m = build_backbone("resnet18-ws")
+    assert m.layer4[0].conv1.stride == (1, 1) and m.layer4[0].conv1.dilation == (1, 1)
+    assert m.layer4[1].conv1.dilation == (2, 2) and m.layer4[1].conv2.dilation == (2, 2)
+    assert m.layer3[0].conv1.stride == (2, 2)
+    r50 = build_backbone("resnet50-ws")
+    assert r50.layer4[0].conv2.stride == (1, 1) and r50.layer4[2].conv2.dilation == (2, 2)
