@@ -145,9 +145,13 @@ def compensation(
 
 
 def compensation_factor(nonempty: Tensor, bins: int, scores: Tensor | None = None) -> Tensor:
-    """The authors' psi ``(P,)``: ``bins / (nonempty + 1)``, times ``(score + 1)`` if given."""
+    """The authors' psi ``(P,)``: ``bins / (nonempty + 1)``, times ``(score + 1)`` if given.
+
+    Scores are meant to be objectness in ``[0, 1]`` (MCG's); negative ones count as 0, so a
+    generator with signed scores can never flip the features' sign.
+    """
     psi = bins / (nonempty.double() + 1.0)
-    return psi if scores is None else psi * (scores.double() + 1.0)
+    return psi if scores is None else psi * (scores.double().clamp(min=0) + 1.0)
 
 
 def moi_pool(

@@ -196,3 +196,9 @@ def test_nothing_output_sized_is_saved_for_backward():
         out = moi_pool(feat, props, 7, 1 / 4, compensation_mode="code")
     assert sum(saved) <= feat.numel() + len(props) * 49 + 16
     assert out.numel() > 10 * feat.numel()
+
+
+def test_negative_scores_never_flip_features():
+    pooled = torch.ones(2, 1, 2, 2)
+    out = compensation(pooled, torch.tensor([4, 4]), "code", torch.tensor([-3.0, 0.0]))
+    torch.testing.assert_close(out[0], out[1])
