@@ -2,12 +2,13 @@
 
 The common core of RoIPool and shape-invariant MoIPool (Eq. 5): every output bin is the
 channel-wise max over a set of cells of a ``(h_f * w_f, C)`` feature table. Bins with the same
-number of cells are gathered together as ``(n, K, C)`` blocks sized to stay in cache, so no
-padding is ever gathered and memory is independent of how many bins there are.
+number of cells ``K`` are gathered together as ``(n, K, C)`` blocks sized to stay in cache, so
+no padding is ever gathered and the working memory does not depend on the number of bins.
 
-Backward routes each output's gradient to the first cell (in the bin's cell order) that holds
-the max, as RoIPool's argmax does. The argmax is recomputed in backward from the saved
-output instead of being stored, which saves an ``(n_bins, C)`` int64 tensor.
+Backward routes each output's gradient to the first cell (in the bin's cell order, row-major)
+that holds the max, as RoIPool's argmax does. The max and its argmax are recomputed in backward
+from the feature table, block by block, instead of being stored: autograd keeps no tensor of
+output size (the output can even be scaled in place by a per-bin factor).
 """
 
 from __future__ import annotations
