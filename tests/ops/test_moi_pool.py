@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from helpers import random_proposals, ref_cell_on, ref_pool
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ops_helpers import random_proposals, ref_cell_on, ref_pool
 
 from jtsm.ops.moi_pool import cell_on, compensation, moi_pool, superpixel_cell_incidence
 from jtsm.ops.proposal_tensors import ProposalTensors

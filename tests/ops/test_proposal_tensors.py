@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from helpers import random_proposals
+from ops_helpers import random_proposals
 
 from jtsm.ops.proposal_tensors import ProposalTensors, collate_proposals
 from jtsm.structures import ProposalSet

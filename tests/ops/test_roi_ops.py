@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import ref_pool
+from ops_helpers import ref_pool
 
 from jtsm.ops.roi_align import roi_align
 from jtsm.ops.roi_pool import roi_pool
