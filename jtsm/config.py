@@ -19,25 +19,26 @@ from typing import Any
 
 from jtsm.errors import ConfigError
 
-__all__ = ["BackboneConfig", "Config", "InputConfig", "MiningConfig", "SolverConfig",
-           "WarmupConfig", "config_to_dict", "load_config", "apply_overrides"]
+__all__ = ["BackboneConfig", "Config", "InputConfig", "MinedConfig", "MiningConfig",
+           "SolverConfig", "WarmupConfig", "config_to_dict", "load_config", "apply_overrides"]
 
 
 @dataclass
 class BackboneConfig:
     """Feature extractor.
 
-    ``name``: ``small`` (a compact CNN that trains from scratch on a CPU in minutes), or
+    ``name``: ``tiny`` (a compact CNN that trains from scratch on a CPU in minutes), or
     ``resnet18|34|50`` and their ``-ws`` variants (res5 dilated, stride 16, as the paper).
     ``weights``: a file of ImageNet weights in torchvision's key layout (loaded weights-only).
-    ``norm``: ``bn``, ``frozen-bn`` or ``gn``. ``freeze_at``: stages frozen (0 = none).
+    ``norm``: ``bn``, ``frozen_bn``, ``gn``, or ``auto`` (frozen_bn with weights, else the
+    backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only (8, 16).
     """
 
-    name: str = "small"
+    name: str = "tiny"
     weights: str = ""
-    norm: str = "bn"
-    freeze_at: int = 0
-    width: int = 32
+    norm: str = "auto"
+    freeze_at: int = -1
+    stride: int = 8
 
 
 @dataclass
@@ -68,8 +69,9 @@ class InputConfig:
 
 @dataclass
 class SolverConfig:
-    """SGD with momentum, linear warmup and step decay; ``ims_per_batch`` is the global batch."""
+    """SGD with momentum (or AdamW), linear warmup, step decay; ``ims_per_batch`` is global."""
 
+    optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -94,7 +96,22 @@ class WarmupConfig:
 
     iters: int = 0
     batch: int = 16
-    lr: float = 0.05
+    optimizer: str = "adamw"
+    lr: float = 0.001
+
+
+@dataclass
+class MinedConfig:
+    """How mined segments are chosen from proposal scores (:mod:`jtsm.engine.mined`)."""
+
+    presence_threshold: float = 0.5  # image score above which a class counts (no tags)
+    instance_ratio: float = 0.5  # further instances need >= ratio x the top score
+    max_instances: int = 10
+    candidates: int = 50  # top proposals per class considered
+    overlap: float = 0.2  # mask IoU above which a candidate duplicates a chosen one
+    stuff_area: int = 16  # stuff regions smaller than this (pixels) are dropped
+    nms: float = 0.5  # box NMS of detections
+    max_detections: int = 100
 
 
 @dataclass
@@ -108,19 +125,20 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    mined: MinedConfig = field(default_factory=MinedConfig)
 
     def validate(self) -> Config:
         """Check ranges and choices; raise :class:`ConfigError` naming the key and value."""
         checks: list[tuple[str, Any, bool, str]] = [
             ("backbone.name", self.backbone.name,
-             self.backbone.name in ("small", "resnet18", "resnet34", "resnet50", "resnet18-ws",
+             self.backbone.name in ("tiny", "resnet18", "resnet34", "resnet50", "resnet18-ws",
                                     "resnet34-ws", "resnet50-ws"),
-             "one of small, resnet18|34|50[-ws]"),
-            ("backbone.norm", self.backbone.norm, self.backbone.norm in ("bn", "frozen-bn", "gn"),
-             "bn, frozen-bn or gn"),
-            ("backbone.freeze_at", self.backbone.freeze_at, 0 <= self.backbone.freeze_at <= 5,
-             "0..5"),
-            ("backbone.width", self.backbone.width, self.backbone.width >= 4, ">= 4"),
+             "one of tiny, resnet18|34|50[-ws]"),
+            ("backbone.norm", self.backbone.norm,
+             self.backbone.norm in ("auto", "bn", "frozen_bn", "gn"), "auto, bn, frozen_bn or gn"),
+            ("backbone.freeze_at", self.backbone.freeze_at, -1 <= self.backbone.freeze_at <= 5,
+             "-1..5"),
+            ("backbone.stride", self.backbone.stride, self.backbone.stride in (8, 16), "8 or 16"),
             ("mining.pooling", self.mining.pooling,
              self.mining.pooling in ("moi", "moi-tps", "roi-pool", "roi-align"),
              "moi, moi-tps, roi-pool or roi-align"),
@@ -141,6 +159,8 @@ class Config:
              ">= 1"),
             ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
             ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),
+            ("solver.optimizer", self.solver.optimizer, self.solver.optimizer in ("sgd", "adamw"),
+             "sgd or adamw"),
             ("solver.max_iter", self.solver.max_iter, self.solver.max_iter >= 0, ">= 0"),
             ("solver.ims_per_batch", self.solver.ims_per_batch, self.solver.ims_per_batch >= 1,
              ">= 1"),

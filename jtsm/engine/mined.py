@@ -17,29 +17,15 @@ Per image and per present class (the tags on training images; image scores above
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from jtsm.config import MinedConfig
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
 __all__ = ["MinedConfig", "box_nms", "detections", "mine_image", "present_classes"]
-
-
-@dataclass(frozen=True)
-class MinedConfig:
-    """Selection thresholds of the mined outputs."""
-
-    presence_threshold: float = 0.5
-    instance_ratio: float = 0.5
-    max_instances: int = 10
-    candidates: int = 50
-    overlap: float = 0.2
-    stuff_area: int = 16
-    nms: float = 0.5
-    max_detections: int = 100
 
 
 def present_classes(image_scores: np.ndarray, tags: Sequence[int] | None,

@@ -155,8 +155,11 @@ def train(
     for name, p in model.named_parameters():
         if any(name.startswith(f) for f in frozen):
             p.requires_grad_(False)
-    opt = torch.optim.SGD(_param_groups(model, solver.weight_decay), lr=solver.lr,
-                          momentum=solver.momentum)
+    groups = _param_groups(model, solver.weight_decay)
+    if solver.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=solver.lr)
+    else:
+        opt = torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
     paths = _Paths(Path(run_dir)) if run_dir is not None else None
     start = 0
     if resume and paths is not None:

@@ -1,0 +1,196 @@
+"""``jtsm mine``: train the panoptic mining branch (L_PM, Eq. 4) from tags and proposals.
+
+Stages, each a :func:`jtsm.engine.trainer.train` run that resumes on its own:
+
+1. ``warmup`` (optional, ``warmup.iters > 0``): multi-label classification of whole images
+   with the backbone and a temporary linear classifier. It uses only the image-level tags, so it
+   stays within the method's supervision; it gives a from-scratch backbone features to start from.
+2. ``mine``: MIL (Eq. 2) + refinement heads (Eq. 3) on MoIPool features (Eq. 5-8). After a
+   warm-up, batch-norm statistics are frozen (one image per forward is too few to estimate them).
+
+Then the mined segments of the training images are written as COCO panoptic
+(``RUN/mined/panoptic.json`` + PNGs) with detections (``RUN/mined/detections.json``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jtsm.config import Config, config_to_dict
+from jtsm.data.labels import read_image_labels
+from jtsm.data.mining_dataset import MiningDataset, MiningItem, TagBatchDataset
+from jtsm.engine.distributed import barrier, get_world_size, is_main
+from jtsm.engine.trainer import train
+from jtsm.fileio import atomic_write_json
+from jtsm.modeling.model import MiningConfig as ModelConfig
+from jtsm.modeling.model import MiningModel
+from jtsm.ops.proposal_tensors import ProposalTensors
+from jtsm.structures import CategoryMap
+
+__all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine"]
+
+
+def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
+    """The mining model the config describes, over the dataset's classes (things + stuff)."""
+    b, m = cfg.backbone, cfg.mining
+    return MiningModel(ModelConfig(
+        num_classes=categories.num_classes,
+        backbone=b.name,
+        weights=b.weights or None,
+        norm=None if b.norm == "auto" else b.norm,
+        freeze_at=None if b.freeze_at < 0 else b.freeze_at,
+        stride=b.stride,
+        pooler=m.pooling,
+        pool_size=m.pool_size,
+        compensation=m.compensation,
+        hidden=m.fc_dim,
+        dropout=m.dropout,
+        num_refine=m.refine_heads,
+        refine_iou=m.refine_iou_threshold,
+        refine_overlap=m.refine_iou,
+    ))
+
+
+def _norm_layers(module: nn.Module) -> list[nn.Module]:
+    return [x for x in module.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
+
+
+class MilTrainModule(nn.Module):
+    """Trainer adapter: one :class:`MiningItem` -> the mining losses (Eq. 2-4).
+
+    With ``freeze_norm``, batch-norm layers of the backbone keep their statistics and affine
+    parameters (eval mode, no gradient) whatever ``train()`` is called with.
+    """
+
+    def __init__(self, model: MiningModel, freeze_norm: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.freeze_norm = freeze_norm
+        if freeze_norm:
+            for layer in _norm_layers(model.backbone):
+                for p in layer.parameters():
+                    p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> MilTrainModule:
+        super().train(mode)
+        if self.freeze_norm:
+            for layer in _norm_layers(self.model.backbone):
+                layer.eval()
+        return self
+
+    def forward(self, item: MiningItem) -> dict[str, torch.Tensor]:
+        device = self.model.pixel_mean.device
+        pt = ProposalTensors.from_proposal_set(item.proposals).to(device)
+        out = self.model(item.image[None].to(device), pt)
+        return self.model.losses(out, item.tags, pt)
+
+
+class TagWarmupModule(nn.Module):
+    """Trainer adapter for the warm-up: ``(images (B, 3, S, S), tags (B, C))`` -> BCE.
+
+    The classifier reads the max and the mean of the backbone's feature map; it is discarded
+    after the warm-up.
+    """
+
+    def __init__(self, model: MiningModel) -> None:
+        super().__init__()
+        self.model = model
+        c = model.backbone.out_channels
+        self.classifier = nn.Linear(2 * c, model.cfg.num_classes)
+
+    def forward(self, item: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, tags = item
+        device = self.model.pixel_mean.device
+        x = (images.to(device) - self.model.pixel_mean) / self.model.pixel_std
+        f = self.model.backbone(x)
+        logits = self.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
+        return {"loss_tags": F.binary_cross_entropy_with_logits(logits, tags.to(device))}
+
+
+def run_mine(
+    cfg: Config,
+    dataset: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    proposals: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    resume: bool = False,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    write_outputs: bool = True,
+    progress: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """Train the mining branch into the run folder ``out``; runs on every rank of a group.
+
+    Returns (rank 0) a summary: images used, images skipped for having no tags, stages run,
+    and the mined outputs written.
+    """
+    out = Path(out)
+    torch.manual_seed(cfg.seed)
+    labels = read_image_labels(dataset)
+    ds = MiningDataset(labels, images, proposals, cfg.input)
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", config_to_dict(cfg), indent=2)
+        atomic_write_json(out / "meta.json", {
+            "stage": "mine", "categories": list(ds.categories.categories),
+            "dataset": str(dataset), "proposals": str(proposals),
+        }, indent=2)
+    barrier()
+    model = build_mining_model(cfg, ds.categories)
+    conf = config_to_dict(cfg)
+    if cfg.warmup.iters > 0:
+        warm_solver = replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
+                              optimizer=cfg.warmup.optimizer,
+                              ims_per_batch=get_world_size(), warmup_iters=0,
+                              steps=[int(cfg.warmup.iters * 0.8)])
+        train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch), warm_solver,
+              cfg.seed, out, resume=resume, config=conf, stage="warmup", on_log=on_log)
+    wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0)
+    train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
+          on_log=on_log, find_unused=True)
+    summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
+                               "classes": ds.categories.num_classes}
+    if is_main():
+        from jtsm.engine.checkpoint import save_checkpoint
+
+        save_checkpoint(out / "model_final.pt", model.state_dict())
+        if write_outputs:
+            summary["mined"] = write_mined(model, ds, out / "mined", cfg, progress=progress)
+    barrier()
+    return summary
+
+
+def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
+                progress: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Mined segments (tags known) and detections of every training image, as COCO files."""
+    from jtsm.data.coco_panoptic import write_panoptic_dataset
+    from jtsm.engine.inference import score_proposals
+    from jtsm.engine.mined import detections, mine_image, present_classes
+
+    images, segs, dets = [], [], []
+    it = range(len(ds))
+    if progress is not None:
+        it = progress(it, len(ds), "mined outputs")
+    for i in it:
+        rec = ds.records[i]
+        image, ps = ds.read(i)
+        scores, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
+                                               cfg.input.max_size, flip=False)
+        tags = [ds.categories.index(c) for c in rec.labels]
+        present = present_classes(image_scores, tags, cfg.mined)
+        seg = mine_image(ps, scores, present, ds.categories, cfg.mined)
+        images.append({"id": rec.id, "file_name": rec.file_name,
+                       "height": image.shape[0], "width": image.shape[1]})
+        segs.append(seg)
+        dets.extend(detections(ps, scores, ds.categories, rec.id, cfg.mined))
+    write_panoptic_dataset(out / "panoptic.json", images, list(ds.categories.categories), segs)
+    atomic_write_json(out / "detections.json", dets)
+    return {"images": len(images), "segments": int(sum(len(s.segments) for s in segs)),
+            "detections": len(dets), "panoptic": str(out / "panoptic.json")}

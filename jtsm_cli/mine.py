@@ -1,0 +1,75 @@
+"""``jtsm mine``: train the panoptic mining branch from image-level tags and proposals."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from jtsm_cli.common import echo_json, progress
+from jtsm_cli.train_common import TrainProgress, resolve_config, training_options, world
+
+
+def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet, result_path):  # noqa: ANN001
+    """One worker (rank) of a mining run; rank 0 writes the summary."""
+    from jtsm.engine.distributed import init_from_env, is_main
+    from jtsm.engine.mine import run_mine
+    from jtsm.fileio import atomic_write_json
+
+    init_from_env()
+    with TrainProgress(quiet or not is_main()) as bar:
+        summary = run_mine(cfg, dataset, images, proposals, out, resume=resume, on_log=bar,
+                           progress=lambda it, n, label: progress(it, n, label,
+                                                                   quiet or not is_main()))
+    if is_main() and result_path:
+        atomic_write_json(result_path, summary)
+
+
+@click.command()
+@click.option("--dataset", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Training images with tags: COCO panoptic, COCO instances or labels json.")
+@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder the json's file names are relative to.")
+@click.option("--proposals", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Proposal store (jtsm proposals --out).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@training_options
+def mine(dataset: str, images: str, proposals: str, out: str, as_json: bool,
+         config_path: str | None, overrides: tuple[str, ...], gpus: int, nproc: int,
+         resume: bool, quiet: bool) -> None:
+    """Train the mining branch (MoIPool + MIL + refinement heads) from tags alone.
+
+    \b
+    Writes RUN/config.json, RUN/model_final.pt, RUN/checkpoints/, RUN/metrics.jsonl and the
+    mined segments of the training images: RUN/mined/panoptic.json (+ PNGs) and
+    RUN/mined/detections.json.
+    Example:
+        jtsm mine --dataset data/annotations/panoptic_train.json --images data/images \\
+            --proposals data/proposals --out runs/mine --config examples/configs/synth.toml
+    """
+    from jtsm.engine.distributed import launch
+    from jtsm.fileio import read_json
+
+    cfg = resolve_config(config_path, overrides)
+    n, backend = world(gpus, nproc)
+    t0 = time.perf_counter()
+    result = Path(out) / ".summary.json"
+    args = (cfg, dataset, images, proposals, out, resume, quiet, str(result))
+    if n > 1:
+        launch(_mine_worker, n, backend, args=args)
+    else:
+        _mine_worker(*args)
+    summary = read_json(result)
+    result.unlink(missing_ok=True)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"Mined {summary['images']} images ({summary['skipped_untagged']} skipped: no "
+               f"tags) in {summary['seconds']}s -> {out}")
+    if "mined" in summary:
+        m = summary["mined"]
+        click.echo(f"  mined segments: {m['segments']} -> {m['panoptic']}")
+        click.echo(f"  detections: {m['detections']} -> {Path(out) / 'mined/detections.json'}")

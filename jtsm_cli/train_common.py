@@ -1,0 +1,95 @@
+"""Options and progress shared by the training commands (``mine``, ``refine``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from jtsm.config import Config, load_config
+
+
+def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config``, ``--set``, ``--gpus``, ``--nproc``, ``--resume``, ``--quiet``."""
+    opts = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                     help="A TOML/JSON/YAML config over the defaults (examples/configs/)."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config value, e.g. --set solver.max_iter=200."),
+        click.option("--gpus", type=click.IntRange(0, 1024), default=0,
+                     help="DistributedDataParallel over N GPUs (NCCL)."),
+        click.option("--nproc", type=click.IntRange(1, 1024), default=1,
+                     help="N CPU worker processes (gloo), for CPU-only machines."),
+        click.option("--resume", is_flag=True,
+                     help="Continue from the run folder's last checkpoint."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def resolve_config(config_path: str | None, overrides: tuple[str, ...]) -> Config:
+    return load_config(config_path, list(overrides))
+
+
+def world(gpus: int, nproc: int) -> tuple[int, str]:
+    """How many local workers, and the backend (torchrun's environment takes precedence)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1, "env"
+    if gpus:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--gpus given but no CUDA device is available")
+        if gpus > torch.cuda.device_count():
+            raise click.UsageError(f"--gpus {gpus}: only {torch.cuda.device_count()} GPUs")
+        return gpus, "nccl"
+    return nproc, "gloo"
+
+
+class TrainProgress:
+    """A rich progress bar per training stage on stderr (off when quiet or not a terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> TrainProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        stage = rec["stage"]
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=rec["max_iter"],
+                                                         loss=0.0, speed="")
+        speed = f"{1 / rec['seconds']:.2f} it/s" if rec.get("seconds") else ""
+        self._progress.update(self._tasks[stage], completed=rec["iteration"],
+                              loss=rec["loss"], speed=speed)

@@ -1,0 +1,66 @@
+import json
+
+import torch
+from click.testing import CliRunner
+
+from jtsm.config import load_config
+from jtsm.data.coco_panoptic import load_panoptic_json
+from jtsm.engine.checkpoint import load_checkpoint
+from jtsm.engine.mine import run_mine
+from jtsm_cli.main import cli
+
+TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
+        "solver.log_period=1",
+        "solver.warmup_iters=2", "solver.steps=[5]", "warmup.iters=3", "warmup.batch=4",
+        "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64,80]",
+        "input.test_scales=[80]", "input.max_proposals=100"]
+
+
+def test_run_mine_writes_a_complete_run(tmp_path, synth_dir, synth_proposals):
+    cfg = load_config(overrides=TINY)
+    out = tmp_path / "run"
+    summary = run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
+                       synth_proposals, out)
+    assert summary["images"] == 12 and summary["skipped_untagged"] == 0
+    for name in ("config.json", "meta.json", "metrics.jsonl", "model_final.pt",
+                 "warmup_final.pt", "mine_final.pt", "mined/panoptic.json",
+                 "mined/detections.json"):
+        assert (out / name).is_file(), name
+    stages = [json.loads(ln)["stage"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert stages.count("warmup") == 3 and stages.count("mine") == 6
+    sd = load_checkpoint(out / "model_final.pt")
+    assert all(isinstance(v, torch.Tensor) for v in sd.values())
+    mined = load_panoptic_json(out / "mined/panoptic.json")
+    assert len(mined.images) == 12
+    for im in mined.images:
+        seg = mined.read(im["id"])  # PNG and json agree
+        assert seg.ids.shape == (im["height"], im["width"])
+    dets = json.loads((out / "mined/detections.json").read_text())
+    assert dets and {"image_id", "category_id", "bbox", "score"} <= set(dets[0])
+
+
+def test_mine_command_and_resume(tmp_path, synth_dir, synth_proposals):
+    args = ["mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"),
+            "--images", str(synth_dir / "images"), "--proposals", str(synth_proposals),
+            "--out", str(tmp_path / "run"), "--json", "--quiet"]
+    for o in TINY:
+        args += ["--set", o]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["images"] == 12
+    first = load_checkpoint(tmp_path / "run/model_final.pt")
+    r = CliRunner().invoke(cli, args + ["--resume"])  # finished stages are not retrained
+    assert r.exit_code == 0, r.output
+    again = load_checkpoint(tmp_path / "run/model_final.pt")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_mine_bad_config_value_is_one_line(tmp_path, synth_dir, synth_proposals):
+    r = CliRunner().invoke(cli, [
+        "mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"),
+        "--images", str(synth_dir / "images"), "--proposals", str(synth_proposals),
+        "--out", str(tmp_path / "run"), "--set", "mining.pooling=avg"])
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [
+        "Error: config value mining.pooling='avg' is out of range "
+        "(want moi, moi-tps, roi-pool or roi-align)"]
