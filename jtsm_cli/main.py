@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "mine": "jtsm_cli.mine:mine",
     "eval": "jtsm_cli.eval:eval_cmd",
     "plugins": "jtsm_cli.plugins:plugins",
+    "predict": "jtsm_cli.predict:predict",
     "proposals": "jtsm_cli.proposals:proposals",
 }
 
