@@ -48,6 +48,7 @@ class MiningConfig:
     pooling: str = "moi"  # moi | moi-tps | roi-pool | roi-align
     pool_size: int = 7
     compensation: str = "code"  # code: bins/(nonempty+1) | paper: Eq. 7 | none
+    use_scores: bool = True  # "code" compensation also multiplies by (proposal score + 1)
     fc_dim: int = 256
     dropout: float = 0.5
     refine_heads: int = 4  # n_r of Eq. 4

@@ -51,6 +51,7 @@ def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
         pooler=m.pooling,
         pool_size=m.pool_size,
         compensation=m.compensation,
+        use_scores=m.use_scores,
         hidden=m.fc_dim,
         dropout=m.dropout,
         num_refine=m.refine_heads,
