@@ -14,11 +14,8 @@ T = TypeVar("T")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 
 
-def progress(items: Iterable[T], total: int | None, label: str, quiet: bool = False) -> Iterator[T]:
-    """Iterate with a rich progress bar on stderr (off when quiet or stderr is not a terminal)."""
-    if quiet or not sys.stderr.isatty():
-        yield from items
-        return
+def rich_progress(*extra: Any) -> Any:
+    """A rich ``Progress`` on stderr: description, bar, count, ``extra`` columns, times."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -29,15 +26,17 @@ def progress(items: Iterable[T], total: int | None, label: str, quiet: bool = Fa
         TimeRemainingColumn,
     )
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    ) as bar:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    *extra, TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True))
+
+
+def progress(items: Iterable[T], total: int | None, label: str, quiet: bool = False) -> Iterator[T]:
+    """Iterate with a rich progress bar on stderr (off when quiet or stderr is not a terminal)."""
+    if quiet or not sys.stderr.isatty():
+        yield from items
+        return
+    with rich_progress() as bar:
         task = bar.add_task(label, total=total)
         for item in items:
             yield item

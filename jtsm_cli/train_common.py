@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from jtsm.config import Config, load_config
+from jtsm_cli.common import rich_progress
 
 
 def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,20 +63,10 @@ class TrainProgress:
 
     def __enter__(self) -> TrainProgress:
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import TextColumn
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            self._progress = rich_progress(TextColumn("loss {task.fields[loss]:.4f}"),
+                                           TextColumn("{task.fields[speed]}"))
             self._progress.__enter__()
         return self
 

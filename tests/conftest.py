@@ -18,6 +18,17 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """Test workloads are small: one thread avoids OpenMP overhead (far slower when busy)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_plugins(monkeypatch: pytest.MonkeyPatch):
     """Each test sees plugins loaded afresh from its own environment."""
     from jtsm import plugins
