@@ -29,9 +29,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# Until `jtsm demo` exists: generate the synthetic dataset and say what was made.
 demo: $(STAMP)
-	$(BIN)/jtsm data synth demo_out/data --train 200 --val 50
+	$(BIN)/jtsm demo --out demo_out
+
+demo-quick: $(STAMP)
+	$(BIN)/jtsm demo --out demo_out_quick --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check jtsm jtsm_cli plugins tests benchmarks examples

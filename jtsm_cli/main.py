@@ -19,6 +19,7 @@ from jtsm.errors import JtsmError
 #: command name -> "module:attribute" (imported only when the command runs or help is shown)
 COMMANDS: dict[str, str] = {
     "data": "jtsm_cli.data:data",
+    "demo": "jtsm_cli.demo:demo",
     "mine": "jtsm_cli.mine:mine",
     "eval": "jtsm_cli.eval:eval_cmd",
     "plugins": "jtsm_cli.plugins:plugins",
