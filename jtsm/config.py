@@ -96,7 +96,8 @@ class WarmupConfig:
     """
 
     iters: int = 0
-    batch: int = 16
+    batch: int = 8  # images per item: batch-norm statistics are taken over these
+    items: int = 2  # items per step (the global batch is items x batch images, any workers)
     optimizer: str = "adamw"
     lr: float = 0.001
 
@@ -170,7 +171,8 @@ class Config:
             ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
             ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),
             ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
-            ("warmup.batch", self.warmup.batch, self.warmup.batch >= 1, ">= 1"),
+            ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),
+            ("warmup.items", self.warmup.items, self.warmup.items >= 1, ">= 1"),
         ]
         for key, value, ok, want in checks:
             if not ok:

@@ -27,7 +27,7 @@ from torch import nn
 from jtsm.config import Config, config_to_dict
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, MiningItem, TagBatchDataset
-from jtsm.engine.distributed import barrier, get_world_size, is_main
+from jtsm.engine.distributed import barrier, is_main
 from jtsm.engine.trainer import train
 from jtsm.fileio import atomic_write_json
 from jtsm.modeling.model import MiningConfig as ModelConfig
@@ -97,21 +97,21 @@ class MilTrainModule(nn.Module):
 class TagWarmupModule(nn.Module):
     """Trainer adapter for the warm-up: ``(images (B, 3, S, S), tags (B, C))`` -> BCE.
 
-    The classifier reads the max and the mean of the backbone's feature map; it is discarded
-    after the warm-up.
+    Holds the mining model's backbone (shared, so the warm-up trains it in place) and a
+    classifier on the max and the mean of its feature map, discarded after the warm-up.
     """
 
     def __init__(self, model: MiningModel) -> None:
         super().__init__()
-        self.model = model
-        c = model.backbone.out_channels
-        self.classifier = nn.Linear(2 * c, model.cfg.num_classes)
+        self.backbone = model.backbone
+        self.register_buffer("pixel_mean", model.pixel_mean.clone(), False)
+        self.register_buffer("pixel_std", model.pixel_std.clone(), False)
+        self.classifier = nn.Linear(2 * model.backbone.out_channels, model.cfg.num_classes)
 
     def forward(self, item: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, tags = item
-        device = self.model.pixel_mean.device
-        x = (images.to(device) - self.model.pixel_mean) / self.model.pixel_std
-        f = self.model.backbone(x)
+        device = self.pixel_mean.device
+        f = self.backbone((images.to(device) - self.pixel_mean) / self.pixel_std)
         logits = self.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
         return {"loss_tags": F.binary_cross_entropy_with_logits(logits, tags.to(device))}
 
@@ -149,7 +149,7 @@ def run_mine(
     if cfg.warmup.iters > 0:
         warm_solver = replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
                               optimizer=cfg.warmup.optimizer,
-                              ims_per_batch=get_world_size(), warmup_iters=0,
+                              ims_per_batch=cfg.warmup.items, warmup_iters=0,
                               steps=[int(cfg.warmup.iters * 0.8)])
         train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch), warm_solver,
               cfg.seed, out, resume=resume, config=conf, stage="warmup", on_log=on_log)

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import torch
 from click.testing import CliRunner
@@ -10,8 +12,8 @@ from jtsm.engine.mine import run_mine
 from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
-        "solver.log_period=1",
-        "solver.warmup_iters=2", "solver.steps=[5]", "warmup.iters=3", "warmup.batch=4",
+        "solver.log_period=1", "solver.warmup_iters=2", "solver.steps=[5]",
+        "warmup.iters=3", "warmup.batch=2", "warmup.items=2",
         "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64,80]",
         "input.test_scales=[80]", "input.max_proposals=100"]
 
@@ -64,3 +66,21 @@ def test_mine_bad_config_value_is_one_line(tmp_path, synth_dir, synth_proposals)
     assert r.output.strip().splitlines() == [
         "Error: config value mining.pooling='avg' is out of range "
         "(want moi, moi-tps, roi-pool or roi-align)"]
+
+
+def test_mine_two_gloo_processes_equal_one(tmp_path, synth_dir, synth_proposals):
+    """The real mining model: --nproc 2 and one process, same global batch, same weights."""
+    finals = []
+    for n in (1, 2):
+        out = tmp_path / f"run{n}"
+        args = ["mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"),
+                "--images", str(synth_dir / "images"), "--proposals", str(synth_proposals),
+                "--out", str(out), "--nproc", str(n), "--quiet"]
+        for o in TINY:
+            args += ["--set", o]
+        r = subprocess.run([sys.executable, "-m", "jtsm_cli", *args], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        finals.append(load_checkpoint(out / "model_final.pt"))
+    for k in finals[0]:
+        torch.testing.assert_close(finals[0][k], finals[1][k], rtol=1e-4, atol=1e-5)
