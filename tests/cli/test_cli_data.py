@@ -30,9 +30,11 @@ def test_voc_bad_folder_is_one_line_error(tmp_path):
 
 
 def test_every_command_has_help_with_example():
+    from jtsm_cli.main import COMMANDS
+
     runner = CliRunner()
-    for args in (["--help"], ["data", "--help"], ["data", "synth", "--help"],
-                 ["data", "voc", "--help"], ["plugins", "--help"]):
+    commands = [[name, "--help"] for name in COMMANDS]
+    for args in (["--help"], ["data", "synth", "--help"], ["data", "voc", "--help"], *commands):
         r = runner.invoke(cli, args)
         assert r.exit_code == 0 and "Example" in r.output, args
 
