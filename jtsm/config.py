@@ -65,6 +65,7 @@ class InputConfig:
     hflip: bool = True
     hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
     max_proposals: int = 4000
+    min_proposal_area: float = 0.0  # drop proposals smaller than this fraction of the image
     test_scales: list[int] = field(default_factory=lambda: [128])
 
 
@@ -160,6 +161,8 @@ class Config:
             ("input.max_proposals", self.input.max_proposals, self.input.max_proposals >= 1,
              ">= 1"),
             ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
+            ("input.min_proposal_area", self.input.min_proposal_area,
+             0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
             ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),
             ("solver.optimizer", self.solver.optimizer, self.solver.optimizer in ("sgd", "adamw"),
              "sgd or adamw"),

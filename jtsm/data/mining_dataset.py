@@ -24,7 +24,7 @@ from jtsm.proposals.store import ProposalStore
 from jtsm.structures import CategoryMap, ProposalSet
 
 __all__ = ["MiningDataset", "MiningItem", "TagBatchDataset", "hsv_jitter", "resize_to_scale",
-           "to_tensor"]
+           "select_proposals", "to_tensor"]
 
 
 @dataclass
@@ -68,6 +68,15 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
 
 
+def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
+    """Drop proposals under ``cfg.min_proposal_area`` (fraction of the image), keep the best
+    ``cfg.max_proposals``; the same selection for training and prediction."""
+    if cfg.min_proposal_area > 0:
+        h, w = ps.image_size
+        ps = ps[ps.areas() >= cfg.min_proposal_area * h * w]
+    return ps.topk(cfg.max_proposals)
+
+
 class MiningDataset:
     """Tagged images with their stored proposals (a :class:`jtsm.engine.trainer.TrainTask`).
 
@@ -94,9 +103,8 @@ class MiningDataset:
         """The original image and its top proposals (checked to be of the image's size)."""
         rec = self.records[index]
         image = read_image(safe_join(self.images_dir, rec.file_name))
-        ps = self.store.load(rec.file_name, expect_size=image.shape[:2],
-                             max_proposals=self.cfg.max_proposals)
-        return image, ps
+        ps = self.store.load(rec.file_name, expect_size=image.shape[:2])
+        return image, select_proposals(ps, self.cfg)
 
     def load(self, index: int, rng: np.random.Generator) -> MiningItem:
         rec = self.records[index]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from jtsm.data.coco_panoptic import write_panoptic_dataset
+from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
 from jtsm.engine.runs import Run
@@ -102,9 +103,9 @@ def predict_images(
 def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | None
                ) -> ProposalSet:
     if store is not None:
-        return store.load(name, expect_size=image.shape[:2],
-                          max_proposals=run.config.input.max_proposals)
-    from jtsm.proposals import make_proposals
+        ps = store.load(name, expect_size=image.shape[:2])
+    else:
+        from jtsm.proposals import make_proposals
 
-    return make_proposals(image, run.config.proposals,
-                          max_proposals=run.config.input.max_proposals)
+        ps = make_proposals(image, run.config.proposals, max_proposals=None)
+    return select_proposals(ps, run.config.input)
