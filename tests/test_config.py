@@ -49,3 +49,21 @@ def test_bad_files(tmp_path):
 
 def test_default_config_is_valid():
     assert Config().validate() == Config()
+
+
+def test_synth_example_config_is_the_cpu_preset():
+    from pathlib import Path
+
+    from jtsm.presets import PRESETS
+
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "examples/configs/synth.toml") == load_config(
+        overrides=PRESETS["cpu"])
+
+
+def test_example_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for f in sorted((root / "examples/configs").glob("*.toml")):
+        load_config(f)

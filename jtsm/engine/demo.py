@@ -20,20 +20,9 @@ __all__ = ["demo_config", "run_demo"]
 
 def demo_config(quick: bool) -> Config:
     """The CPU preset the demo trains with (``quick``: a smoke-test budget for CI)."""
-    if quick:
-        return load_config(overrides={
-            "backbone.norm": "bn", "warmup.iters": 40, "warmup.batch": 4,
-            "solver.optimizer": "adamw", "solver.lr": 3e-4, "solver.max_iter": 60,
-            "solver.ims_per_batch": 1, "solver.warmup_iters": 10, "solver.steps": [50],
-            "solver.checkpoint_period": 50, "input.max_proposals": 200,
-            "input.train_scales": [96], "input.test_scales": [96], "mining.fc_dim": 64,
-        })
-    return load_config(overrides={
-        "backbone.norm": "bn", "warmup.iters": 600, "warmup.batch": 8, "warmup.items": 2,
-        "solver.optimizer": "adamw", "solver.lr": 3e-4, "solver.max_iter": 2500,
-        "solver.ims_per_batch": 1, "solver.warmup_iters": 20, "solver.steps": [2000],
-        "solver.checkpoint_period": 250, "input.max_proposals": 300,
-    })
+    from jtsm.presets import PRESETS
+
+    return load_config(overrides=PRESETS["cpu-quick" if quick else "cpu"])
 
 
 def run_demo(
