@@ -84,3 +84,17 @@ def test_mine_two_gloo_processes_equal_one(tmp_path, synth_dir, synth_proposals)
         finals.append(load_checkpoint(out / "model_final.pt"))
     for k in finals[0]:
         torch.testing.assert_close(finals[0][k], finals[1][k], rtol=1e-4, atol=1e-5)
+
+
+def test_tag_warmup_loss_falls(tmp_path, synth_dir, synth_proposals):
+    """A learning check within CI's budget: the tag loss of the warm-up stage goes down."""
+    cfg = load_config(overrides=[
+        "backbone.norm=bn", "warmup.iters=80", "warmup.batch=4", "warmup.items=2",
+        "warmup.lr=0.002", "solver.max_iter=1", "solver.log_period=1",
+        "input.train_scales=[64]", "input.test_scales=[64]", "mining.fc_dim=16"])
+    run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
+             synth_proposals, tmp_path / "run", write_outputs=False)
+    recs = [json.loads(ln) for ln in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss_tags"] for r in recs if r["stage"] == "warmup"]
+    assert len(losses) == 80
+    assert sum(losses[-15:]) / 15 < 0.8 * sum(losses[:15]) / 15
