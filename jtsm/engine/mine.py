@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -173,9 +174,9 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     """Mined segments (tags known) and detections of every training image, as COCO files."""
     from jtsm.data.coco_panoptic import write_panoptic_dataset
     from jtsm.engine.inference import score_proposals
-    from jtsm.engine.mined import detections, mine_image, present_classes
+    from jtsm.engine.mined import calibrate_presence, detections, mine_image, present_classes
 
-    images, segs, dets = [], [], []
+    images, segs, dets, all_scores, all_tags = [], [], [], [], []
     it = range(len(ds))
     if progress is not None:
         it = progress(it, len(ds), "mined outputs")
@@ -185,6 +186,8 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
         scores, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
                                                cfg.input.max_size, flip=False)
         tags = [ds.categories.index(c) for c in rec.labels]
+        all_scores.append(image_scores)
+        all_tags.append(ds.categories.tag_vector(rec.labels))
         present = present_classes(image_scores, tags, cfg.mined)
         seg = mine_image(ps, scores, present, ds.categories, cfg.mined)
         images.append({"id": rec.id, "file_name": rec.file_name,
@@ -193,5 +196,9 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
         dets.extend(detections(ps, scores, ds.categories, rec.id, cfg.mined))
     write_panoptic_dataset(out / "panoptic.json", images, list(ds.categories.categories), segs)
     atomic_write_json(out / "detections.json", dets)
+    thresholds = calibrate_presence(np.stack(all_scores), np.stack(all_tags),
+                                    cfg.mined.presence_threshold)
+    atomic_write_json(out.parent / "presence.json",
+                      {"thresholds": thresholds.tolist(), "classes": ds.categories.names})
     return {"images": len(images), "segments": int(sum(len(s.segments) for s in segs)),
             "detections": len(dets), "panoptic": str(out / "panoptic.json")}

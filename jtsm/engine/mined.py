@@ -25,15 +25,44 @@ from jtsm.config import MinedConfig
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
-__all__ = ["MinedConfig", "box_nms", "detections", "mine_image", "present_classes"]
+__all__ = ["box_nms", "calibrate_presence", "detections", "mine_image", "present_classes"]
 
 
 def present_classes(image_scores: np.ndarray, tags: Sequence[int] | None,
-                    cfg: MinedConfig) -> list[int]:
-    """Class indices taken as present: the tags when known, else confident image scores."""
+                    cfg: MinedConfig, thresholds: np.ndarray | None = None) -> list[int]:
+    """Class indices taken as present: the tags when known, else image scores at or above
+    the per-class ``thresholds`` (calibrated on the training tags) or ``presence_threshold``."""
     if tags is not None:
         return sorted(int(t) for t in tags)
-    return [int(c) for c in np.nonzero(image_scores >= cfg.presence_threshold)[0]]
+    th = cfg.presence_threshold if thresholds is None else np.asarray(thresholds)
+    return [int(c) for c in np.nonzero(image_scores >= th)[0]]
+
+
+def calibrate_presence(image_scores: np.ndarray, tags: np.ndarray,
+                       default: float = 0.5) -> np.ndarray:
+    """Per-class presence thresholds maximising F1 on training images (whose tags are known).
+
+    Arguments:
+        image_scores: ``(N, C)`` image scores; tags: ``(N, C)`` 0/1.
+    Returns:
+        ``(C,)`` thresholds; ``default`` for a class that never or always occurs.
+    """
+    n, c = image_scores.shape
+    out = np.full(c, default, np.float64)
+    for k in range(c):
+        pos = tags[:, k] > 0.5
+        if pos.all() or not pos.any():
+            continue
+        cands = np.unique(image_scores[:, k])
+        best, best_f1 = default, -1.0
+        for t in cands:
+            pred = image_scores[:, k] >= t
+            tp = float((pred & pos).sum())
+            f1 = 2 * tp / max(float(pred.sum() + pos.sum()), 1.0)
+            if f1 > best_f1:
+                best, best_f1 = float(t), f1
+        out[k] = best
+    return out
 
 
 def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,

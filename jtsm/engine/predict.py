@@ -86,7 +86,7 @@ def predict_images(
         ps = _proposals(run, image, rec["file_name"], store)
         scores, image_scores = score_proposals(run.model, image, ps, scales,
                                                cfg.input.max_size, flip=tta)
-        present = present_classes(image_scores, None, cfg.mined)
+        present = present_classes(image_scores, None, cfg.mined, run.presence)
         seg = mine_image(ps, scores, present, cats, cfg.mined)
         im_out.append({"id": rec["id"], "file_name": rec["file_name"],
                        "height": image.shape[0], "width": image.shape[1]})

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from jtsm.config import Config, config_from_dict
@@ -32,6 +33,7 @@ class Run:
     stage: str
     model: nn.Module
     meta: dict[str, Any]
+    presence: np.ndarray | None = None  # per-class thresholds calibrated on training tags
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
@@ -67,4 +69,11 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{weights}: weights do not fit the run's config ({first})") from None
     model.eval()
-    return Run(path, cfg, categories, stage, model, meta)
+    presence = None
+    if (path / "presence.json").is_file():
+        th = read_json(path / "presence.json").get("thresholds")
+        if not isinstance(th, list) or len(th) != categories.num_classes:
+            raise DataError(f"{path / 'presence.json'}: expected {categories.num_classes} "
+                            "thresholds")
+        presence = np.asarray(th, np.float64)
+    return Run(path, cfg, categories, stage, model, meta, presence)

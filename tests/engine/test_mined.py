@@ -83,3 +83,15 @@ def test_detections_are_coco_results_of_things_only():
     dog = [d for d in dets if d["category_id"] == 3]
     assert len(dog) == 2  # box 1 suppressed by box 0 (IoU 0.8), box 2 kept
     assert [d["score"] for d in dets] == sorted((d["score"] for d in dets), reverse=True)
+
+
+def test_calibrate_presence_maximises_f1_per_class():
+    from jtsm.engine.mined import calibrate_presence
+
+    scores = np.array([[0.9, 0.2, 0.3], [0.3, 0.25, 0.3], [0.2, 0.1, 0.3], [0.35, 0.3, 0.3]])
+    tags = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 1], [0, 1, 1]])
+    th = calibrate_presence(scores, tags, default=0.5)
+    assert th[0] == 0.3   # {0.9, 0.3} positive; 0.35 is a false positive either way: F1 0.8
+    assert th[1] == 0.2   # 0.2, 0.25, 0.3 positive, 0.1 negative: F1 1
+    assert th[2] == 0.5   # always present: default kept
+    assert present_classes(np.array([0.31, 0.19, 0.6]), None, MinedConfig(), th) == [0, 2]
