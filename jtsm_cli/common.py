@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -45,3 +46,13 @@ def progress(items: Iterable[T], total: int | None, label: str, quiet: bool = Fa
 
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def report(summary: dict[str, Any], t0: float, as_json: bool,
+           line: Callable[[dict[str, Any]], str]) -> None:
+    """Add the elapsed ``seconds`` to a stage's summary; print it as JSON or as one line."""
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(line(summary))

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from jtsm_cli.common import echo_json, progress, quiet_option
+from jtsm_cli.common import progress, quiet_option, report
 
 
 @click.command()
@@ -40,10 +40,6 @@ def predict(run_dir: str, images: str, dataset: str | None, proposals: str | Non
     run = load_run(run_dir)
     summary = predict_images(run, images, out, dataset, proposals, tta,
                              progress=lambda it, n, label: progress(it, n, label, quiet))
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    if as_json:
-        echo_json(summary)
-        return
-    click.echo(f"Predicted {summary['images']} images in {summary['seconds']}s: "
-               f"{summary['segments']} segments, {summary['instances']} instances, "
-               f"{summary['detections']} detections -> {out}")
+    report(summary, t0, as_json, lambda s: (
+        f"Predicted {s['images']} images in {s['seconds']}s: {s['segments']} segments, "
+        f"{s['instances']} instances, {s['detections']} detections -> {out}"))

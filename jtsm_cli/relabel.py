@@ -6,7 +6,7 @@ import time
 
 import click
 
-from jtsm_cli.common import echo_json, progress, quiet_option
+from jtsm_cli.common import progress, quiet_option, report
 
 
 @click.command()
@@ -39,10 +39,6 @@ def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | Non
     t0 = time.perf_counter()
     summary = run_relabel(run_dir, images, out, evidence, dataset, proposals,
                           progress=lambda it, n, label: progress(it, n, label, quiet))
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
-    if as_json:
-        echo_json(summary)
-        return
-    click.echo(f"Relabelled {summary['relabelled']} images ({summary['already_done']} already "
-               f"done) with {evidence} in {summary['seconds']}s: {summary['segments']} segments "
-               f"-> {summary['panoptic']}")
+    report(summary, t0, as_json, lambda s: (
+        f"Relabelled {s['relabelled']} images ({s['already_done']} already done) with "
+        f"{evidence} in {s['seconds']}s: {s['segments']} segments -> {s['panoptic']}"))
