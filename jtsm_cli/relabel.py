@@ -21,10 +21,13 @@ from jtsm_cli.common import progress, quiet_option, report
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--evidence", default="grabcut", show_default=True,
               help="Evidence method (jtsm plugins lists them): grabcut, superpixel-snap, none.")
+@click.option("--workers", type=click.IntRange(0, 1024), default=0,
+              help="Processes (0: all cores).")
+@click.option("--shard", metavar="I/N", help="Do every N-th image from the I-th (job arrays).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
 def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | None, out: str,
-            evidence: str, as_json: bool, quiet: bool) -> None:
+            evidence: str, workers: int, shard: str | None, as_json: bool, quiet: bool) -> None:
     """Re-estimate every mined segment with bottom-up evidence (GrabCut) into pseudo labels.
 
     \b
@@ -35,10 +38,18 @@ def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | Non
             --images data/images --proposals data/proposals --out runs/pseudo
     """
     from jtsm.engine.relabel import run_relabel
+    from jtsm.proposals.runner import parse_shard
 
     t0 = time.perf_counter()
     summary = run_relabel(run_dir, images, out, evidence, dataset, proposals,
+                          workers=workers or None, shard=parse_shard(shard),
                           progress=lambda it, n, label: progress(it, n, label, quiet))
-    report(summary, t0, as_json, lambda s: (
-        f"Relabelled {s['relabelled']} images ({s['already_done']} already done) with "
-        f"{evidence} in {s['seconds']}s: {s['segments']} segments -> {s['panoptic']}"))
+
+    def line(s: dict) -> str:
+        head = (f"Relabelled {s['relabelled']} images ({s['already_done']} already done) with "
+                f"{evidence} in {s['seconds']}s")
+        if not s["complete"]:
+            return f"{head}; {s['missing']} images of other shards still missing"
+        return f"{head}: {s['segments']} segments -> {s['panoptic']}"
+
+    report(summary, t0, as_json, line)

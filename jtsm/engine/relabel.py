@@ -57,6 +57,40 @@ def relabel_image(image: np.ndarray, mined: PanopticSeg, categories: CategoryMap
     return merge_panoptic(t_masks, t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))
 
 
+_JOB: dict[str, Any] = {}
+
+
+def _init_worker(job: dict[str, Any]) -> None:
+    """Per-process state: the mined dataset, the evidence method, the proposal store."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    _JOB.clear()
+    _JOB.update(job)
+    _JOB["mined"] = load_panoptic_json(job["mined_json"])
+    _JOB["method"] = get_evidence(job["evidence"])
+    if job["proposals"] is not None:
+        from jtsm.proposals.store import ProposalStore
+
+        _JOB["store"] = ProposalStore(job["proposals"])
+
+
+def _relabel_one(im: dict[str, Any]) -> int:
+    """Relabel one image and write its PNG and json part (each atomically)."""
+    mined, out = _JOB["mined"], Path(_JOB["out"])
+    name = Path(im["file_name"]).with_suffix(".png").name
+    image = read_image(safe_join(_JOB["images"], im["file_name"]))
+    opts = {}
+    if "store" in _JOB:
+        opts["superpixels"] = _JOB["store"].load(im["file_name"], image.shape[:2]).superpixels
+    seg = relabel_image(image, mined.read(im["id"]), mined.categories, _JOB["method"],
+                        options=opts).with_stats()
+    write_panoptic_png(out / "panoptic" / name, seg.ids)
+    atomic_write_json(out / "parts" / (name + ".json"),
+                      {"image_id": im["id"], "file_name": name, "segments_info": seg.segments})
+    return 1
+
+
 def run_relabel(
     run: str | os.PathLike[str],
     images: str | os.PathLike[str],
@@ -64,56 +98,69 @@ def run_relabel(
     evidence: str = "grabcut",
     dataset: str | os.PathLike[str] | None = None,
     proposals: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    shard: tuple[int, int] = (0, 1),
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Relabel the mined training segments of a mining run into ``out/panoptic.json`` + PNGs.
 
     ``dataset`` restricts relabelling to the images it lists; ``proposals`` (a store) lends
-    its superpixels to evidence methods that take them (``superpixel-snap``).
+    its superpixels to evidence methods that take them (``superpixel-snap``). ``workers``
+    processes (default: all cores); ``shard=(i, n)`` does every n-th image from the i-th, and
+    ``panoptic.json`` is written once every image's part exists (by the last shard to finish,
+    or by any rerun).
 
     Raises:
         DataError: the run has no mined outputs, or an image/PNG is missing or bad.
         PluginError: unknown evidence method.
     """
     method = get_evidence(evidence)
-    mined = load_panoptic_json(Path(run) / "mined" / "panoptic.json")
+    mined_json = Path(run) / "mined" / "panoptic.json"
+    mined = load_panoptic_json(mined_json)
     if dataset is not None:
         listed = {int(r["id"]) for r in read_json(dataset).get("images", [])}
         mined.images = [im for im in mined.images if int(im["id"]) in listed]
-    store = None
-    if proposals is not None and "superpixels" in inspect.signature(method.refine).parameters:
-        from jtsm.proposals.store import ProposalStore
-
-        store = ProposalStore(proposals)
+    takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
     out = Path(out)
-    png_dir, parts = out / "panoptic", out / "parts"
-    done = skipped = 0
-    todo: Iterable[dict[str, Any]] = mined.images
-    if progress is not None:
-        todo = progress(mined.images, len(mined.images), f"relabel ({evidence})")
-    for im in todo:
+
+    def part_of(im: dict[str, Any]) -> Path:
+        return out / "parts" / (Path(im["file_name"]).with_suffix(".png").name + ".json")
+
+    def done(im: dict[str, Any]) -> bool:
         name = Path(im["file_name"]).with_suffix(".png").name
-        part = parts / (name + ".json")
-        if part.is_file() and (png_dir / name).is_file():
-            skipped += 1
-            continue
-        image = read_image(safe_join(images, im["file_name"]))
-        opts = {}
-        if store is not None:
-            opts["superpixels"] = store.load(im["file_name"], image.shape[:2]).superpixels
-        seg = relabel_image(image, mined.read(im["id"]), mined.categories, method,
-                            options=opts).with_stats()
-        write_panoptic_png(png_dir / name, seg.ids)
-        atomic_write_json(part, {"image_id": im["id"], "file_name": name,
-                                 "segments_info": seg.segments})
-        done += 1
-    annotations = [read_json(parts / (Path(im["file_name"]).with_suffix(".png").name + ".json"))
-                   for im in mined.images]
+        return part_of(im).is_file() and (out / "panoptic" / name).is_file()
+
+    mine_share = mined.images[shard[0]::shard[1]]
+    todo = [im for im in mine_share if not done(im)]
+    job = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),
+           "out": str(out), "proposals": str(proposals) if proposals and takes_superpixels
+           else None}
+    n = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    label = f"relabel ({evidence})"
+    if n <= 1:
+        _init_worker(job)
+        results: Iterable[int] = map(_relabel_one, todo)
+        for _ in (progress(results, len(todo), label) if progress else results):
+            pass
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(n, initializer=_init_worker, initargs=(job,)) as pool:
+            results = pool.map(_relabel_one, todo, chunksize=4)
+            for _ in (progress(results, len(todo), label) if progress else results):
+                pass
+    summary: dict[str, Any] = {"images": len(mine_share), "relabelled": len(todo),
+                               "already_done": len(mine_share) - len(todo), "evidence": evidence}
+    missing = sum(1 for im in mined.images if not done(im))
+    if missing:
+        summary.update(complete=False, missing=missing)
+        return summary
+    annotations = [read_json(part_of(im)) for im in mined.images]
     atomic_write_json(out / "panoptic.json", {
         "images": mined.images, "annotations": annotations,
         "categories": list(mined.categories.categories),
         "info": {"description": f"jtsm pseudo labels: mined + {evidence}", "run": str(run)},
     })
-    return {"images": len(mined.images), "relabelled": done, "already_done": skipped,
-            "segments": int(sum(len(a["segments_info"]) for a in annotations)),
-            "evidence": evidence, "panoptic": str(out / "panoptic.json")}
+    summary.update(complete=True, panoptic=str(out / "panoptic.json"),
+                   segments=int(sum(len(a["segments_info"]) for a in annotations)))
+    return summary

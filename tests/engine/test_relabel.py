@@ -76,3 +76,28 @@ def test_relabel_command_resume_and_errors(tmp_path, mined_run, synth_dir, synth
     r = CliRunner().invoke(cli, args + ["--evidence", "nope"])
     assert r.exit_code == 1
     assert r.output.strip().splitlines()[-1].startswith("Error: unknown evidence method 'nope'")
+
+
+def test_shards_and_workers_give_the_same_pseudo_labels(tmp_path, mined_run, synth_dir,
+                                                        synth_proposals):
+    base = ["relabel", "--run", str(mined_run), "--images", str(synth_dir / "images"),
+            "--proposals", str(synth_proposals), "--evidence", "superpixel-snap", "--json"]
+    r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "one"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    first = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "sh"), "--workers", "2",
+                                            "--shard", "0/2"])
+    assert first.exit_code == 0, first.output
+    res = json.loads(first.output)
+    assert res["complete"] is False and res["relabelled"] == 6 and res["missing"] == 6
+    assert not (tmp_path / "sh/panoptic.json").exists()
+    second = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "sh"), "--workers", "2",
+                                             "--shard", "1/2"])
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.output)["complete"] is True
+    a = load_panoptic_json(tmp_path / "one/panoptic.json")
+    b = load_panoptic_json(tmp_path / "sh/panoptic.json")
+    for im in a.images:
+        sa, sb = a.read(im["id"]), b.read(im["id"])
+        assert np.array_equal(sa.ids, sb.ids) and sa.segments == sb.segments
+    r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "x"), "--shard", "3/2"])
+    assert r.exit_code == 1 and "--shard '3/2'" in r.output
