@@ -26,17 +26,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from timing import best_of  # benchmarks/timing.py (the script's folder is on sys.path)
+
 from jtsm.evaluation.panoptic import evaluate_pq
 from jtsm.evaluation.synthetic import write_pair_dataset
-
-
-def _best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _panopticapi(gt: str, pred: str, workers: int) -> dict[str, Any]:
@@ -112,7 +105,7 @@ def main() -> None:
             f"segments ({time.perf_counter() - t0:.1f} s to generate); cpus: {os.cpu_count()}"
         )
         peers: list[tuple[str, Callable[[int], tuple[float, Any]]]] = [
-            ("panopticapi", lambda w: _best_of(lambda: _panopticapi(str(gt), str(pred), w),
+            ("panopticapi", lambda w: best_of(lambda: _panopticapi(str(gt), str(pred), w),
                                                args.repeat)),
         ]
         if args.ref_python:
@@ -125,7 +118,7 @@ def main() -> None:
             print("hotcoco: not timed (give --hotcoco-python)")
         print(f"{'workers':>7}  {'tool':<28} {'best s':>7} {'per image':>9} {'vs jtsm':>8}  same")
         for w in dict.fromkeys(args.workers):
-            t_ours, ours = _best_of(lambda w=w: evaluate_pq(gt, pred, workers=w), args.repeat)
+            t_ours, ours = best_of(lambda w=w: evaluate_pq(gt, pred, workers=w), args.repeat)
             per = 1000 * t_ours / args.images
             print(f"{w:>7}  {'jtsm':<28} {t_ours:>7.3f} {per:>7.2f}ms {1:>7.2f}x  -")
             for name, run in peers:

@@ -16,11 +16,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage import data  # noqa: E402
+from timing import best_of  # noqa: E402  (benchmarks/timing.py)
 
 from jtsm.proposals.selective_search import selective_search  # noqa: E402
 
@@ -31,15 +31,6 @@ def _photo(name: str, side: int) -> np.ndarray:
     im = getattr(data, name)()
     s = side / max(im.shape[:2])
     return cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-
-
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _opencv(rgb: np.ndarray) -> np.ndarray:
@@ -62,8 +53,8 @@ def main() -> None:
     tot_cv = tot_us = 0.0
     for name in PHOTOS:
         im = _photo(name, args.side)
-        t_cv, boxes = _best(lambda im=im: _opencv(im), args.repeat)
-        t_us, ps = _best(lambda im=im: selective_search(im, "fast", args.max), args.repeat)
+        t_cv, boxes = best_of(lambda im=im: _opencv(im), args.repeat)
+        t_us, ps = best_of(lambda im=im: selective_search(im, "fast", args.max), args.repeat)
         tot_cv += t_cv
         tot_us += t_us
         h, w = im.shape[:2]

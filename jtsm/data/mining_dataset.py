@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -153,9 +152,3 @@ class TagBatchDataset:
             images.append(to_tensor(img))
             tags.append(torch.from_numpy(self.base.categories.tag_vector(rec.labels)))
         return torch.stack(images), torch.stack(tags)
-
-
-def describe(ds: MiningDataset) -> dict[str, Any]:
-    """Counts for the CLI summary."""
-    return {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
-            "classes": ds.categories.num_classes, "things": ds.categories.num_things}

@@ -70,7 +70,7 @@ def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,
     """Greedy confident, non-overlapping proposals for one class (indices into ``ps``)."""
     order = np.argsort(-score, kind="stable")[: cfg.candidates]
     top = float(score[order[0]])
-    chosen: list[int] = []
+    chosen: list[int] = []  # positions in ``order``
     cand = ps[order]
     iou_self = cand.mask_iou()
     iou_avoid = cand.mask_iou(avoid) if avoid is not None and len(avoid) else None
@@ -78,13 +78,12 @@ def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,
         if chosen and (float(score[p]) < cfg.instance_ratio * top
                        or len(chosen) >= cfg.max_instances):
             break
-        ks = [int(np.nonzero(order == c)[0][0]) for c in chosen]
-        if ks and iou_self[k, ks].max() > cfg.overlap:
+        if chosen and iou_self[k, chosen].max() > cfg.overlap:
             continue
         if iou_avoid is not None and iou_avoid[k].max() > cfg.overlap:
             continue
-        chosen.append(int(p))
-    return chosen
+        chosen.append(k)
+    return [int(order[k]) for k in chosen]
 
 
 def mine_image(

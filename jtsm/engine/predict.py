@@ -21,29 +21,22 @@ from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
 from jtsm.engine.runs import Run
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
+from jtsm.proposals.runner import list_images
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import PanopticSeg, ProposalSet, mask_to_rle
 
 __all__ = ["image_records", "predict_images"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
 def image_records(images: str | os.PathLike[str],
                   dataset: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
-    """``[{id, file_name}]`` from a dataset json, or every image file under ``images``."""
+    """``[{id, file_name}]``: the ids of a dataset json, or every image under ``images``
+    (as ``jtsm proposals`` lists them) numbered in file-name order."""
     if dataset is not None:
-        d = read_json(dataset)
-        recs = d.get("images") if isinstance(d, dict) else None
-        if not isinstance(recs, list):
-            from jtsm.errors import DataError
-
-            raise DataError(f"{dataset}: expected a json with an 'images' list")
-        return [{"id": int(r["id"]), "file_name": str(r["file_name"])} for r in recs]
-    root = Path(images)
-    names = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return [{"id": i + 1, "file_name": n} for i, n in enumerate(names)]
+        list_images(images, dataset)  # checks every listed name stays inside ``images``
+        return [{"id": int(r["id"]), "file_name": str(r["file_name"])}
+                for r in read_json(dataset)["images"]]
+    return [{"id": i + 1, "file_name": item.name}
+            for i, item in enumerate(list_images(images))]
 
 
 def _instances(seg: PanopticSeg, image_id: int, thing_ids: set[int]) -> list[dict[str, Any]]:

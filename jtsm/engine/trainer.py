@@ -20,6 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -195,7 +196,7 @@ def train(
             item = task.load(index, np.random.default_rng(item_seed(seed, it, j)))
             torch.manual_seed(item_seed(seed, it, j, stream=1))
             sync = k == local - 1
-            ctx = wrapped.no_sync() if (world > 1 and not sync) else _nullcontext()
+            ctx = wrapped.no_sync() if (world > 1 and not sync) else nullcontext()
             with ctx:
                 losses = wrapped(item)
                 total = sum(losses.values())
@@ -252,11 +253,3 @@ def _save(paths: _Paths, stage: str, done: int, model: nn.Module, opt: torch.opt
     old = sorted(paths.checkpoints.glob(f"{stage}_*.pt"))[:-2]
     for p in old:
         p.unlink(missing_ok=True)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
