@@ -6,9 +6,12 @@ process never leaves a half-written file; readers raise :class:`DataError` namin
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
+import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,16 +26,23 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
+    "check_png",
+    "decode_image",
     "read_image",
+    "read_image_and_size",
     "read_json",
     "safe_join",
     "write_png",
 ]
 
-#: Images larger than this (pixels on the long side) are rejected by :func:`read_image` unless
-#: the caller asks for a downscale.
-MAX_SIDE = 20000
+#: Images whose long side exceeds this many pixels are downscaled on read (area interpolation) so
+#: that it is this long; the environment variable ``JTSM_MAX_IMAGE_SIDE`` overrides it.
+MAX_SIDE = 4096
 
+#: No image whose decoding needs more pixels than this is decoded (a decompression bomb can
+#: announce 50000x50000 pixels in a few kB); JPEGs over it are decoded at 1/2, 1/4 or 1/8 scale
+#: when that fits. ``JTSM_MAX_IMAGE_PIXELS`` overrides it.
+MAX_PIXELS = 1 << 26  # 64 Mpx: 192 MB as RGB 8-bit
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
@@ -83,7 +93,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     """``root / name``, refusing names that are absolute or escape ``root`` (``..``, links)."""
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or "\x00" in name:
         raise DataError(f"invalid file name {name!r}")
     if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise DataError(f"file name {name!r} is absolute; it must be relative to {root}")
@@ -96,8 +106,8 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
 
 def _to_rgb_uint8(img: np.ndarray, path: Path) -> np.ndarray:
     """Convert what OpenCV decoded (BGR order) to RGB uint8 ``(H, W, 3)``."""
-    if img.dtype == np.uint16:
-        img = (img / 257.0).round().astype(np.uint8)
+    if img.dtype == np.uint16:  # round(x / 257), without a float copy of a large image
+        img = cv2.convertScaleAbs(img, alpha=1 / 257.0)
     elif img.dtype in (np.float32, np.float64):
         img = np.clip(img * 255.0, 0, 255).round().astype(np.uint8)
     elif img.dtype != np.uint8:
@@ -113,13 +123,102 @@ def _to_rgb_uint8(img: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"{path}: unsupported image shape {img.shape}")
 
 
-def read_image(path: str | os.PathLike[str], max_side: int | None = None) -> np.ndarray:
-    """Read an image as RGB ``uint8`` ``(H, W, 3)``.
+def _env_limit(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise DataError(f"environment variable {name}={value!r}: expected an integer") from None
+    if n < 1:
+        raise DataError(f"environment variable {name}={value!r}: must be at least 1")
+    return n
 
-    Greyscale, RGBA, 16-bit and palette images are converted. A zero-byte, truncated or
-    undecodable file raises :class:`DataError` naming it. With ``max_side``, larger images are
-    downscaled (area interpolation) so the long side is ``max_side``.
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(data: np.ndarray | bytes, path: str | os.PathLike[str]) -> None:
+    """Check a PNG's chunk structure (lengths, CRCs, final ``IEND``) before decoding it.
+
+    libpng reports a truncated or damaged file on stderr by itself, which would garble the
+    one-line error; checked here first, the fault is a :class:`DataError` naming the file.
+    Bytes that are not a PNG pass (another decoder deals with them).
     """
+    buf = memoryview(data).cast("B")
+    if bytes(buf[:8]) != _PNG_SIGNATURE:
+        return
+    pos, n = 8, len(buf)
+    while True:
+        if pos + 12 > n:
+            raise DataError(f"{path}: truncated PNG (no IEND chunk)")
+        length = int.from_bytes(buf[pos:pos + 4], "big")
+        kind = bytes(buf[pos + 4:pos + 8])
+        end = pos + 12 + length
+        if end > n:
+            name = kind.decode("latin-1")
+            raise DataError(f"{path}: truncated PNG (chunk {name!r} cut short)")
+        if zlib.crc32(buf[pos + 4:pos + 8 + length]) != int.from_bytes(buf[end - 4:end], "big"):
+            name = kind.decode("latin-1")
+            raise DataError(f"{path}: corrupt PNG (CRC error in chunk {name!r})")
+        if kind == b"IEND":
+            return
+        pos = end
+
+
+def _silence_opencv() -> None:
+    """OpenCV logs failed decodes on stderr; the caller raises a one-line error instead."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # pragma: no cover - very old OpenCV
+        pass
+
+
+_silence_opencv()
+
+
+def decode_image(data: np.ndarray, path: str | os.PathLike[str],
+                 flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    """``cv2.imdecode`` of a file's bytes; a damaged file raises :class:`DataError` naming it."""
+    if data.size == 0:
+        raise DataError(f"{path}: empty file")
+    check_png(data, path)
+    try:
+        img = cv2.imdecode(data, flags)
+    except cv2.error as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        raise DataError(f"{path}: cannot decode image ({first[:120]})") from None
+    if img is None:
+        raise DataError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    return img
+
+
+def _header_size(data: np.ndarray) -> tuple[int, int, str] | None:
+    """``(height, width, format)`` from the file header (no pixel decoding), or ``None``."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # sizes are checked here, against jtsm's own limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(memoryview(data).cast("B"))) as im:
+                w, h = im.size
+                return int(h), int(w), str(im.format or "")
+    except Exception:  # noqa: BLE001 - unknown to PIL: OpenCV may still decode it
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = None
+                        ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Like :func:`read_image`; also returns the file's own ``(height, width)``."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -129,19 +228,45 @@ def read_image(path: str | os.PathLike[str], max_side: int | None = None) -> np.
         raise DataError(f"{path}: is a directory, expected an image") from None
     if data.size == 0:
         raise DataError(f"{path}: empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DataError(f"{path}: cannot decode image (corrupt or unsupported format)")
-    img = _to_rgb_uint8(img, path)
+    side = max_side or _env_limit("JTSM_MAX_IMAGE_SIDE", MAX_SIDE)
+    limit = _env_limit("JTSM_MAX_IMAGE_PIXELS", MAX_PIXELS)
+    flags = cv2.IMREAD_UNCHANGED
+    header = _header_size(data)
+    if header is not None:
+        h, w, fmt = header
+        if h < 1 or w < 1:
+            raise DataError(f"{path}: image header says {w}x{h} pixels")
+        k = 1
+        if fmt == "JPEG":  # libjpeg decodes at 1/k scale directly: memory shrinks by k^2
+            k = next((k for k in (8, 4, 2) if max(h, w) // k >= side), 1)
+            if k > 1:
+                flags = _REDUCED[k] | cv2.IMREAD_IGNORE_ORIENTATION
+        if h * w > limit * k * k:
+            raise DataError(
+                f"{path}: image is {w}x{h} ({h * w / 1e6:.0f} Mpx), over the decoding limit of "
+                f"{limit / 1e6:.0f} Mpx (set JTSM_MAX_IMAGE_PIXELS to raise it)")
+    img = _to_rgb_uint8(decode_image(data, path, flags), path)
+    del data
+    h0, w0 = (header[0], header[1]) if header is not None else img.shape[:2]
     h, w = img.shape[:2]
-    limit = max_side or MAX_SIDE
-    if max(h, w) > limit:
-        if max_side is None:
-            raise DataError(f"{path}: image is {w}x{h}, larger than {MAX_SIDE} px on a side")
-        s = limit / max(h, w)
+    if max(h, w) > side:
+        s = side / max(h, w)
         img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
                          interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(img), (int(h0), int(w0))
+
+
+def read_image(path: str | os.PathLike[str], max_side: int | None = None) -> np.ndarray:
+    """Read an image as RGB ``uint8`` ``(H, W, 3)``.
+
+    Greyscale, RGBA, 16-bit and palette images are converted. A zero-byte, truncated or
+    undecodable file raises :class:`DataError` naming it. An image whose long side is over
+    ``max_side`` (default :data:`MAX_SIDE`, or ``JTSM_MAX_IMAGE_SIDE``) is downscaled (area
+    interpolation) so that its long side is ``max_side``; memory stays bounded: the header's
+    size is checked before decoding against :data:`MAX_PIXELS` (``JTSM_MAX_IMAGE_PIXELS``), and
+    large JPEGs are decoded at a reduced scale.
+    """
+    return read_image_and_size(path, max_side)[0]
 
 
 def write_png(path: str | os.PathLike[str], rgb: np.ndarray) -> None:

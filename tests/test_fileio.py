@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -67,3 +69,89 @@ def test_read_image_bad_files(tmp_path):
 def test_read_image_downscales_large(tmp_path):
     Image.fromarray(np.zeros((300, 600, 3), np.uint8)).save(tmp_path / "big.png")
     assert read_image(tmp_path / "big.png", max_side=100).shape == (50, 100, 3)
+
+
+def test_read_image_default_limit_downscales_and_env_overrides(tmp_path, monkeypatch):
+    from jtsm import fileio
+
+    Image.fromarray(np.zeros((300, 600, 3), np.uint8)).save(tmp_path / "wide.png")
+    assert read_image(tmp_path / "wide.png").shape == (300, 600, 3)  # under MAX_SIDE
+    monkeypatch.setenv("JTSM_MAX_IMAGE_SIDE", "150")
+    img, size = fileio.read_image_and_size(tmp_path / "wide.png")
+    assert img.shape == (75, 150, 3) and size == (300, 600)
+    monkeypatch.setenv("JTSM_MAX_IMAGE_SIDE", "many")
+    with pytest.raises(DataError, match="JTSM_MAX_IMAGE_SIDE='many'"):
+        read_image(tmp_path / "wide.png")
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    from jtsm import fileio
+
+    yy, xx = np.mgrid[0:1600, 0:2400]
+    img = np.stack([xx % 256, yy % 256, (xx + yy) % 256], 2).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "big.jpg"), img)
+    seen = []
+    real = fileio.decode_image
+    monkeypatch.setattr(fileio, "decode_image", lambda d, p, f=cv2.IMREAD_UNCHANGED:
+                        seen.append(f) or real(d, p, f))
+    monkeypatch.setenv("JTSM_MAX_IMAGE_SIDE", "500")
+    out = read_image(tmp_path / "big.jpg")
+    assert out.shape == (333, 500, 3)
+    assert seen == [cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION]
+    # a JPEG too large even at 1/8 scale, and a PNG (no reduced decoding) over the limit
+    monkeypatch.setenv("JTSM_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(DataError, match=r"big.jpg: image is 2400x1600 \(4 Mpx\), over the "):
+        read_image(tmp_path / "big.jpg")
+
+
+def test_png_bomb_is_refused_from_its_header_with_bounded_memory(tmp_path):
+    """A few-kB PNG announcing 20000x20000 pixels: refused before decoding, RSS stays low."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "cli"))
+    from badfiles import make_png_bomb
+
+    sys.path.pop(0)
+    bomb = make_png_bomb(tmp_path / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 10_000
+    code = (
+        "import resource, sys\n"
+        "from jtsm.fileio import read_image\n"
+        "from jtsm.errors import DataError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    read_image(sys.argv[1])\n"
+        "except DataError as exc:\n"
+        "    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True,
+                       timeout=60)
+    msg, grew_kb = r.stdout.strip().splitlines()
+    assert "bomb.png: image is 20000x20000 (400 Mpx), over the decoding limit" in msg
+    assert int(grew_kb) < 50_000, grew_kb
+    assert r.stderr == ""  # nothing from libpng or OpenCV either
+
+
+def test_truncated_and_damaged_png_are_named_without_library_noise(tmp_path):
+    import subprocess
+    import sys
+
+    rgb = np.random.default_rng(1).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".png", rgb)
+    data = buf.tobytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) * 2 // 3])
+    bad = bytearray(data)
+    bad[bad.index(b"IDAT") + 30] ^= 0xFF
+    (tmp_path / "crc.png").write_bytes(bytes(bad))
+    with pytest.raises(DataError, match="cut.png: truncated PNG"):
+        read_image(tmp_path / "cut.png")
+    with pytest.raises(DataError, match="crc.png: corrupt PNG .CRC error in chunk 'IDAT'"):
+        read_image(tmp_path / "crc.png")
+    code = ("import sys\nfrom jtsm.fileio import read_image\n"
+            "for p in sys.argv[1:]:\n"
+            "    try:\n        read_image(p)\n    except Exception as e:\n        print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cut.png"),
+                        str(tmp_path / "crc.png")], capture_output=True, text=True, timeout=60)
+    assert len(r.stdout.splitlines()) == 2 and r.stderr == ""
