@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from jtsm.errors import DataError
-from jtsm.fileio import atomic_write_bytes, atomic_write_json, read_json, safe_join
+from jtsm.fileio import atomic_write_bytes, atomic_write_json, check_png, read_json, safe_join
 from jtsm.structures import CategoryMap, PanopticSeg
 
 __all__ = [
@@ -66,7 +66,10 @@ def read_panoptic_png(path: str | os.PathLike[str], dtype: type = np.int64) -> n
         data = np.fromfile(path, dtype=np.uint8)
     except (FileNotFoundError, IsADirectoryError):
         raise DataError(f"{path}: panoptic PNG not found") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if data.size == 0:
+        raise DataError(f"{path}: cannot decode panoptic PNG (empty file)")
+    check_png(data, path)  # a truncated file is named here, not by libpng on stderr
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DataError(f"{path}: cannot decode panoptic PNG")
     if img.dtype != np.uint8:
@@ -138,8 +141,13 @@ class PanopticDataset:
             raise DataError(f"{self.json_path}: no annotation for image id {image_id}")
         return safe_join(self.png_dir, ann["file_name"])
 
-    def read(self, image_id: int, check: bool = True) -> PanopticSeg:
-        """The image's panoptic segmentation, its PNG checked against its ``segments_info``."""
+    def read(self, image_id: int, check: bool = True, complete: bool = False) -> PanopticSeg:
+        """The image's panoptic segmentation, its PNG checked against its ``segments_info``.
+
+        With ``check``, a PNG id missing from ``segments_info`` or a PNG of another size than
+        the image record is a :class:`DataError`; with ``complete`` too, a listed segment that
+        has no pixel in the PNG (predictions and pseudo labels, as panopticapi requires).
+        """
         ann = self.annotations.get(int(image_id))
         if ann is None:
             raise DataError(f"{self.json_path}: no annotation for image id {image_id}")
@@ -160,6 +168,10 @@ class PanopticDataset:
                 raise DataError(
                     f"{path}: PNG has segment id(s) {sorted(extra)[:5]} absent from segments_info"
                 )
+            absent = known - present
+            if complete and absent:
+                raise DataError(f"{path}: segments_info lists id(s) {sorted(absent)[:5]} "
+                                "absent from the PNG")
         return PanopticSeg(ids, segs)
 
     def labels(self, image_id: int) -> list[int]:
@@ -178,11 +190,18 @@ def load_panoptic_json(
         raise DataError(f"{json_path}: expected a JSON object with images/annotations/categories")
     _require(d, ["images", "annotations", "categories"], str(json_path))
     categories = _parse_categories(d["categories"], json_path)
+    for key in ("images", "annotations"):
+        if not isinstance(d[key], list):
+            raise DataError(f"{json_path}: '{key}' must be a list")
     images = []
     for i, im in enumerate(d["images"]):
+        where = f"{json_path}: images[{i}]"
         if not isinstance(im, dict):
-            raise DataError(f"{json_path}: images[{i}] is not an object")
-        _require(im, ["id", "file_name"], f"{json_path}: images[{i}]")
+            raise DataError(f"{where} is not an object")
+        _require(im, ["id", "file_name"], where)
+        _as_int(im["id"], f"{where}.id")
+        if not isinstance(im["file_name"], str):
+            raise DataError(f"{where}.file_name must be a string, got {im['file_name']!r:.60}")
         images.append(im)
     anns: dict[int, dict[str, Any]] = {}
     image_ids = {int(im["id"]) for im in images}
@@ -191,17 +210,41 @@ def load_panoptic_json(
         if not isinstance(ann, dict):
             raise DataError(f"{where} is not an object")
         _require(ann, ["image_id", "file_name", "segments_info"], where)
-        if int(ann["image_id"]) not in image_ids:
+        image_id = _as_int(ann["image_id"], f"{where}.image_id")
+        if image_id not in image_ids:
             raise DataError(f"{where}: image_id {ann['image_id']} is not in images")
+        if not isinstance(ann["file_name"], str):
+            raise DataError(f"{where}.file_name must be a string, got {ann['file_name']!r:.60}")
+        if not isinstance(ann["segments_info"], list):
+            raise DataError(f"{where}.segments_info must be a list")
+        seen: set[int] = set()
         for j, s in enumerate(ann["segments_info"]):
-            _require(s, ["id", "category_id"], f"{where}.segments_info[{j}]")
-            if int(s["category_id"]) not in categories:
+            sw = f"{where}.segments_info[{j}]"
+            if not isinstance(s, dict):
+                raise DataError(f"{sw} is not an object")
+            _require(s, ["id", "category_id"], sw)
+            sid = _as_int(s["id"], f"{sw}.id")
+            if not 0 < sid < 1 << 24:
+                raise DataError(f"{sw}: segment id {sid} is not in [1, 2^24)")
+            if sid in seen:
+                raise DataError(f"{sw}: duplicate segment id {sid}")
+            seen.add(sid)
+            cid = _as_int(s["category_id"], f"{sw}.category_id")
+            if cid not in categories:
                 raise DataError(
                     f"{where} (image {ann['image_id']}): unknown category id {s['category_id']}"
                 )
-        anns[int(ann["image_id"])] = ann
+        anns[image_id] = ann
     pdir = Path(png_dir) if png_dir is not None else png_dir_for(json_path)
     return PanopticDataset(json_path, pdir, images, anns, categories, d)
+
+
+def _as_int(value: Any, where: str) -> int:
+    """A json id as ``int``; anything else (text, fractions, lists) names the entry."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or (
+            isinstance(value, float) and not value.is_integer()):
+        raise DataError(f"{where}: expected an integer id, got {value!r:.60}")
+    return int(value)
 
 
 def _parse_categories(cats: Any, where: Path) -> CategoryMap:
@@ -211,9 +254,13 @@ def _parse_categories(cats: Any, where: Path) -> CategoryMap:
         if not isinstance(c, dict):
             raise DataError(f"{where}: categories[{i}] is not an object")
         _require(c, ["id", "name"], f"{where}: categories[{i}]")
+        _as_int(c["id"], f"{where}: categories[{i}].id")
+        if c.get("isthing", 1) not in (0, 1):  # True/False compare equal to 1/0
+            raise DataError(f"{where}: categories[{i}].isthing must be 0 or 1, "
+                            f"got {c['isthing']!r:.40}")
     try:
         return CategoryMap.from_coco(cats)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise DataError(f"{where}: {exc}") from None
 
 

@@ -85,16 +85,18 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
         raise DataError(f"{path}: 'categories' must be a non-empty list of {{id, name}} objects")
     try:
         catmap = CategoryMap.from_coco(cats)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise DataError(f"{path}: {exc}") from None
     tags: dict[int, set[int]] = {}
     records: dict[int, dict[str, Any]] = {}
+    if not isinstance(d["images"], list):
+        raise DataError(f"{path}: 'images' must be a list")
     for i, im in enumerate(d["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise DataError(f"{path}: images[{i}] needs 'id' and 'file_name'")
         try:
             iid = int(im["id"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{path}: images[{i}] has a non-integer id {im['id']!r}") from None
         records[iid] = im
         tags[iid] = set()
@@ -106,7 +108,7 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
     def add(iid: Any, cid: Any, where: str) -> None:
         try:
             iid, cid = int(iid), int(cid)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise DataError(f"{path}: {where}: non-integer image or category id") from None
         if iid not in tags:
             raise DataError(f"{path}: {where}: image_id {iid} is not in images")
@@ -116,11 +118,19 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
 
     if kind == "panoptic":
         for i, ann in enumerate(d["annotations"]):
-            for j, s in enumerate(ann.get("segments_info", [])):
+            segs = ann.get("segments_info", []) if isinstance(ann, dict) else None
+            if not isinstance(segs, list):
+                raise DataError(f"{path}: annotations[{i}] needs a segments_info list")
+            for j, s in enumerate(segs):
+                if not isinstance(s, dict):
+                    raise DataError(f"{path}: annotations[{i}].segments_info[{j}] is not an "
+                                    "object")
                 add(ann.get("image_id"), s.get("category_id"),
                     f"annotations[{i}].segments_info[{j}]")
     elif kind == "instances":
         for i, ann in enumerate(d["annotations"]):
+            if not isinstance(ann, dict):
+                raise DataError(f"{path}: annotations[{i}] is not an object")
             add(ann.get("image_id"), ann.get("category_id"), f"annotations[{i}]")
     else:
         for iid, im in records.items():
@@ -140,5 +150,5 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
 def _opt_int(v: Any) -> int | None:
     try:
         return None if v is None else int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None

@@ -21,6 +21,7 @@ import numpy as np
 
 from jtsm.data.coco_panoptic import load_panoptic_json, write_panoptic_png
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
+from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
 from jtsm.plugins import EvidenceMethod, get_evidence
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
@@ -83,12 +84,27 @@ def _relabel_one(im: dict[str, Any]) -> int:
     opts = {}
     if "store" in _JOB:
         opts["superpixels"] = _JOB["store"].load(im["file_name"], image.shape[:2]).superpixels
-    seg = relabel_image(image, mined.read(im["id"]), mined.categories, _JOB["method"],
-                        options=opts).with_stats()
+    seg = relabel_image(image, mined.read(im["id"], complete=True), mined.categories,
+                        _JOB["method"], options=opts).with_stats()
     write_panoptic_png(out / "panoptic" / name, seg.ids)
     atomic_write_json(out / "parts" / (name + ".json"),
                       {"image_id": im["id"], "file_name": name, "segments_info": seg.segments})
     return 1
+
+
+def _listed_ids(dataset: str | os.PathLike[str]) -> set[int]:
+    """Image ids of a COCO-style json (``images[].id``); a malformed one names the file."""
+    d = read_json(dataset)
+    recs = d.get("images") if isinstance(d, dict) else None
+    if not isinstance(recs, list):
+        raise DataError(f"{dataset}: no 'images' list")
+    ids = set()
+    for i, r in enumerate(recs):
+        rid = r.get("id") if isinstance(r, dict) else None
+        if isinstance(rid, bool) or not isinstance(rid, int):
+            raise DataError(f"{dataset}: images[{i}].id must be an integer, got {rid!r:.40}")
+        ids.add(rid)
+    return ids
 
 
 def run_relabel(
@@ -118,7 +134,7 @@ def run_relabel(
     mined_json = Path(run) / "mined" / "panoptic.json"
     mined = load_panoptic_json(mined_json)
     if dataset is not None:
-        listed = {int(r["id"]) for r in read_json(dataset).get("images", [])}
+        listed = _listed_ids(dataset)
         mined.images = [im for im in mined.images if int(im["id"]) in listed]
     takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
     out = Path(out)
