@@ -48,7 +48,21 @@ def voc_categories() -> list[dict[str, Any]]:
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: image list not found")
-    return [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a text image list ({exc.reason})") from None
+    names = []
+    for i, ln in enumerate(lines):
+        if not ln.strip():
+            continue
+        name = ln.split()[0]
+        # names become paths under JPEGImages/ and OUT/images/: never let one leave them
+        if "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
+            raise DataError(f"{path}: line {i + 1}: image name {name!r} is not a plain file "
+                            "name (no folders, '..' or absolute paths)")
+        names.append(name)
+    return names
 
 
 def _read_palette_png(path: Path) -> np.ndarray:
