@@ -18,6 +18,7 @@ import torch
 
 from jtsm.config import InputConfig
 from jtsm.data.labels import ImageLabels, LabelSet
+from jtsm.errors import DataError
 from jtsm.fileio import read_image, safe_join
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import CategoryMap, ProposalSet
@@ -94,6 +95,32 @@ class MiningDataset:
         self.images_dir = Path(images_dir)
         self.store = ProposalStore(proposals_dir)
         self.cfg = cfg
+        self._check_files(labels.path)
+
+    def _check_files(self, json_path: Path) -> None:
+        """Fail before training, not hours into it: every tagged image's name stays inside
+        the image folder, and its image and proposal files exist (two stats per image)."""
+        if not self.records:
+            raise DataError(f"{json_path}: no image has a tag, so there is nothing to train on "
+                            f"({self.skipped_untagged} untagged images)")
+        no_image, no_props = [], []
+        for rec in self.records:
+            try:
+                path = safe_join(self.images_dir, rec.file_name)
+                npz = self.store.path_for(rec.file_name)
+            except DataError as exc:
+                raise DataError(f"{json_path}: {exc}") from None
+            if not path.is_file():
+                no_image.append(path)
+            if not npz.is_file():
+                no_props.append(npz)
+        if no_image:
+            more = f" (and {len(no_image) - 1} more images missing)" if len(no_image) > 1 else ""
+            raise DataError(f"{no_image[0]}: no such image{more}")
+        if no_props:
+            more = f" (and {len(no_props) - 1} more)" if len(no_props) > 1 else ""
+            raise DataError(f"{no_props[0]}: no such proposal file{more}; make them with "
+                            f"jtsm proposals --images {self.images_dir} --out {self.store.root}")
 
     def __len__(self) -> int:
         return len(self.records)
