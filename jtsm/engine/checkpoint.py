@@ -18,7 +18,7 @@ import torch
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_path
 
-__all__ = ["last_marker", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["last_marker", "latest_checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]
 
 def last_marker(stage: str) -> str:
     """Name of the file recording a stage's newest checkpoint (``checkpoints/last_<stage>``)."""
@@ -50,11 +50,29 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return obj
 
 
+def load_state(target: Any, state: Any, path: str | os.PathLike[str]) -> None:
+    """``target.load_state_dict(state)`` (a module or an optimiser); a state that does not fit
+    (another config, another model) raises :class:`DataError` naming the file it came from."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        why = " ".join(lines[:2])[:240] or type(exc).__name__
+        what = "weights" if isinstance(target, torch.nn.Module) else "optimiser state"
+        raise DataError(f"{path}: {what} do not fit the model of this config ({why})") from None
+
+
 def latest_checkpoint(run_dir: str | os.PathLike[str], stage: str) -> Path | None:
     """The newest checkpoint of a run's stage, from ``checkpoints/last_<stage>``."""
     ck = Path(run_dir) / "checkpoints"
     marker = ck / last_marker(stage)
     if not marker.is_file():
         return None
-    path = ck / marker.read_text().strip()
+    try:
+        name = marker.read_text().strip()
+    except UnicodeDecodeError:
+        raise DataError(f"{marker}: corrupt checkpoint marker (not a file name)") from None
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise DataError(f"{marker}: corrupt checkpoint marker ({name[:60]!r} is not a file name)")
+    path = ck / name
     return path if path.is_file() else None

@@ -30,9 +30,15 @@ import torch
 from torch import nn
 
 from jtsm.config import SolverConfig
-from jtsm.engine.checkpoint import last_marker, latest_checkpoint, load_checkpoint, save_checkpoint
+from jtsm.engine.checkpoint import (
+    last_marker,
+    latest_checkpoint,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
 from jtsm.engine.distributed import all_reduce_mean, get_rank, get_world_size, is_main
-from jtsm.errors import ConfigError, JtsmError
+from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import atomic_write_bytes
 
 __all__ = ["TrainTask", "TrainingDiverged", "lr_at", "item_seed", "sample_index", "train"]
@@ -166,13 +172,15 @@ def train(
     if resume and paths is not None:
         final = paths.run / f"{stage}_final.pt"
         if final.is_file():  # the stage finished before the interruption
-            model.load_state_dict(load_checkpoint(final))
+            load_state(model, load_checkpoint(final), final)
             return model
         ck = latest_checkpoint(paths.run, stage)
         if ck is not None:
             state = load_checkpoint(ck)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
+            if not {"model", "optimizer", "iteration"} <= set(state):
+                raise DataError(f"{ck}: not a training checkpoint (no model/optimizer/iteration)")
+            load_state(model, state["model"], ck)
+            load_state(opt, state["optimizer"], ck)
             start = int(state["iteration"])
             if is_main():
                 _trim_metrics(paths.metrics, start)
