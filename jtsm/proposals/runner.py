@@ -209,8 +209,10 @@ def generate_one(
     except JtsmError:
         raise
     except Exception as exc:  # noqa: BLE001 - name the image a method crashed on
+        given = ", ".join(f"{k}={v!r}" for k, v in (options or {}).items())
+        with_opts = f" with --opt {given}" if given else ""
         raise JtsmError(
-            f"{where}: method {method!r} failed ({type(exc).__name__}: {exc})"
+            f"{where}: method {method!r} failed{with_opts} ({type(exc).__name__}: {exc})"
         ) from exc
     if not isinstance(ps, ProposalSet):
         raise JtsmError(f"{where}: method {method!r} returned {type(ps).__name__}, "
