@@ -38,6 +38,8 @@ def _read_v5(path: Path) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     for key in ("superpixels", "labels", "scores"):
         if key not in mat:
             raise DataError(f"{path}: MCG file has no {key!r} variable")
+    if np.asarray(mat["labels"]).dtype != object:
+        raise DataError(f"{path}: 'labels' must be a cell array (one list per proposal)")
     labels = [np.asarray(x).reshape(-1) for x in np.asarray(mat["labels"], object).reshape(-1)]
     return np.asarray(mat["superpixels"]), labels, np.asarray(mat["scores"]).reshape(-1)
 
@@ -79,22 +81,38 @@ def read_mcg(
     return _to_proposals(path, spx, labels, scores, max_proposals)
 
 
+def _whole_numbers(a: Any, what: str, path: Path) -> np.ndarray:
+    """A numeric array of whole numbers as int64; text, cells, NaN or fractions name the file."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iuf":
+        raise DataError(f"{path}: {what} must be numeric, got {arr.dtype} values")
+    if arr.dtype.kind == "f" and arr.size:
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any() or np.abs(arr).max() > 2**53:
+            raise DataError(f"{path}: {what} must be whole numbers")
+    return arr.astype(np.int64)
+
+
 def _to_proposals(
     path: Path, spx: np.ndarray, labels: list[Any], scores: np.ndarray, max_proposals: int | None
 ) -> ProposalSet:
     if spx.ndim != 2:
         raise DataError(f"{path}: superpixels must be a 2-D map, got shape {spx.shape}")
-    spx = spx.astype(np.int64)
+    spx = _whole_numbers(spx, "superpixels", path)
     if spx.size and spx.min() < 1:
         raise DataError(f"{path}: superpixel ids must be 1-based (found {spx.min()})")
+    n_sp = int(spx.max()) if spx.size else 0
+    h, w = spx.shape
+    if n_sp > max(h * w, 1 << 16):  # MCG numbers its superpixels 1..S, S <= pixels
+        raise DataError(f"{path}: superpixel id {n_sp} in a {w}x{h} map")
+    scores = np.asarray(scores)
+    if scores.dtype.kind not in "iuf" or (scores.size and not np.isfinite(scores).all()):
+        raise DataError(f"{path}: scores must be finite numbers")
     if len(labels) != scores.size:
         raise DataError(f"{path}: {len(labels)} proposals but {scores.size} scores")
-    n_sp = int(spx.max()) if spx.size else 0
+    labels = [_whole_numbers(x, f"labels{{{i + 1}}}", path) for i, x in enumerate(labels)]
     lengths = np.fromiter((x.size for x in labels), np.int64, len(labels))
     indices = (
-        np.concatenate([x.astype(np.int64) for x in labels]) - 1
-        if labels and lengths.sum()
-        else np.zeros(0, np.int64)
+        np.concatenate(labels) - 1 if labels and lengths.sum() else np.zeros(0, np.int64)
     )
     if indices.size and (indices.min() < 0 or indices.max() >= n_sp):
         raise DataError(f"{path}: proposal labels refer to superpixels outside 1..{n_sp}")
@@ -102,7 +120,10 @@ def _to_proposals(
     member = sp.csr_matrix(
         (np.ones(indices.size, bool), indices, indptr), shape=(len(labels), n_sp)
     )
-    return ProposalSet(spx - 1, member, scores.astype(np.float32)).clean(max_proposals)
+    try:
+        return ProposalSet(spx - 1, member, scores.astype(np.float32)).clean(max_proposals)
+    except ValueError as exc:
+        raise DataError(f"{path}: inconsistent MCG file ({exc})") from None
 
 
 def mcg_path_for(mcg_dir: str | os.PathLike[str], image_path: str | os.PathLike[str]) -> Path:

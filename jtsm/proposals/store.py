@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -80,19 +81,40 @@ def save_proposals(path: str | os.PathLike[str], ps: ProposalSet, image: str = "
     atomic_write_bytes(path, _encode(ps, image))
 
 
+def _array(z: Mapping[str, np.ndarray], key: str, path: Path, kinds: str, ndim: int
+           ) -> np.ndarray:
+    """``z[key]`` checked to have a dtype of one of ``kinds`` (numpy kind letters) and
+    ``ndim`` dimensions; anything else is a corrupt file."""
+    a = z[key]
+    if a.dtype.kind not in kinds or a.ndim != ndim:
+        raise DataError(f"{path}: corrupt proposal file ({key!r} is {a.dtype} of shape "
+                        f"{a.shape})")
+    return a
+
+
 def _decode(z: Mapping[str, np.ndarray], path: Path) -> ProposalSet:
-    if str(z["format"]) != FORMAT:
-        raise DataError(f"{path}: not a jtsm proposal file (format {str(z['format'])!r})")
-    version = int(z["version"])
+    fmt = z["format"]
+    if fmt.dtype.kind != "U" or fmt.ndim != 0 or str(fmt) != FORMAT:
+        raise DataError(f"{path}: not a jtsm proposal file (format {str(fmt)[:40]!r})")
+    version = int(_array(z, "version", path, "iu", 0))
     if version != VERSION:
         raise DataError(f"{path}: proposal file version {version}, this jtsm reads {VERSION}")
-    h, w = (int(v) for v in z["image_size"])
-    spx = z["superpixels"]
+    size = _array(z, "image_size", path, "iu", 1)
+    if size.shape != (2,) or size.min() < 0:
+        raise DataError(f"{path}: corrupt proposal file (image_size {size.tolist()[:4]})")
+    h, w = (int(v) for v in size)
+    spx = _array(z, "superpixels", path, "iu", 2)
     if spx.shape != (h, w):
         raise DataError(f"{path}: superpixel map is {spx.shape}, header says {(h, w)}")
-    s = int(z["num_superpixels"])
-    indptr = z["indptr"].astype(np.int64)
-    deltas = z["deltas"]
+    s = int(_array(z, "num_superpixels", path, "iu", 0))
+    # a real file has at most one superpixel per pixel (and a few unused ids); a larger count
+    # would make every per-superpixel array of that size
+    if not 0 <= s <= max(h * w, 1 << 16):
+        raise DataError(f"{path}: corrupt proposal file ({s} superpixels in a {w}x{h} image)")
+    if spx.size and (int(spx.min()) < 0 or int(spx.max()) >= s):
+        raise DataError(f"{path}: corrupt proposal file (superpixel ids outside 0..{s - 1})")
+    indptr = _array(z, "indptr", path, "iu", 1).astype(np.int64)
+    deltas = _array(z, "deltas", path, "iu", 1)
     bad_ptr = indptr.size == 0 or indptr[0] != 0 or indptr[-1] != deltas.size
     if bad_ptr or np.any(np.diff(indptr) < 0):
         raise DataError(f"{path}: corrupt membership (row pointers)")
@@ -109,12 +131,28 @@ def _decode(z: Mapping[str, np.ndarray], path: Path) -> ProposalSet:
         idx -= np.repeat(offset, lengths[rows])
     if idx.size and (idx.min() < 0 or idx.max() >= s):
         raise DataError(f"{path}: corrupt membership (superpixel ids out of range)")
-    p = indptr.size - 1
+    scores = _array(z, "scores", path, "fiu", 1)
+    boxes = _array(z, "boxes", path, "fiu", 2)
+    if scores.shape != (p,) or boxes.shape != (p, 4):
+        raise DataError(f"{path}: corrupt proposal file ({p} proposals, scores {scores.shape}, "
+                        f"boxes {boxes.shape})")
     member = sp.csr_matrix((np.ones(idx.size, bool), idx, indptr), shape=(p, s))
     try:
-        return ProposalSet(spx, member, z["scores"], z["boxes"])
+        return ProposalSet(spx, member, scores, boxes)
     except ValueError as exc:
         raise DataError(f"{path}: inconsistent proposal file ({exc})") from None
+
+
+#: The arrays of one proposal file may unpack to at most this many bytes (a deflate bomb of a
+#: few MB could otherwise fill the memory).
+MAX_UNPACKED_BYTES = 4 << 30
+
+
+def _check_unpacked_size(npz: Any, path: Path) -> None:
+    infos = getattr(getattr(npz, "zip", None), "infolist", lambda: [])()
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNPACKED_BYTES:
+        raise DataError(f"{path}: corrupt proposal file (unpacks to {total / 2**30:.1f} GiB)")
 
 
 def load_proposals(
@@ -129,11 +167,15 @@ def load_proposals(
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
+            _check_unpacked_size(npz, path)
             z = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise DataError(f"{path}: no such proposal file") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise DataError(f"{path}: corrupt proposal file ({type(exc).__name__}: {exc})") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, MemoryError,
+            NotImplementedError, zlib.error) as exc:
+        # MemoryError: an array header announcing more than the machine has
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise DataError(f"{path}: corrupt proposal file ({type(exc).__name__}: {msg})") from None
     try:
         ps = _decode(z, path)
     except KeyError as exc:
@@ -220,11 +262,13 @@ class ProposalStore:
         path = self.path_for(image)
         try:
             with np.load(path, allow_pickle=False) as npz:
+                _check_unpacked_size(npz, path)
                 h, w = (int(v) for v in npz["image_size"])
                 p = int(npz["indptr"].shape[0]) - 1
         except FileNotFoundError:
             raise DataError(f"{path}: no such proposal file") from None
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
+                IndexError, MemoryError, NotImplementedError, zlib.error) as exc:
             msg = f"{path}: corrupt proposal file ({type(exc).__name__}: {exc})"
             raise DataError(msg) from None
         rel = path.relative_to(self.root.resolve())
