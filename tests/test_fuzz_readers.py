@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from jtsm.data.coco_panoptic import load_panoptic_json, read_panoptic_png, write_panoptic_png
 from jtsm.errors import DataError
 from jtsm.proposals.mcg import read_mcg
-from jtsm.proposals.store import load_proposals, save_proposals
+from jtsm.proposals.store import MAX_UNUSED_IDS, load_proposals, save_proposals
 from jtsm.structures import ProposalSet
 
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True,
@@ -232,7 +232,7 @@ def _check_proposals(ps: ProposalSet) -> None:
     assert m.indptr[0] == 0 and m.indptr[-1] == m.nnz and np.all(np.diff(m.indptr) >= 0)
     assert m.nnz == 0 or (m.indices.min() >= 0 and m.indices.max() < s)
     assert ps.scores.shape == (p,) and ps.boxes.shape == (p, 4)
-    assert s <= max(h * w, 1 << 16)
+    assert s <= h * w + MAX_UNUSED_IDS
     ps.areas()
     if p:
         assert ps.mask(p - 1).shape == (h, w)

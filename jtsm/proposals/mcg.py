@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from jtsm.errors import DataError
+from jtsm.proposals.store import MAX_UNUSED_IDS
 from jtsm.structures import ProposalSet
 
 __all__ = ["MCG_MAX_PROPOSALS", "mcg_path_for", "read_mcg"]
@@ -102,7 +103,7 @@ def _to_proposals(
         raise DataError(f"{path}: superpixel ids must be 1-based (found {spx.min()})")
     n_sp = int(spx.max()) if spx.size else 0
     h, w = spx.shape
-    if n_sp > max(h * w, 1 << 16):  # MCG numbers its superpixels 1..S, S <= pixels
+    if n_sp > h * w + MAX_UNUSED_IDS:  # MCG numbers its superpixels 1..S, S <= pixels
         raise DataError(f"{path}: superpixel id {n_sp} in a {w}x{h} map")
     scores = np.asarray(scores)
     if scores.dtype.kind not in "iuf" or (scores.size and not np.isfinite(scores).all()):

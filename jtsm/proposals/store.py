@@ -107,9 +107,9 @@ def _decode(z: Mapping[str, np.ndarray], path: Path) -> ProposalSet:
     if spx.shape != (h, w):
         raise DataError(f"{path}: superpixel map is {spx.shape}, header says {(h, w)}")
     s = int(_array(z, "num_superpixels", path, "iu", 0))
-    # a real file has at most one superpixel per pixel (and a few unused ids); a larger count
-    # would make every per-superpixel array of that size
-    if not 0 <= s <= max(h * w, 1 << 16):
+    # a real file has at most one superpixel per pixel, plus unused ids; an absurd count would
+    # make every per-superpixel array that large
+    if not 0 <= s <= h * w + MAX_UNUSED_IDS:
         raise DataError(f"{path}: corrupt proposal file ({s} superpixels in a {w}x{h} image)")
     if spx.size and (int(spx.min()) < 0 or int(spx.max()) >= s):
         raise DataError(f"{path}: corrupt proposal file (superpixel ids outside 0..{s - 1})")
@@ -142,6 +142,9 @@ def _decode(z: Mapping[str, np.ndarray], path: Path) -> ProposalSet:
     except ValueError as exc:
         raise DataError(f"{path}: inconsistent proposal file ({exc})") from None
 
+
+#: Superpixel ids a file may have beyond one per pixel (unused ids are allowed, not billions).
+MAX_UNUSED_IDS = 1 << 20
 
 #: The arrays of one proposal file may unpack to at most this many bytes (a deflate bomb of a
 #: few MB could otherwise fill the memory).
