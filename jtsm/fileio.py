@@ -26,7 +26,9 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
+    "JsonListWriter",
     "check_png",
+    "pixel_limit",
     "decode_image",
     "read_image",
     "read_image_and_size",
@@ -75,6 +77,57 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = None) -> None:
     """Serialise ``obj`` as JSON to ``path`` atomically."""
     atomic_write_bytes(path, json.dumps(obj, indent=indent).encode("utf-8"))
+
+
+class JsonListWriter:
+    """A JSON list written one item at a time to a temporary file, renamed onto ``path`` by
+    :meth:`close`: constant memory for long result lists, and no partial file after a kill.
+
+    Use as a context manager; on an exception the temporary file is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._f = os.fdopen(fd, "w", encoding="utf-8")
+        self._f.write("[")
+        self.count = 0
+
+    def add(self, item: Any) -> None:
+        self._f.write(("," if self.count else "") + json.dumps(item))
+        self.count += 1
+
+    def extend(self, items: Any) -> None:
+        for item in items:
+            self.add(item)
+
+    def close(self) -> None:
+        self._f.write("]")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __del__(self) -> None:  # an exception left it open: remove the temporary file
+        if getattr(self, "_f", None) is not None and not self._f.closed:
+            self.abort()
+
+    def __enter__(self) -> JsonListWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -134,6 +187,12 @@ def _env_limit(name: str, default: int) -> int:
     if n < 1:
         raise DataError(f"environment variable {name}={value!r}: must be at least 1")
     return n
+
+
+def pixel_limit() -> int:
+    """Pixels an image may have to be decoded (and written) at full size: ``MAX_PIXELS`` or
+    ``JTSM_MAX_IMAGE_PIXELS``."""
+    return _env_limit("JTSM_MAX_IMAGE_PIXELS", MAX_PIXELS)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -229,7 +288,7 @@ def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = Non
     if data.size == 0:
         raise DataError(f"{path}: empty file")
     side = max_side or _env_limit("JTSM_MAX_IMAGE_SIDE", MAX_SIDE)
-    limit = _env_limit("JTSM_MAX_IMAGE_PIXELS", MAX_PIXELS)
+    limit = pixel_limit()
     flags = cv2.IMREAD_UNCHANGED
     header = _header_size(data)
     if header is not None:

@@ -24,6 +24,7 @@ from jtsm.structures import CategoryMap, PanopticSeg
 
 __all__ = [
     "PanopticDataset",
+    "PanopticWriter",
     "id2rgb",
     "load_panoptic_json",
     "png_dir_for",
@@ -264,6 +265,54 @@ def _parse_categories(cats: Any, where: Path) -> CategoryMap:
         raise DataError(f"{where}: {exc}") from None
 
 
+class PanopticWriter:
+    """Write a COCO panoptic dataset one image at a time, in constant memory.
+
+    Each PNG is written (atomically) when its image is added; only the small annotation records
+    stay in memory. The json, written by :meth:`close`, is the commit point: opening the writer
+    removes an existing one, so a run killed half-way never leaves a json next to PNGs it does
+    not describe (a rerun writes both again).
+
+    Arguments:
+        json_path: the dataset json; its PNG folder is ``png_dir`` or the json's stem.
+        categories: COCO category records.
+        extra: more top-level keys of the json (``info``, ...).
+    """
+
+    def __init__(self, json_path: str | os.PathLike[str], categories: Sequence[dict[str, Any]],
+                 png_dir: str | os.PathLike[str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.json_path = Path(json_path)
+        self.png_dir = Path(png_dir) if png_dir is not None else png_dir_for(self.json_path)
+        self.json_path.unlink(missing_ok=True)
+        self.png_dir.mkdir(parents=True, exist_ok=True)
+        self.categories = list(categories)
+        self.extra = dict(extra or {})
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, image: dict[str, Any], seg: PanopticSeg) -> dict[str, Any]:
+        """Write the PNG of ``image`` (named after its ``file_name``, ``.png``); segment
+        ``area``/``bbox`` are recomputed. Returns the annotation record."""
+        name = Path(image["file_name"]).with_suffix(".png").name
+        seg = seg.with_stats()
+        write_panoptic_png(self.png_dir / name, seg.ids)
+        ann = {"image_id": image["id"], "file_name": name, "segments_info": seg.segments}
+        self.images.append(dict(image))
+        self.annotations.append(ann)
+        return ann
+
+    @property
+    def num_segments(self) -> int:
+        return sum(len(a["segments_info"]) for a in self.annotations)
+
+    def close(self) -> None:
+        """Write the json (atomically)."""
+        out = {"images": self.images, "annotations": self.annotations,
+               "categories": self.categories, **self.extra}
+        atomic_write_json(self.json_path, out)
+
+
 def write_panoptic_dataset(
     json_path: str | os.PathLike[str],
     images: Sequence[dict[str, Any]],
@@ -275,19 +324,11 @@ def write_panoptic_dataset(
     """Write PNGs (named after each image, ``.png``) and then the json, each atomically.
 
     ``segmentations[i]`` belongs to ``images[i]``. Segment ``area``/``bbox`` are recomputed.
+    An existing json is removed first (see :class:`PanopticWriter`).
     """
-    json_path = Path(json_path)
-    pdir = Path(png_dir) if png_dir is not None else png_dir_for(json_path)
-    pdir.mkdir(parents=True, exist_ok=True)
-    annotations = []
-    for im, seg in zip(images, segmentations, strict=True):
-        name = Path(im["file_name"]).with_suffix(".png").name
-        seg = seg.with_stats()
-        write_panoptic_png(pdir / name, seg.ids)
-        annotations.append(
-            {"image_id": im["id"], "file_name": name, "segments_info": seg.segments}
-        )
-    out = {"images": list(images), "annotations": annotations, "categories": list(categories)}
-    if extra:
-        out.update(extra)
-    atomic_write_json(json_path, out)
+    if len(images) != len(segmentations):
+        raise ValueError(f"{len(images)} images but {len(segmentations)} segmentations")
+    writer = PanopticWriter(json_path, categories, png_dir, extra)
+    for im, seg in zip(images, segmentations):
+        writer.add(im, seg)
+    writer.close()
