@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from jtsm.data.coco_panoptic import write_panoptic_dataset
+from jtsm.data.coco_panoptic import PanopticWriter
 from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
 from jtsm.engine.runs import Run
-from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
+from jtsm.errors import DataError
+from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_json, safe_join
 from jtsm.proposals.runner import list_images
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import PanopticSeg, ProposalSet, mask_to_rle
@@ -32,9 +33,18 @@ def image_records(images: str | os.PathLike[str],
     """``[{id, file_name}]``: the ids of a dataset json, or every image under ``images``
     (as ``jtsm proposals`` lists them) numbered in file-name order."""
     if dataset is not None:
-        list_images(images, dataset)  # checks every listed name stays inside ``images``
-        return [{"id": int(r["id"]), "file_name": str(r["file_name"])}
-                for r in read_json(dataset)["images"]]
+        items = list_images(images, dataset)  # file names: strings inside ``images``
+        out, seen = [], set()
+        for i, (r, item) in enumerate(zip(read_json(dataset)["images"], items)):
+            rid = r.get("id")
+            if isinstance(rid, bool) or not isinstance(rid, int):
+                raise DataError(f"{dataset}: images[{i}].id must be an integer, got {rid!r:.40}")
+            if rid in seen or item.name in seen:
+                raise DataError(f"{dataset}: images[{i}]: image id {rid} or file "
+                                f"{item.name!r} listed twice")
+            seen.update((rid, item.name))
+            out.append({"id": rid, "file_name": item.name})
+        return out
     return [{"id": i + 1, "file_name": item.name}
             for i, item in enumerate(list_images(images))]
 
@@ -62,7 +72,13 @@ def predict_images(
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
 ) -> dict[str, Any]:
     """Predict every image; returns counts. Proposals come from ``proposals`` (a store) or
-    are computed with the run's proposal method."""
+    are computed with the run's proposal method.
+
+    Memory stays flat over any number of images: each PNG is written when its image is done,
+    and the result lists go to disk as they grow. The three json files are written last (old
+    ones are removed first), so a folder with a ``panoptic.json`` is complete. An image read
+    downscaled (over :data:`jtsm.fileio.MAX_SIDE`) is answered at its own size.
+    """
     cfg = run.config
     records = image_records(images, dataset)
     store = ProposalStore(proposals) if proposals is not None else None
@@ -70,27 +86,48 @@ def predict_images(
     cats = run.categories
     thing_ids = {cats.category_id(i) for i in range(cats.num_things)}
     out = Path(out)
-    im_out, segs, insts, dets = [], [], [], []
+    for name in ("instances.json", "detections.json"):  # no old results beside new PNGs
+        (out / name).unlink(missing_ok=True)
+    panoptic = PanopticWriter(out / "panoptic.json", list(cats.categories))
+    insts, dets = JsonListWriter(out / "instances.json"), JsonListWriter(out / "detections.json")
     it: Iterable[dict[str, Any]] = records
     if progress is not None:
         it = progress(records, len(records), "predict")
     for rec in it:
-        image = read_image(safe_join(images, rec["file_name"]))
+        image, size = read_image_and_size(safe_join(images, rec["file_name"]))
         ps = _proposals(run, image, rec["file_name"], store)
         scores, image_scores = score_proposals(run.model, image, ps, scales,
                                                cfg.input.max_size, flip=tta)
         present = present_classes(image_scores, None, cfg.mined, run.presence)
         seg = mine_image(ps, scores, present, cats, cfg.mined)
-        im_out.append({"id": rec["id"], "file_name": rec["file_name"],
-                       "height": image.shape[0], "width": image.shape[1]})
-        segs.append(seg)
+        seg, found = _own_size(seg, detections(ps, scores, cats, rec["id"], cfg.mined),
+                               image.shape[:2], size)
+        panoptic.add({"id": rec["id"], "file_name": rec["file_name"],
+                      "height": seg.image_size[0], "width": seg.image_size[1]}, seg)
         insts.extend(_instances(seg, rec["id"], thing_ids))
-        dets.extend(detections(ps, scores, cats, rec["id"], cfg.mined))
-    write_panoptic_dataset(out / "panoptic.json", im_out, list(cats.categories), segs)
-    atomic_write_json(out / "instances.json", insts)
-    atomic_write_json(out / "detections.json", dets)
-    return {"images": len(im_out), "segments": int(sum(len(s.segments) for s in segs)),
-            "instances": len(insts), "detections": len(dets), "out": str(out)}
+        dets.extend(found)
+    insts.close()
+    dets.close()
+    panoptic.close()
+    return {"images": len(panoptic.images), "segments": panoptic.num_segments,
+            "instances": insts.count, "detections": dets.count, "out": str(out)}
+
+
+def _own_size(seg: PanopticSeg, dets: list[dict[str, Any]], shape: tuple[int, int],
+              size: tuple[int, int]) -> tuple[PanopticSeg, list[dict[str, Any]]]:
+    """Segments and boxes of an image that was read downscaled, at the file's own ``size``
+    (up to :func:`jtsm.fileio.pixel_limit` pixels; larger ones stay at the read size)."""
+    (h, w), (h0, w0) = shape, size
+    if (h, w) == (h0, w0) or h0 * w0 > pixel_limit():
+        return seg, dets
+    import cv2
+
+    ids = cv2.resize(seg.ids.astype(np.int32), (w0, h0), interpolation=cv2.INTER_NEAREST)
+    sx, sy = w0 / w, h0 / h
+    for d in dets:
+        x, y, bw, bh = d["bbox"]
+        d["bbox"] = [x * sx, y * sy, bw * sx, bh * sy]
+    return PanopticSeg(ids, seg.segments).with_stats(), dets
 
 
 def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | None
