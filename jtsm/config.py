@@ -19,7 +19,7 @@ from typing import Any
 
 from jtsm.errors import ConfigError
 
-__all__ = ["BackboneConfig", "Config", "InputConfig", "MinedConfig", "MiningConfig",
+__all__ = ["BackboneConfig", "Config", "InputConfig", "MinedConfig", "MiningConfig", "RefineConfig",
            "SolverConfig", "WarmupConfig", "config_to_dict", "load_config", "apply_overrides"]
 
 
@@ -118,6 +118,23 @@ class MinedConfig:
 
 
 @dataclass
+class RefineConfig:
+    """The refinement branches of ``jtsm refine`` (paper Sec. 3.4, Eq. 1, 9, 10)."""
+
+    mask_size: int = 14  # RoIAlign output of the instance branch; masks are 2x this
+    mask_convs: int = 4  # 3x3 convs of the instance branch (Mask R-CNN head)
+    mask_channels: int = 256
+    semantic_convs: int = 2  # 3x3 convs of the semantic branch
+    semantic_channels: int = 256
+    mask_rois: int = 64  # positive boxes per image the instance loss is taken on
+    roi_iou: float = 0.5  # a proposal box is a positive of a pseudo instance at this IoU
+    mining_weight: float = 1.0  # Eq. 1: L = w_PM L_PM + w_IS L_IS + w_SS L_SS
+    instance_weight: float = 1.0
+    semantic_weight: float = 1.0
+    mask_threshold: float = 0.5  # predicted mask probability that counts as foreground
+
+
+@dataclass
 class Config:
     """Everything a training run needs; saved resolved in the run folder."""
 
@@ -129,6 +146,7 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     mined: MinedConfig = field(default_factory=MinedConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
 
     def validate(self) -> Config:
         """Check ranges and choices; raise :class:`ConfigError` naming the key and value."""
@@ -176,6 +194,26 @@ class Config:
             ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
             ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),
             ("warmup.items", self.warmup.items, self.warmup.items >= 1, ">= 1"),
+            ("refine.mask_size", self.refine.mask_size, 2 <= self.refine.mask_size <= 64,
+             "2..64"),
+            ("refine.mask_convs", self.refine.mask_convs, 0 <= self.refine.mask_convs <= 8,
+             "0..8"),
+            ("refine.mask_channels", self.refine.mask_channels, self.refine.mask_channels >= 1,
+             ">= 1"),
+            ("refine.semantic_convs", self.refine.semantic_convs,
+             0 <= self.refine.semantic_convs <= 8, "0..8"),
+            ("refine.semantic_channels", self.refine.semantic_channels,
+             self.refine.semantic_channels >= 1, ">= 1"),
+            ("refine.mask_rois", self.refine.mask_rois, self.refine.mask_rois >= 1, ">= 1"),
+            ("refine.roi_iou", self.refine.roi_iou, 0 < self.refine.roi_iou <= 1, "in (0, 1]"),
+            ("refine.mining_weight", self.refine.mining_weight, self.refine.mining_weight >= 0,
+             ">= 0"),
+            ("refine.instance_weight", self.refine.instance_weight,
+             self.refine.instance_weight >= 0, ">= 0"),
+            ("refine.semantic_weight", self.refine.semantic_weight,
+             self.refine.semantic_weight >= 0, ">= 0"),
+            ("refine.mask_threshold", self.refine.mask_threshold,
+             0 < self.refine.mask_threshold < 1, "in (0, 1)"),
         ]
         for key, value, ok, want in checks:
             if not ok:

@@ -1,7 +1,9 @@
 """Named config presets (``--set`` style overrides over :class:`jtsm.config.Config`).
 
 ``cpu`` is the from-scratch CPU recipe the demo trains with; ``examples/configs/synth.toml`` is
-the same preset as a file (a test keeps them equal). ``cpu-quick`` is a smoke-test budget.
+the same preset as a file (a test keeps them equal). ``cpu-refine`` is what ``jtsm refine`` sets
+over such a run (``examples/configs/synth_refine.toml``). The ``-quick`` ones are smoke-test
+budgets.
 """
 
 from __future__ import annotations
@@ -31,4 +33,21 @@ CPU_QUICK: dict[str, Any] = {
     "input.train_scales": [96], "input.test_scales": [96], "mining.fc_dim": 64,
 }
 
-PRESETS: dict[str, dict[str, Any]] = {"cpu": CPU, "cpu-quick": CPU_QUICK}
+# ``jtsm refine`` over a run mined with ``cpu``: the refine schedule (solver.*) and CPU-sized
+# refinement branches (the paper's are 256 channels wide).
+CPU_REFINE: dict[str, Any] = {
+    "refine.mask_channels": 64, "refine.mask_convs": 4, "refine.semantic_channels": 64,
+    "refine.semantic_convs": 2, "refine.mask_rois": 32,
+    "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
+    "solver.max_iter": 800, "solver.warmup_iters": 20, "solver.steps": [640],
+    "solver.checkpoint_period": 200,
+}
+
+CPU_REFINE_QUICK: dict[str, Any] = {
+    **CPU_REFINE, "refine.mask_channels": 16, "refine.semantic_channels": 16,
+    "solver.max_iter": 40, "solver.steps": [30], "solver.checkpoint_period": 40,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"cpu": CPU, "cpu-quick": CPU_QUICK,
+                                      "cpu-refine": CPU_REFINE,
+                                      "cpu-refine-quick": CPU_REFINE_QUICK}

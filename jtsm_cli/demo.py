@@ -15,7 +15,7 @@ from jtsm_cli.train_common import TrainProgress
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @quiet_option
 def demo(out: str, quick: bool, as_json: bool, quiet: bool) -> None:
-    """Generate data, make proposals, mine, predict the val split and print its PQ.
+    """Generate data, then proposals, mine, relabel, refine, predict and eval: prints PQ.
 
     \b
     Stages already done in OUT are skipped, so a rerun after an interruption goes on.
@@ -34,5 +34,17 @@ def demo(out: str, quick: bool, as_json: bool, quiet: bool) -> None:
         echo_json(result)
         return
     _print_tables("pq", result["pq"], per_class=False)
+    click.echo(_comparison(result))
     click.echo(f"CorLoc of the mined training detections: {100 * result['corloc']['corloc']:.1f}%")
-    click.echo("Mined-only predictions: relabel and refine (paper Sec. 3.4) are not built yet.")
+
+
+def _comparison(result: dict) -> str:
+    """Mined-only vs refined PQ on the val split, and the pseudo labels' PQ on train."""
+    rows = [("mined only (jtsm mine)", result["pq_mined"]),
+            ("refined (JTSM: relabel + refine)", result["pq"]),
+            ("pseudo labels, train split", result["pq_pseudo_train"])]
+    lines = [f"{'PQ %':34}{'All':>7}{'Things':>8}{'Stuff':>7}"]
+    for name, pq in rows:
+        lines.append(f"{name:34}" + "".join(
+            f"{100 * pq[g]['pq']:{w}.1f}" for g, w in (("All", 7), ("Things", 8), ("Stuff", 7))))
+    return "\n".join(lines)

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "plugins": "jtsm_cli.plugins:plugins",
     "predict": "jtsm_cli.predict:predict",
     "proposals": "jtsm_cli.proposals:proposals",
+    "refine": "jtsm_cli.refine:refine",
     "relabel": "jtsm_cli.relabel:relabel",
 }
 

@@ -59,6 +59,9 @@ def test_synth_example_config_is_the_cpu_preset():
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "examples/configs/synth.toml") == load_config(
         overrides=PRESETS["cpu"])
+    mined = load_config(overrides=PRESETS["cpu"])
+    assert load_config(root / "examples/configs/synth_refine.toml", base=mined) == load_config(
+        overrides={**PRESETS["cpu"], **PRESETS["cpu-refine"]})
 
 
 def test_example_configs_load():

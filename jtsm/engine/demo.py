@@ -1,8 +1,10 @@
-"""``jtsm demo``: the whole pipeline on the generated dataset, as far as it is built.
+"""``jtsm demo``: the whole pipeline on the generated dataset.
 
-synth data -> selective-search proposals -> mine (tag warm-up + MIL) -> predict on the val split
--> PQ (and CorLoc of the mined training detections). Every stage writes its standard files
-under ``OUT`` and is skipped when its output already exists, so a rerun after a kill goes on.
+synth data -> selective-search proposals -> mine (tag warm-up + MIL) -> relabel (GrabCut)
+-> refine (instance + semantic branches) -> predict the val split with the mining run and with
+the refined run -> PQ of both (and CorLoc of the mined training detections). Every stage writes
+its standard files under ``OUT`` and is skipped when its output already exists, so a rerun
+after a kill goes on.
 """
 
 from __future__ import annotations
@@ -15,14 +17,24 @@ from typing import Any
 
 from jtsm.config import Config, load_config
 
-__all__ = ["demo_config", "run_demo"]
+__all__ = ["demo_config", "refine_config", "run_demo"]
 
 
 def demo_config(quick: bool) -> Config:
-    """The CPU preset the demo trains with (``quick``: a smoke-test budget for CI)."""
+    """The CPU preset the demo mines with (``quick``: a smoke-test budget for CI)."""
     from jtsm.presets import PRESETS
 
     return load_config(overrides=PRESETS["cpu-quick" if quick else "cpu"])
+
+
+def refine_config(mine_cfg: Config, quick: bool) -> Config:
+    """The refine stage's config: the mining run's, with the CPU refine preset over it."""
+    import copy
+
+    from jtsm.presets import PRESETS
+
+    return load_config(overrides=PRESETS["cpu-refine-quick" if quick else "cpu-refine"],
+                       base=copy.deepcopy(mine_cfg))
 
 
 def run_demo(
@@ -32,47 +44,83 @@ def run_demo(
     progress: Callable[..., Any] | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every built stage; returns the PQ of the val predictions and stage timings."""
+    """Run every stage; returns the PQ of the val predictions (mined and refined), CorLoc and
+    stage timings."""
     from jtsm.data.synth import SynthConfig, write_synth_dataset
     from jtsm.engine.mine import run_mine
     from jtsm.engine.predict import predict_images
+    from jtsm.engine.refine import run_refine
+    from jtsm.engine.relabel import run_relabel
     from jtsm.engine.runs import load_run
     from jtsm.evaluation.detection import evaluate_corloc
     from jtsm.evaluation.panoptic import evaluate_pq
     from jtsm.proposals.runner import list_images, run_proposals
 
     out = Path(out)
-    data, props, run_dir, pred = out / "data", out / "proposals", out / "mine", out / "val"
+    data, props = out / "data", out / "proposals"
+    mine_dir, relabel_dir, refine_dir = out / "mine", out / "relabel", out / "refine"
     n_train, n_val, size = (60, 20, 96) if quick else (1000, 100, 128)
-    times: dict[str, float] = {}
-    t = time.perf_counter()
     ann = data / "annotations"
+    images = data / "images"
+    times: dict[str, float] = {}
+
+    def stage(name: str) -> Callable[[], None]:
+        t = time.perf_counter()
+
+        def done() -> None:
+            times[name] = time.perf_counter() - t
+        return done
+
+    done = stage("data")
     if not (ann / "panoptic_val.json").is_file():
         write_synth_dataset(data, n_train, n_val, SynthConfig(height=size, width=size), seed=0)
-    times["data"] = time.perf_counter() - t
+    done()
     say(f"data: {n_train} train + {n_val} val synthetic images -> {data}")
-    t = time.perf_counter()
+
+    done = stage("proposals")
     for split in ("train", "val"):
-        items = list_images(data / "images", ann / f"panoptic_{split}.json")
+        items = list_images(images, ann / f"panoptic_{split}.json")
         results = run_proposals(items, props, method="selective-search", max_proposals=2000)
         if progress is not None:
             results = progress(results, len(items), f"proposals {split}")
         for _ in results:
             pass
-    times["proposals"] = time.perf_counter() - t
+    done()
     say(f"proposals: selective search -> {props} ({times['proposals']:.0f}s)")
-    t = time.perf_counter()
+
+    done = stage("mine")
     cfg = demo_config(quick)
-    run_mine(cfg, ann / "panoptic_train.json", data / "images", props, run_dir, resume=True,
+    run_mine(cfg, ann / "panoptic_train.json", images, props, mine_dir, resume=True,
              on_log=on_log, progress=progress)
-    times["mine"] = time.perf_counter() - t
+    done()
     say(f"mine: tag warm-up {cfg.warmup.iters} + MIL {cfg.solver.max_iter} iterations -> "
-        f"{run_dir} ({times['mine']:.0f}s)")
-    t = time.perf_counter()
-    predict_images(load_run(run_dir), data / "images", pred, ann / "panoptic_val.json", props,
-                   progress=progress)
-    times["predict"] = time.perf_counter() - t
-    say(f"predict: val split -> {pred} ({times['predict']:.0f}s)")
-    pq = evaluate_pq(ann / "panoptic_val.json", pred / "panoptic.json")
-    corloc = evaluate_corloc(ann / "panoptic_train.json", run_dir / "mined/detections.json")
-    return {"pq": pq, "corloc": corloc, "seconds": times, "out": str(out)}
+        f"{mine_dir} ({times['mine']:.0f}s)")
+
+    done = stage("relabel")
+    run_relabel(mine_dir, images, relabel_dir, evidence="grabcut", proposals=props,
+                progress=progress)
+    done()
+    say(f"relabel: GrabCut on the mined segments -> {relabel_dir} ({times['relabel']:.0f}s)")
+
+    done = stage("refine")
+    rcfg = refine_config(cfg, quick)
+    if not (refine_dir / "model_final.pt").is_file():
+        run_refine(rcfg, mine_dir, relabel_dir / "panoptic.json", images, refine_dir,
+                   proposals=props, resume=True, on_log=on_log)
+    done()
+    say(f"refine: {rcfg.solver.max_iter} iterations -> {refine_dir} ({times['refine']:.0f}s)")
+
+    done = stage("predict")
+    val = ann / "panoptic_val.json"
+    results: dict[str, Any] = {}
+    for name, run_dir in (("mined", mine_dir), ("refined", refine_dir)):
+        pred = out / f"val_{name}"
+        predict_images(load_run(run_dir), images, pred, val, props, progress=progress)
+        results[name] = evaluate_pq(val, pred / "panoptic.json")
+    done()
+    say(f"predict: val split, mining run and refined run -> {out}/val_* "
+        f"({times['predict']:.0f}s)")
+    corloc = evaluate_corloc(ann / "panoptic_train.json", mine_dir / "mined/detections.json")
+    pseudo = evaluate_pq(ann / "panoptic_train.json", relabel_dir / "panoptic.json")
+    return {"pq": results["refined"], "pq_mined": results["mined"], "pq_pseudo_train": pseudo,
+            "corloc": corloc, "seconds": times, "out": str(out)}

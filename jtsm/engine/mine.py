@@ -36,7 +36,8 @@ from jtsm.modeling.model import MiningModel
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import CategoryMap
 
-__all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine"]
+__all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine",
+           "write_presence"]
 
 
 def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
@@ -174,7 +175,7 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     """Mined segments (tags known) and detections of every training image, as COCO files."""
     from jtsm.data.coco_panoptic import write_panoptic_dataset
     from jtsm.engine.inference import score_proposals
-    from jtsm.engine.mined import calibrate_presence, detections, mine_image, present_classes
+    from jtsm.engine.mined import detections, mine_image, present_classes
 
     images, segs, dets, all_scores, all_tags = [], [], [], [], []
     it = range(len(ds))
@@ -196,9 +197,29 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
         dets.extend(detections(ps, scores, ds.categories, rec.id, cfg.mined))
     write_panoptic_dataset(out / "panoptic.json", images, list(ds.categories.categories), segs)
     atomic_write_json(out / "detections.json", dets)
-    thresholds = calibrate_presence(np.stack(all_scores), np.stack(all_tags),
-                                    cfg.mined.presence_threshold)
-    atomic_write_json(out.parent / "presence.json",
-                      {"thresholds": thresholds.tolist(), "classes": ds.categories.names})
+    _save_presence(out.parent, np.stack(all_scores), np.stack(all_tags), ds.categories, cfg)
     return {"images": len(images), "segments": int(sum(len(s.segments) for s in segs)),
             "detections": len(dets), "panoptic": str(out / "panoptic.json")}
+
+
+def _save_presence(run_dir: Path, scores: np.ndarray, tags: np.ndarray,
+                   categories: CategoryMap, cfg: Config) -> None:
+    """``RUN/presence.json``: per-class presence thresholds calibrated on training tags."""
+    from jtsm.engine.mined import calibrate_presence
+
+    thresholds = calibrate_presence(scores, tags, cfg.mined.presence_threshold)
+    atomic_write_json(run_dir / "presence.json",
+                      {"thresholds": thresholds.tolist(), "classes": categories.names})
+
+
+def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:
+    """Score every training image (first test scale) and calibrate ``RUN/presence.json``."""
+    from jtsm.engine.inference import score_proposals
+
+    scores, tags = [], []
+    for i in range(len(ds)):
+        image, ps = ds.read(i)
+        _, y = score_proposals(model, image, ps, cfg.input.test_scales[:1], cfg.input.max_size)
+        scores.append(y)
+        tags.append(ds.categories.tag_vector(ds.records[i].labels))
+    _save_presence(run_dir, np.stack(scores), np.stack(tags), ds.categories, cfg)

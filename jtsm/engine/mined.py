@@ -25,7 +25,8 @@ from jtsm.config import MinedConfig
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
-__all__ = ["box_nms", "calibrate_presence", "detections", "mine_image", "present_classes"]
+__all__ = ["box_nms", "calibrate_presence", "detections", "mine_image", "present_classes",
+           "select_things"]
 
 
 def present_classes(image_scores: np.ndarray, tags: Sequence[int] | None,
@@ -86,6 +87,29 @@ def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,
     return [int(order[k]) for k in chosen]
 
 
+def select_things(ps: ProposalSet, scores: np.ndarray, present: Sequence[int],
+                  categories: CategoryMap, cfg: MinedConfig = MinedConfig()
+                  ) -> tuple[list[int], list[int], list[float]]:
+    """Mined thing instances: proposal indices, COCO category ids and scores.
+
+    Per present thing class (the most confident class first) its top proposal and further
+    confident ones that overlap no instance taken so far.
+    """
+    t_idx: list[int] = []
+    t_cls: list[int] = []
+    t_score: list[float] = []
+    things = [c for c in present if c < categories.num_things]
+    if len(ps) == 0:
+        return t_idx, t_cls, t_score
+    for c in sorted(things, key=lambda c: -float(scores[:, c].max())):
+        avoid = ps[t_idx] if t_idx else None
+        for p in _select(ps, scores[:, c], cfg, avoid):
+            t_idx.append(p)
+            t_cls.append(categories.category_id(c))
+            t_score.append(float(scores[p, c]))
+    return t_idx, t_cls, t_score
+
+
 def mine_image(
     ps: ProposalSet,
     scores: np.ndarray,
@@ -105,18 +129,8 @@ def mine_image(
     h, w = ps.image_size
     if len(ps) == 0 or not present:
         return merge_panoptic([], [], [], [], [], image_size=(h, w))
-    things = [c for c in present if c < categories.num_things]
     stuff = [c for c in present if c >= categories.num_things]
-    t_idx: list[int] = []
-    t_cls: list[int] = []
-    t_score: list[float] = []
-    # classes by their best score, so the most confident class picks first
-    for c in sorted(things, key=lambda c: -float(scores[:, c].max())):
-        avoid = ps[t_idx] if t_idx else None
-        for p in _select(ps, scores[:, c], cfg, avoid):
-            t_idx.append(p)
-            t_cls.append(categories.category_id(c))
-            t_score.append(float(scores[p, c]))
+    t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg)
     s_masks, s_cls, s_score = [], [], []
     for c in stuff:
         chosen = _select(ps, scores[:, c], cfg, None)

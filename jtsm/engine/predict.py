@@ -1,5 +1,8 @@
 """``jtsm predict``: a trained run applied to images, written in the formats evaluation reads.
 
+A mining run predicts mined segments (top proposals); a refine run predicts with the instance
+and semantic branches (:mod:`jtsm.engine.panoptic_inference`).
+
 Outputs in ``OUT``: ``panoptic.json`` + ``panoptic/`` PNGs (COCO panoptic), ``instances.json``
 (COCO results with RLE masks, one per thing segment) and ``detections.json`` (COCO results with
 boxes). Image ids come from ``--dataset`` when given, so ``jtsm eval`` can match them to ground
@@ -19,9 +22,11 @@ from jtsm.data.coco_panoptic import PanopticWriter
 from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
+from jtsm.engine.panoptic_inference import refined_panoptic
 from jtsm.engine.runs import Run
 from jtsm.errors import DataError
 from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_json, safe_join
+from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.proposals.runner import list_images
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import PanopticSeg, ProposalSet, mask_to_rle
@@ -99,7 +104,10 @@ def predict_images(
         scores, image_scores = score_proposals(run.model, image, ps, scales,
                                                cfg.input.max_size, flip=tta)
         present = present_classes(image_scores, None, cfg.mined, run.presence)
-        seg = mine_image(ps, scores, present, cats, cfg.mined)
+        if isinstance(run.model, PanopticModel):
+            seg = refined_panoptic(run.model, image, ps, scores, present, cats, cfg)
+        else:
+            seg = mine_image(ps, scores, present, cats, cfg.mined)
         seg, found = _own_size(seg, detections(ps, scores, cats, rec["id"], cfg.mined),
                                image.shape[:2], size)
         panoptic.add({"id": rec["id"], "file_name": rec["file_name"],

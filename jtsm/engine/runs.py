@@ -37,7 +37,7 @@ class Run:
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
-    """Load a run folder written by ``jtsm mine`` (or ``refine``).
+    """Load a run folder written by ``jtsm mine`` or ``jtsm refine``.
 
     Raises:
         DataError: a missing or corrupt file, or weights that do not fit the run's config
@@ -56,11 +56,16 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         stage = str(meta["stage"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path / 'meta.json'}: malformed run metadata ({exc})") from None
-    if stage != "mine":
-        raise DataError(f"{path}: runs of stage {stage!r} are not supported here yet")
-    from jtsm.engine.mine import build_mining_model
+    if stage == "mine":
+        from jtsm.engine.mine import build_mining_model
 
-    model = build_mining_model(cfg, categories)
+        model: nn.Module = build_mining_model(cfg, categories)
+    elif stage == "refine":
+        from jtsm.engine.refine import build_panoptic_model
+
+        model = build_panoptic_model(cfg, categories)
+    else:
+        raise DataError(f"{path / 'meta.json'}: unknown stage {stage!r} (want mine or refine)")
     weights = path / "model_final.pt"
     state = load_checkpoint(weights)
     try:

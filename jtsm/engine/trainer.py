@@ -171,14 +171,16 @@ def train(
     start = 0
     if resume and paths is not None:
         final = paths.run / f"{stage}_final.pt"
-        if final.is_file():  # the stage finished before the interruption
+        ck = latest_checkpoint(paths.run, stage)
+        state = load_checkpoint(ck) if ck is not None else None
+        if state is not None and not {"model", "optimizer", "iteration"} <= set(state):
+            raise DataError(f"{ck}: not a training checkpoint (no model/optimizer/iteration)")
+        if final.is_file() and (state is None or int(state["iteration"]) >= solver.max_iter):
+            # the stage finished before (a larger solver.max_iter continues from the last
+            # checkpoint instead)
             load_state(model, load_checkpoint(final), final)
             return model
-        ck = latest_checkpoint(paths.run, stage)
-        if ck is not None:
-            state = load_checkpoint(ck)
-            if not {"model", "optimizer", "iteration"} <= set(state):
-                raise DataError(f"{ck}: not a training checkpoint (no model/optimizer/iteration)")
+        if ck is not None and state is not None:
             load_state(model, state["model"], ck)
             load_state(opt, state["optimizer"], ck)
             start = int(state["iteration"])

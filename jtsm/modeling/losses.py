@@ -1,4 +1,5 @@
-"""Losses of the panoptic mining branch: MIL (Eq. 2) and OICR refinement (Eq. 3-4).
+"""Losses: mining branch MIL (Eq. 2) and OICR refinement (Eq. 3-4); refinement branches
+instance masks (Eq. 9) and semantic stuff maps (Eq. 10).
 
 Class indices: ``0 .. C-1`` are the things and stuff classes (things first); refinement heads
 have one more output, background, at index ``C`` (last).
@@ -12,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mil_loss", "refinement_targets", "refinement_loss"]
+__all__ = ["instance_mask_loss", "mil_loss", "refinement_loss", "refinement_targets",
+           "semantic_loss"]
 
 
 def mil_loss(
@@ -82,3 +84,35 @@ def refinement_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
         return logits.sum() * 0
     ce = F.cross_entropy(logits, labels, reduction="none")
     return (weights * ce).mean()
+
+
+def instance_mask_loss(logits: Tensor, classes: Tensor, targets: Tensor,
+                       weights: Tensor) -> Tensor:
+    """Eq. 9: BCE of the class-specific mask of each box's pseudo class, weighted by the
+    class's image-level score.
+
+    Arguments:
+        logits: ``(K, T, M, M)`` mask logits of ``K`` boxes over ``T`` thing classes.
+        classes: ``(K,)`` pseudo class of each box (thing index); only its mask is trained.
+        targets: ``(K, M, M)`` pseudo masks in ``[0, 1]``; weights: ``(K,)``.
+    Returns:
+        ``sum_k w_k mean_pixels BCE_k / K`` (0 with no boxes, still in the graph).
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0
+    picked = logits[torch.arange(logits.shape[0], device=logits.device), classes]
+    bce = F.binary_cross_entropy_with_logits(picked, targets.to(picked.dtype),
+                                             reduction="none").mean((1, 2))
+    return (weights.to(bce.dtype) * bce).mean()
+
+
+def semantic_loss(logits: Tensor, target: Tensor, ignore_index: int = -1) -> Tensor:
+    """Eq. 10: per-pixel cross-entropy of the stuff logits against the pseudo stuff map.
+
+    Arguments:
+        logits: ``(1, S, H, W)`` at image resolution; target: ``(H, W)`` int64 stuff index,
+            ``ignore_index`` where no stuff label is given (things, void).
+    """
+    if not bool((target != ignore_index).any()):
+        return logits.sum() * 0
+    return F.cross_entropy(logits, target[None], ignore_index=ignore_index)

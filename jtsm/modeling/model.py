@@ -99,9 +99,15 @@ class MiningModel(nn.Module):
             )
         if proposals.device != image.device:
             proposals = proposals.to(image.device)
-        feats = self.backbone((image - self.pixel_mean) / self.pixel_std)
-        pooled = self.pooler(feats, proposals)
-        return self.head(pooled)
+        return self.mine(self.features(image), proposals)
+
+    def features(self, image: Tensor) -> Tensor:
+        """Backbone features ``(N, C_feat, H/stride, W/stride)`` of ``(N, 3, H, W)`` 0..255."""
+        return self.backbone((image - self.pixel_mean) / self.pixel_std)
+
+    def mine(self, feats: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
+        """The mining head's outputs for one image's features ``(1, C_feat, h, w)``."""
+        return self.head(self.pooler(feats, proposals))
 
     def losses(
         self, outputs: dict[str, Any], tags: Tensor, proposals: ProposalTensors

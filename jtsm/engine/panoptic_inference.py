@@ -1,0 +1,105 @@
+"""Panoptic prediction with the full model (after ``jtsm refine``).
+
+Per image:
+
+1. the mining branch scores the proposals (test scales and flips averaged, as for mining runs)
+   and the image scores decide which classes are present (per-class calibrated thresholds);
+2. things: the mined instances (:func:`jtsm.engine.mined.select_things`) give boxes and scores;
+   the instance branch predicts each box's mask (its class's channel), pasted into the image;
+3. stuff: the semantic branch's per-pixel argmax over the present stuff classes;
+4. the panoptic merge (REFERENCE.md) resolves overlaps: instances by score, then stuff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from jtsm.config import Config
+from jtsm.data.mining_dataset import resize_to_scale, to_tensor
+from jtsm.engine.mined import select_things
+from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
+from jtsm.modeling.panoptic_model import PanopticModel
+from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
+
+__all__ = ["paste_mask", "refined_panoptic"]
+
+
+def paste_mask(prob: np.ndarray, box: Sequence[float], image_size: tuple[int, int],
+               threshold: float = 0.5) -> np.ndarray:
+    """A box's ``(M, M)`` mask probabilities resized into the box -> ``(H, W)`` bool mask."""
+    h, w = image_size
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ix0, iy0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    ix1, iy1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
+    out = np.zeros((h, w), bool)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return out
+    resized = cv2.resize(prob.astype(np.float32), (ix1 - ix0, iy1 - iy0),
+                         interpolation=cv2.INTER_LINEAR)
+    out[iy0:iy1, ix0:ix1] = resized >= threshold
+    return out
+
+
+@torch.no_grad()
+def refined_panoptic(
+    model: PanopticModel,
+    image: np.ndarray,
+    ps: ProposalSet,
+    scores: np.ndarray,
+    present: Sequence[int],
+    categories: CategoryMap,
+    cfg: Config,
+) -> PanopticSeg:
+    """The full model's panoptic segmentation of one image.
+
+    Arguments:
+        image: ``(H, W, 3)`` uint8 RGB; ps: its proposals; scores: ``(P, C)`` mining scores
+            (already averaged over test-time passes); present: present class indices.
+    Returns:
+        segments with COCO ``category_id`` and ``score`` (stuff: its mean pixel probability).
+    """
+    h, w = image.shape[:2]
+    device = next(model.parameters()).device
+    sh, sw = resize_to_scale(h, w, int(cfg.input.test_scales[0]), cfg.input.max_size)
+    img = image if (sh, sw) == (h, w) else cv2.resize(image, (sw, sh),
+                                                      interpolation=cv2.INTER_LINEAR)
+    was_training = model.training
+    model.eval()
+    try:
+        x = to_tensor(img)[None].to(device)
+        feats = model.features(x)
+        t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg.mined)
+        t_masks: list[np.ndarray] = []
+        if t_idx:
+            boxes = ps.boxes[t_idx].astype(np.float64)
+            sx, sy = sw / w, sh / h
+            scaled = torch.from_numpy(boxes * np.array([sx, sy, sx, sy])).float().to(device)
+            probs = model.mask_logits(feats, scaled, x).sigmoid().cpu().numpy()
+            for k, (box, cid) in enumerate(zip(boxes, t_cls)):
+                m = paste_mask(probs[k, categories.index(cid)], box, (h, w),
+                               cfg.refine.mask_threshold)
+                t_masks.append(m)
+        s_masks: list[np.ndarray] = []
+        s_cls: list[int] = []
+        s_score: list[float] = []
+        nt = categories.num_things
+        stuff = [c - nt for c in present if c >= nt] or list(range(categories.num_stuff))
+        if stuff and categories.num_stuff:
+            prob = model.semantic_logits(feats, (h, w)).softmax(1)[0].cpu().numpy()
+            sub = prob[stuff]
+            arg = sub.argmax(0)
+            for j, k in enumerate(stuff):
+                m = arg == j
+                if m.any():
+                    s_masks.append(m)
+                    s_cls.append(categories.category_id(nt + k))
+                    s_score.append(float(sub[j][m].mean()))
+    finally:
+        model.train(was_training)
+    merge = MergeConfig(score_threshold=0.0, overlap_threshold=0.5,
+                        stuff_area=cfg.mined.stuff_area)
+    return merge_panoptic(t_masks, t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))

@@ -1,0 +1,179 @@
+"""``jtsm refine``: train the full model (paper Eq. 1) on pseudo panoptic labels.
+
+Starts from a mining run's weights and trains, jointly, the mining branch (L_PM, Eq. 2-4, from
+the tags), the instance branch (L_IS, Eq. 9) and the semantic branch (L_SS, Eq. 10), with the
+same trainer as ``jtsm mine`` (checkpoints, ``--resume``, DDP). The pseudo labels are any COCO
+panoptic json: ``jtsm relabel``'s output, a mining run's ``mined/``, or ground truth (which
+gives the fully-supervised upper bound with the same budget).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jtsm.config import Config, config_to_dict
+from jtsm.data.refine_dataset import RefineDataset, RefineItem
+from jtsm.engine.distributed import barrier, is_main
+from jtsm.engine.mine import MilTrainModule, build_mining_model
+from jtsm.engine.trainer import train
+from jtsm.errors import DataError
+from jtsm.fileio import atomic_write_json
+from jtsm.modeling.losses import instance_mask_loss, semantic_loss
+from jtsm.modeling.panoptic_model import PanopticModel
+from jtsm.ops.boxes import box_iou
+from jtsm.ops.proposal_tensors import ProposalTensors
+from jtsm.ops.roi_align import roi_align
+from jtsm.structures import CategoryMap, masks_to_boxes
+
+__all__ = ["RefineTrainModule", "build_panoptic_model", "instance_targets", "run_refine"]
+
+_NEW_HEADS = ("mask_head.", "semantic_head.")
+
+
+def build_panoptic_model(cfg: Config, categories: CategoryMap) -> PanopticModel:
+    """The full model the config describes (mining branch as ``jtsm mine`` builds it)."""
+    mining = build_mining_model(cfg, categories)
+    r = cfg.refine
+    return PanopticModel(mining.cfg, categories.num_things, r.mask_size, r.mask_channels,
+                         r.mask_convs, r.semantic_channels, r.semantic_convs)
+
+
+@torch.no_grad()
+def instance_targets(item: RefineItem, max_rois: int, iou: float, mask_out: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boxes the instance loss is taken on, with their pseudo class, mask and weight.
+
+    The pseudo instances' own boxes, then proposal boxes overlapping a pseudo instance's box at
+    box IoU >= ``iou`` (best overlap first), at most ``max_rois``. A box's target is its
+    instance's mask cropped to the box and resampled to ``mask_out x mask_out`` (RoIAlign on
+    the mask, >= 0.5).
+
+    Returns:
+        boxes ``(K, 4)`` XYXY, classes ``(K,)`` thing indices, targets ``(K, M, M)`` float 0/1,
+        weights ``(K,)``.
+    """
+    masks = item.thing_masks
+    assert masks is not None and item.thing_classes is not None and item.thing_weights is not None
+    n = masks.shape[0]
+    if n == 0:
+        m = mask_out
+        return (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0, m, m),
+                torch.zeros(0))
+    gt = torch.from_numpy(masks_to_boxes(masks.numpy()))
+    props = torch.from_numpy(item.proposals.boxes.astype(np.float32))
+    ov = box_iou(props, gt)  # (P, n)
+    best, arg = ov.max(1) if len(props) else (torch.zeros(0), torch.zeros(0, dtype=torch.int64))
+    pos = torch.nonzero(best >= iou).squeeze(1)
+    pos = pos[torch.argsort(-best[pos], stable=True)]
+    boxes = torch.cat([gt, props[pos]])[:max_rois]
+    owner = torch.cat([torch.arange(n), arg[pos]])[:max_rois]
+    rois = torch.cat([owner[:, None].float(), boxes], 1)
+    targets = roi_align(masks[:, None].float(), rois, mask_out, 1.0, sampling_ratio=2,
+                        aligned=True)[:, 0] >= 0.5
+    return boxes, item.thing_classes[owner], targets.float(), item.thing_weights[owner]
+
+
+class RefineTrainModule(MilTrainModule):
+    """Trainer adapter: one :class:`RefineItem` -> the terms of Eq. 1.
+
+    ``loss_mil`` and ``loss_refine_r`` (L_PM, scaled by ``refine.mining_weight``),
+    ``loss_mask`` (L_IS, Eq. 9) and ``loss_semantic`` (L_SS, Eq. 10).
+    """
+
+    def __init__(self, model: PanopticModel, cfg: Config, freeze_norm: bool = False) -> None:
+        super().__init__(model, freeze_norm)
+        self.rcfg = cfg.refine
+
+    def forward(self, item: RefineItem) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        model: PanopticModel = self.model  # type: ignore[assignment]
+        r = self.rcfg
+        device = model.pixel_mean.device
+        pt = ProposalTensors.from_proposal_set(item.proposals).to(device)
+        image = item.image[None].to(device)
+        feats = model.features(image)
+        out = model.mine(feats, pt)
+        losses = {k: v * r.mining_weight for k, v in model.losses(out, item.tags, pt).items()}
+        boxes, classes, targets, weights = instance_targets(
+            item, r.mask_rois, r.roi_iou, 2 * r.mask_size)
+        logits = model.mask_logits(feats, boxes.to(device), image)
+        losses["loss_mask"] = r.instance_weight * instance_mask_loss(
+            logits, classes.to(device), targets.to(device), weights.to(device))
+        assert item.stuff_map is not None
+        sem = model.semantic_logits(feats, tuple(image.shape[2:]))
+        losses["loss_semantic"] = r.semantic_weight * semantic_loss(sem, item.stuff_map.to(device))
+        return losses
+
+
+def _init_from(model: PanopticModel, source: Path) -> str:
+    """Load a mining or refine run's weights; the new branches keep their init when the
+    source has none. Returns the source's stage."""
+    from jtsm.engine.checkpoint import load_checkpoint
+    from jtsm.fileio import read_json
+
+    stage = str(read_json(source / "meta.json").get("stage", "?"))
+    state = load_checkpoint(source / "model_final.pt")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith(_NEW_HEADS)] + list(unexpected)
+    if bad:
+        raise DataError(f"{source / 'model_final.pt'}: weights do not fit the refine model "
+                        f"({len(bad)} keys differ, e.g. {bad[0]!r})")
+    return stage
+
+
+def run_refine(
+    cfg: Config,
+    source: str | os.PathLike[str],
+    pseudo: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    proposals: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the full model from the run ``source`` on ``pseudo``; runs on every rank.
+
+    Arguments:
+        cfg: the resolved config (the source run's, with the user's overrides).
+        proposals: the proposal store; default: the one the source run trained on.
+    Returns (rank 0) a summary: images, skipped untagged, source stage.
+    """
+    from jtsm.engine.checkpoint import save_checkpoint
+    from jtsm.engine.mine import write_presence
+    from jtsm.fileio import read_json
+
+    source, out = Path(source), Path(out)
+    meta = read_json(source / "meta.json")
+    if proposals is None:
+        if "proposals" not in meta:
+            raise DataError(f"{source / 'meta.json'}: names no proposal store; pass --proposals")
+        proposals = meta["proposals"]
+    categories = CategoryMap.from_coco(meta["categories"])
+    torch.manual_seed(cfg.seed)
+    ds = RefineDataset(pseudo, images, proposals, cfg.input, categories)
+    model = build_panoptic_model(cfg, categories)
+    source_stage = _init_from(model, source)
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", config_to_dict(cfg), indent=2)
+        atomic_write_json(out / "meta.json", {
+            "stage": "refine", "categories": list(categories.categories),
+            "pseudo": str(pseudo), "proposals": str(proposals), "source": str(source),
+        }, indent=2)
+    barrier()
+    freeze = cfg.warmup.iters > 0  # as the mining run: statistics of the tag warm-up kept
+    wrapper = RefineTrainModule(model, cfg, freeze_norm=freeze)
+    train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=config_to_dict(cfg),
+          stage="refine", on_log=on_log, find_unused=True)
+    summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
+                               "source_stage": source_stage}
+    if is_main():
+        save_checkpoint(out / "model_final.pt", model.state_dict())
+        write_presence(model, ds, out, cfg)
+    barrier()
+    return summary
