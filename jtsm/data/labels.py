@@ -138,7 +138,7 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
             if not isinstance(labels, list):
                 raise DataError(f"{path}: image {iid}: 'labels' must be a list of category ids")
             for cid in labels:
-                add(iid, cid, f"image {iid} labels")
+                add(iid, cid, "labels")
     images = tuple(
         ImageLabels(iid, str(im["file_name"]), _opt_int(im.get("height")),
                     _opt_int(im.get("width")), tuple(sorted(tags[iid])))

@@ -41,10 +41,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DataError(f"{path}: refused: not a weights-only checkpoint ({first[:160]})") from None
+        # torch's message is a paragraph; the line that says what was refused is enough
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "unsupported" in ln.lower()
+                    or "unpickler" in ln.lower()), lines[0] if lines else "")
+        raise DataError(f"{path}: refused: not a weights-only checkpoint ({why[:160]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt checkpoint ({type(exc).__name__})") from None
+        first = str(exc).strip().splitlines()[0].split(". ")[0][:120] if str(exc).strip() else ""
+        raise DataError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: not a checkpoint (expected a dict, got {type(obj).__name__})")
     return obj

@@ -146,6 +146,11 @@ def run_relabel(
         name = Path(im["file_name"]).with_suffix(".png").name
         return part_of(im).is_file() and (out / "panoptic" / name).is_file()
 
+    for im in mined.images:  # names that leave the image folder fail here, not in a worker
+        try:
+            safe_join(images, im["file_name"])
+        except DataError as exc:
+            raise DataError(f"{mined_json}: {exc}") from None
     mine_share = mined.images[shard[0]::shard[1]]
     todo = [im for im in mine_share if not done(im)]
     job = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),

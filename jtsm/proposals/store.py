@@ -169,6 +169,11 @@ def load_proposals(
     """
     path = Path(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":  # np.load would try .npy and pickle on other bytes
+            kind = "empty file" if not magic else "not a .npz archive"
+            raise DataError(f"{path}: corrupt proposal file ({kind})")
         with np.load(path, allow_pickle=False) as npz:
             _check_unpacked_size(npz, path)
             z = {k: npz[k] for k in npz.files}

@@ -475,7 +475,7 @@ def test_relabel_proposal_file_for_another_image_size(rl):
 @pytest.mark.parametrize("name", ["../../escape.jpg", "/etc/passwd"])
 def test_relabel_file_name_escaping_the_image_folder(rl, name):
     edit_json(rl.mined_json, lambda d: d["images"][0].update(file_name=name))
-    one_line_error(rl.relabel(evidence="none"), repr(name))
+    one_line_error(rl.relabel(evidence="none"), rl.mined_json, repr(name))
 
 
 def test_relabel_png_id_absent_from_segments_info(rl):
