@@ -8,8 +8,8 @@ the same data (json, proposal files) and, for training, bit-identical weights.
 
 The non-slow tests kill ``relabel`` and ``predict`` once each; ``proposals`` and ``mine`` have
 one non-slow kill test each elsewhere (tests/proposals/test_cli_proposals.py,
-tests/engine/test_kill_resume.py). The ``slow`` tests (``make test-all``) kill every command
-several times at random points. ``refine`` does not exist yet: its test goes at the end.
+tests/engine/test_kill_resume.py). The ``slow`` tests (``make test-all``) kill proposals,
+relabel, predict, mine and refine several times each, at random points.
 """
 
 from __future__ import annotations
@@ -295,7 +295,39 @@ def test_mine_killed_at_random_points_resumes_bit_identically(tmp_path, synth_di
         json.loads, (ref / "metrics.jsonl").read_text().splitlines())]
 
 
-# ---- refine ----------------------------------------------------------------------------------
-@pytest.mark.skip(reason="jtsm refine is not built yet: kill -9 + --resume test to add with it")
-def test_refine_killed_at_random_points_resumes_bit_identically():
-    raise AssertionError("placeholder")
+# ---- refine ---------------------------------------------------------------------------------
+REFINE_SETS = ["solver.max_iter=12", "solver.checkpoint_period=2", "solver.warmup_iters=2",
+               "solver.steps=[9]", "refine.mask_channels=8", "refine.semantic_channels=8",
+               "refine.mask_convs=1", "refine.mask_size=7"]
+
+
+@pytest.mark.slow
+def test_refine_killed_at_random_points_resumes_bit_identically(tmp_path, mined_run, synth_dir,
+                                                                 synth_proposals):
+    rng = random.Random(5)
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        args = ["refine", "--run", mined_run, "--pseudo", mined_run / "mined/panoptic.json",
+                "--images", synth_dir / "images", "--proposals", synth_proposals,
+                "--out", out, "--quiet", *extra]
+        for s in REFINE_SETS:
+            args += ["--set", s]
+        return jtsm(*args)
+
+    ref = tmp_path / "ref"
+    finish(cmd(ref))
+    out = tmp_path / "killed"
+    ck = out / "checkpoints"
+    killed = 0
+    for i, it in enumerate(sorted(rng.sample([2, 4, 6, 8, 10], 3))):
+        def ready(it: int = it) -> bool:  # a checkpoint of iteration >= it exists
+            return any(int(p.stem.split("_")[1]) >= it for p in ck.glob("refine_*.pt"))
+
+        killed += kill_when(cmd(out, *(["--resume"] if i else [])), ready,
+                            rng.uniform(0, 0.3))
+        assert_whole(out, cut_metrics_ok=True)
+    assert killed >= 2, "the runs finished before they could be killed"
+    finish(cmd(out, "--resume"))
+    assert_whole(out)
+    a, b = load_checkpoint(ref / "model_final.pt"), load_checkpoint(out / "model_final.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
