@@ -11,7 +11,7 @@ from jtsm_cli.common import progress, quiet_option, report
 
 @click.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Run folder of jtsm mine (or refine).")
+              help="Run folder of jtsm mine or jtsm refine.")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False),
               help="Image folder.")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False),
@@ -20,10 +20,13 @@ from jtsm_cli.common import progress, quiet_option, report
               help="Proposal store; without it proposals are computed with the run's method.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--tta", is_flag=True, help="Average all test scales and horizontal flips.")
+@click.option("--viz", type=click.IntRange(0), default=0, show_default=True,
+              help="Write OUT/viz/<name>.png for the first N images: image | prediction | "
+                   "ground truth (when --dataset has masks).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
 def predict(run_dir: str, images: str, dataset: str | None, proposals: str | None, out: str,
-            tta: bool, as_json: bool, quiet: bool) -> None:
+            tta: bool, viz: int, as_json: bool, quiet: bool) -> None:
     """Predict panoptic segments, instance masks and detections.
 
     \b
@@ -39,7 +42,8 @@ def predict(run_dir: str, images: str, dataset: str | None, proposals: str | Non
     t0 = time.perf_counter()
     run = load_run(run_dir)
     summary = predict_images(run, images, out, dataset, proposals, tta,
-                             progress=lambda it, n, label: progress(it, n, label, quiet))
+                             progress=lambda it, n, label: progress(it, n, label, quiet),
+                             viz=viz)
     report(summary, t0, as_json, lambda s: (
         f"Predicted {s['images']} images in {s['seconds']}s: {s['segments']} segments, "
         f"{s['instances']} instances, {s['detections']} detections -> {out}"))

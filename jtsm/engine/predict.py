@@ -75,9 +75,11 @@ def predict_images(
     proposals: str | os.PathLike[str] | None = None,
     tta: bool = False,
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    viz: int = 0,
 ) -> dict[str, Any]:
     """Predict every image; returns counts. Proposals come from ``proposals`` (a store) or
-    are computed with the run's proposal method.
+    are computed with the run's proposal method. ``viz``: the first ``viz`` images also get
+    ``OUT/viz/<name>.png`` (image | prediction | ground truth when ``dataset`` is panoptic).
 
     Memory stays flat over any number of images: each PNG is written when its image is done,
     and the result lists go to disk as they grow. The three json files are written last (old
@@ -110,6 +112,8 @@ def predict_images(
             seg = mine_image(ps, scores, present, cats, cfg.mined)
         seg, found = _own_size(seg, detections(ps, scores, cats, rec["id"], cfg.mined),
                                image.shape[:2], size)
+        if len(panoptic.images) < viz:
+            _write_viz(out, rec, image, seg, dataset)
         panoptic.add({"id": rec["id"], "file_name": rec["file_name"],
                       "height": seg.image_size[0], "width": seg.image_size[1]}, seg)
         insts.extend(_instances(seg, rec["id"], thing_ids))
@@ -147,3 +151,43 @@ def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | No
 
         ps = make_proposals(image, run.config.proposals, max_proposals=None)
     return select_proposals(ps, run.config.input)
+
+
+def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticSeg,
+               dataset: str | os.PathLike[str] | None) -> None:
+    """``OUT/viz/<name>.png``: image | prediction | ground truth (when the dataset has it)."""
+    from jtsm.engine.panoptic_viz import write_panel
+
+    gt = None
+    if dataset is not None:
+        gt = _gt_reader(str(dataset))
+    truth = None
+    if gt is not None and int(rec["id"]) in gt.annotations:
+        truth = gt.read(int(rec["id"]))
+    if truth is not None and truth.image_size != image.shape[:2]:
+        import cv2
+
+        h, w = image.shape[:2]
+        ids = cv2.resize(truth.ids.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+        truth = PanopticSeg(ids, truth.segments)
+    if seg.image_size != image.shape[:2]:
+        import cv2
+
+        image = cv2.resize(image, seg.image_size[::-1], interpolation=cv2.INTER_LINEAR)
+    write_panel(out / "viz" / (Path(rec["file_name"]).stem + ".png"), image, seg, truth)
+
+
+_GT_CACHE: dict[str, Any] = {}
+
+
+def _gt_reader(dataset: str) -> Any:
+    """The dataset as panoptic ground truth, or ``None`` when it has no masks."""
+    if dataset not in _GT_CACHE:
+        from jtsm.data.coco_panoptic import load_panoptic_json
+        from jtsm.errors import DataError
+
+        try:
+            _GT_CACHE[dataset] = load_panoptic_json(dataset)
+        except DataError:
+            _GT_CACHE[dataset] = None
+    return _GT_CACHE[dataset]

@@ -53,8 +53,18 @@ def test_refine_then_predict_then_eval(tmp_path, mine_run, synth_dir, synth_prop
     r = CliRunner().invoke(cli, ["predict", "--run", str(out), "--images",
                                  str(synth_dir / "images"), "--dataset", str(gt),
                                  "--proposals", str(synth_proposals), "--out", str(pred),
-                                 "--tta", "--json"])
+                                 "--tta", "--json", "--viz", "2"])
     assert r.exit_code == 0, r.output
+    from jtsm.fileio import read_image
+
+    panels = sorted((pred / "viz").glob("*.png"))
+    assert len(panels) == 2
+    first = json.loads(gt.read_text())["images"][0]
+    panel = read_image(pred / "viz" / first["file_name"].replace(".jpg", ".png"))
+    # image | prediction | ground truth, 4 px apart
+    assert panel.shape == (first["height"], 3 * first["width"] + 8, 3)
+    image = read_image(synth_dir / "images" / first["file_name"])
+    assert np.array_equal(panel[:, : first["width"]], image)
     r = CliRunner().invoke(cli, ["eval", "--metric", "pq", "--gt", str(gt), "--pred",
                                  str(pred / "panoptic.json"), "--json", "--workers", "1"])
     assert r.exit_code == 0, r.output
