@@ -132,6 +132,8 @@ class RefineConfig:
     instance_weight: float = 1.0
     semantic_weight: float = 1.0
     mask_threshold: float = 0.5  # predicted mask probability that counts as foreground
+    things_from: str = "instance"  # prediction: thing masks of the instance branch, or "mined"
+    stuff_from: str = "semantic"  # prediction: stuff of the semantic branch, or "mined"
 
 
 @dataclass
@@ -206,6 +208,10 @@ class Config:
              self.refine.semantic_channels >= 1, ">= 1"),
             ("refine.mask_rois", self.refine.mask_rois, self.refine.mask_rois >= 1, ">= 1"),
             ("refine.roi_iou", self.refine.roi_iou, 0 < self.refine.roi_iou <= 1, "in (0, 1]"),
+            ("refine.things_from", self.refine.things_from,
+             self.refine.things_from in ("instance", "mined"), "instance or mined"),
+            ("refine.stuff_from", self.refine.stuff_from,
+             self.refine.stuff_from in ("semantic", "mined"), "semantic or mined"),
             ("refine.mining_weight", self.refine.mining_weight, self.refine.mining_weight >= 0,
              ">= 0"),
             ("refine.instance_weight", self.refine.instance_weight,

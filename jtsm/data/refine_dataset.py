@@ -102,6 +102,11 @@ class RefineDataset(MiningDataset):
             raise DataError(f"{self.pseudo.png_path(rec.id)}: pseudo label is "
                             f"{seg.image_size[1]}x{seg.image_size[0]}, the image "
                             f"{image.shape[1]}x{image.shape[0]}")
+        listed = {int(s["id"]) for s in seg.segments}
+        absent = listed - set(np.unique(seg.ids).tolist())
+        if absent:
+            raise DataError(f"{self.pseudo.png_path(rec.id)}: segment id(s) {sorted(absent)} "
+                            "of segments_info have no pixels in the PNG")
         ids = seg.ids
         short = int(rng.choice(self.cfg.train_scales))
         h, w = resize_to_scale(*image.shape[:2], short, self.cfg.max_size)

@@ -213,13 +213,14 @@ def _save_presence(run_dir: Path, scores: np.ndarray, tags: np.ndarray,
 
 
 def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:
-    """Score every training image (first test scale) and calibrate ``RUN/presence.json``."""
+    """Score every training image (at the test scales, as :func:`write_mined`) and calibrate
+    ``RUN/presence.json``."""
     from jtsm.engine.inference import score_proposals
 
     scores, tags = [], []
     for i in range(len(ds)):
         image, ps = ds.read(i)
-        _, y = score_proposals(model, image, ps, cfg.input.test_scales[:1], cfg.input.max_size)
+        _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
         scores.append(y)
         tags.append(ds.categories.tag_vector(ds.records[i].labels))
     _save_presence(run_dir, np.stack(scores), np.stack(tags), ds.categories, cfg)

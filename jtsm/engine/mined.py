@@ -25,8 +25,8 @@ from jtsm.config import MinedConfig
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
-__all__ = ["box_nms", "calibrate_presence", "detections", "mine_image", "present_classes",
-           "select_things"]
+__all__ = ["box_nms", "calibrate_presence", "detections", "mine_image", "mined_stuff",
+           "present_classes", "select_things"]
 
 
 def present_classes(image_scores: np.ndarray, tags: Sequence[int] | None,
@@ -110,6 +110,20 @@ def select_things(ps: ProposalSet, scores: np.ndarray, present: Sequence[int],
     return t_idx, t_cls, t_score
 
 
+def mined_stuff(ps: ProposalSet, scores: np.ndarray, stuff: Sequence[int],
+                categories: CategoryMap, cfg: MinedConfig = MinedConfig()
+                ) -> tuple[list[np.ndarray], list[int], list[float]]:
+    """Mined stuff: per present stuff class the union of its confident, non-overlapping
+    proposals (masks, COCO category ids, top scores)."""
+    s_masks, s_cls, s_score = [], [], []
+    for c in stuff:
+        chosen = _select(ps, scores[:, c], cfg, None)
+        s_masks.append(ps.masks(chosen).any(axis=0))
+        s_cls.append(categories.category_id(c))
+        s_score.append(float(scores[chosen[0], c]))
+    return s_masks, s_cls, s_score
+
+
 def mine_image(
     ps: ProposalSet,
     scores: np.ndarray,
@@ -131,12 +145,7 @@ def mine_image(
         return merge_panoptic([], [], [], [], [], image_size=(h, w))
     stuff = [c for c in present if c >= categories.num_things]
     t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg)
-    s_masks, s_cls, s_score = [], [], []
-    for c in stuff:
-        chosen = _select(ps, scores[:, c], cfg, None)
-        s_masks.append(ps.masks(chosen).any(axis=0))
-        s_cls.append(categories.category_id(c))
-        s_score.append(float(scores[chosen[0], c]))
+    s_masks, s_cls, s_score = mined_stuff(ps, scores, stuff, categories, cfg)
     t_masks = ps.masks(t_idx) if t_idx else np.zeros((0, h, w), bool)
     merge = MergeConfig(score_threshold=0.0, overlap_threshold=0.5, stuff_area=cfg.stuff_area)
     return merge_panoptic(list(t_masks), t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))

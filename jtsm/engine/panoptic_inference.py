@@ -5,8 +5,10 @@ Per image:
 1. the mining branch scores the proposals (test scales and flips averaged, as for mining runs)
    and the image scores decide which classes are present (per-class calibrated thresholds);
 2. things: the mined instances (:func:`jtsm.engine.mined.select_things`) give boxes and scores;
-   the instance branch predicts each box's mask (its class's channel), pasted into the image;
-3. stuff: the semantic branch's per-pixel argmax over the present stuff classes;
+   the instance branch predicts each box's mask (its class's channel), pasted into the image
+   (``refine.things_from = "mined"``: the proposals' own masks, for ablations);
+3. stuff: the semantic branch's per-pixel argmax over the present stuff classes
+   (``refine.stuff_from = "mined"``: the mined stuff segments);
 4. the panoptic merge (REFERENCE.md) resolves overlaps: instances by score, then stuff.
 """
 
@@ -20,7 +22,7 @@ import torch
 
 from jtsm.config import Config
 from jtsm.data.mining_dataset import resize_to_scale, to_tensor
-from jtsm.engine.mined import select_things
+from jtsm.engine.mined import mined_stuff, select_things
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
@@ -74,7 +76,9 @@ def refined_panoptic(
         feats = model.features(x)
         t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg.mined)
         t_masks: list[np.ndarray] = []
-        if t_idx:
+        if t_idx and cfg.refine.things_from == "mined":
+            t_masks = list(ps.masks(t_idx))
+        elif t_idx:
             boxes = ps.boxes[t_idx].astype(np.float64)
             sx, sy = sw / w, sh / h
             scaled = torch.from_numpy(boxes * np.array([sx, sy, sx, sy])).float().to(device)
@@ -88,7 +92,10 @@ def refined_panoptic(
         s_score: list[float] = []
         nt = categories.num_things
         stuff = [c - nt for c in present if c >= nt] or list(range(categories.num_stuff))
-        if stuff and categories.num_stuff:
+        if cfg.refine.stuff_from == "mined":
+            s_masks, s_cls, s_score = mined_stuff(
+                ps, scores, [c for c in present if c >= nt], categories, cfg.mined)
+        elif stuff and categories.num_stuff:
             prob = model.semantic_logits(feats, (h, w)).softmax(1)[0].cpu().numpy()
             sub = prob[stuff]
             arg = sub.argmax(0)

@@ -118,7 +118,12 @@ def _init_from(model: PanopticModel, source: Path) -> str:
 
     stage = str(read_json(source / "meta.json").get("stage", "?"))
     state = load_checkpoint(source / "model_final.pt")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ: the run's config is not the weights'
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise DataError(f"{source / 'model_final.pt'}: weights do not fit the refine model "
+                        f"({first})") from None
     bad = [k for k in missing if not k.startswith(_NEW_HEADS)] + list(unexpected)
     if bad:
         raise DataError(f"{source / 'model_final.pt'}: weights do not fit the refine model "

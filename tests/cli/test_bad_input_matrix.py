@@ -6,9 +6,7 @@ traceback and never the catch-all "rerun with --debug" message of an exception n
 or, where skipping is the documented behaviour, a warning and a count. The README's
 "Reliability" table lists the same rows.
 
-Sections: data, proposals, mine, relabel, refine, predict, eval. Rows that expose a fault in
-code this work does not own are marked ``xfail(strict=True)`` with the reason: they start
-passing (and must lose the mark) when it is fixed.
+Sections: data, proposals, mine, relabel, refine, predict, eval.
 """
 
 from __future__ import annotations
@@ -562,8 +560,6 @@ def test_refine_png_id_absent_from_segments_info(rf):
                    "absent from segments_info")
 
 
-@pytest.mark.xfail(strict=True, reason="refine silently ignores a listed segment without "
-                   "pixels (jtsm/data/refine_dataset.py, refine's own code): to be an error")
 def test_refine_segments_info_id_absent_from_png(rf):
     edit_json(rf.mined_json, lambda d: d["annotations"][0]["segments_info"].append(
         {**d["annotations"][0]["segments_info"][0], "id": 4242}))
@@ -598,8 +594,6 @@ def test_refine_missing_proposal_file(rf):
     one_line_error(rf.refine(), rf.first_npz, "no such proposal file")
 
 
-@pytest.mark.xfail(strict=True, reason="jtsm/engine/refine.py _init_from: load_state_dict("
-                   "strict=False) still raises RuntimeError on a shape mismatch (refine's code)")
 def test_refine_source_checkpoint_of_another_config(rf):
     edit_json(rf.run / "config.json", lambda d: d["mining"].update(fc_dim=24))
     one_line_error(rf.refine(), rf.run / "model_final.pt", "do not fit")

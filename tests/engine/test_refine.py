@@ -234,3 +234,25 @@ def test_refine_learns_masks_that_beat_its_noisy_pseudo_labels(tmp_path):
         iou_pseudo.append((true & (noisy.ids == 1)).sum() / (true | (noisy.ids == 1)).sum())
         iou_refined.append((true & ref).sum() / (true | ref).sum())
     assert np.mean(iou_refined) > np.mean(iou_pseudo) + 0.05
+
+
+def test_untrained_refine_predicting_from_mined_parts_equals_the_mining_run(
+        tmp_path, mine_run, synth_dir, synth_proposals):
+    """With 0 refine iterations and both parts taken from the mining branch
+    (``refine.things_from=mined``, ``refine.stuff_from=mined``, the ablation's "no IS/SS"),
+    a refine run predicts exactly what its mining run predicts."""
+    from jtsm.engine.predict import predict_images
+
+    cfg = load_config(overrides=[*MINE, *REFINE, "solver.max_iter=0",
+                                 "refine.things_from=mined", "refine.stuff_from=mined"])
+    run_refine(cfg, mine_run, synth_dir / "annotations/panoptic_train.json",
+               synth_dir / "images", tmp_path / "r")
+    gt = synth_dir / "annotations/panoptic_val.json"
+    for name, run in (("a", mine_run), ("b", tmp_path / "r")):
+        predict_images(load_run(run), synth_dir / "images", tmp_path / name, gt,
+                       synth_proposals)
+    a = load_panoptic_json(tmp_path / "a/panoptic.json")
+    b = load_panoptic_json(tmp_path / "b/panoptic.json")
+    assert a.raw["annotations"] == b.raw["annotations"]
+    for im in a.images:
+        assert np.array_equal(a.read(im["id"]).ids, b.read(im["id"]).ids)
