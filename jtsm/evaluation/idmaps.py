@@ -1,10 +1,13 @@
 """Segment-id maps for evaluation: fast PNG decoding and the joint gt x pred histogram.
 
-A panoptic PNG stores ``id = R + 256 G + 256^2 B``. Decoding goes through OpenCV and packs the
-three bytes with one colour conversion and a ``uint32`` view (no int64 temporaries). Ids are then
-made contiguous with a reusable lookup table over the 2^24 possible ids, so that one
-``np.bincount`` over ``gt_index * n_pred + pred_index`` gives every gt x pred intersection of an
-image at once.
+A panoptic PNG stores ``id = R + 256 G + 256^2 B``. Evaluation keeps the decoded ``(H, W, 3)``
+bytes as they are (:func:`read_rgb_png`, libspng when installed) and never builds a per-pixel id
+map: segment maps are piecewise constant, so :func:`pair_runs` cuts the two images, in row-major
+order, into maximal runs of equal (gt pixel, pred pixel) pairs (~5,000 runs for a 640x480 pair
+with ~20 segments, against 307,200 pixels). Only the run starts are turned into ids, made
+contiguous through a reusable lookup table over the 2^24 possible ids, and one weighted
+``np.bincount`` over ``gt_index * n_pred + pred_index`` gives every gt x pred intersection.
+The per-pixel work is two byte comparisons, one ``or`` and a scan for nonzero 64-bit words.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import os
 import cv2
 import numpy as np
 
-from jtsm.data.coco_panoptic import read_panoptic_png
+from jtsm.data.coco_panoptic import read_panoptic_png, read_panoptic_rgb
 from jtsm.errors import DataError
 
-__all__ = ["IdIndexer", "joint_histogram", "read_id_png"]
+__all__ = ["IdIndexer", "joint_histogram", "pair_runs", "read_id_png", "read_rgb_png"]
 
 ID_LIMIT = 1 << 24  # ids live in [0, 2^24): three 8-bit channels
 UNKNOWN = 0  # index of pixels whose id is neither void nor a listed segment
@@ -30,57 +33,153 @@ def read_id_png(path: str | os.PathLike[str]) -> np.ndarray:
     return read_panoptic_png(path, np.uint32)
 
 
+def read_rgb_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode a panoptic PNG to ``(H, W, 3)`` uint8 R, G, B; errors name the file."""
+    return read_panoptic_rgb(path)
+
+
+def is_rgb(a: np.ndarray) -> bool:
+    """An ``(H, W, 3)`` uint8 R, G, B image (else an ``(H, W)`` id map)."""
+    return a.ndim == 3 and a.dtype == np.uint8
+
+
+def to_ids(a: np.ndarray) -> np.ndarray:
+    """An id map of ``a``: R, G, B bytes packed to ``uint32``; id maps are returned as given."""
+    if not is_rgb(a):
+        return a
+    c = a.astype(np.uint32)
+    return c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
+
+
+class Scratch:
+    """Work buffers kept between images: fresh ~1 MB temporaries would each be mapped and
+    page-faulted anew (glibc serves them with mmap), which cost as much as the work itself."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, n: int, dtype: type) -> np.ndarray:
+        buf = self._bufs.get(name)
+        if buf is None or buf.size < n:
+            buf = self._bufs[name] = np.empty(max(n, 1 << 16), dtype)
+        return buf[:n]
+
+
+def _changes(a: np.ndarray, b: np.ndarray, step: int, scratch: Scratch) -> np.ndarray:
+    """Sorted positions ``i`` where ``a[i + step] != a[i]`` or ``b[i + step] != b[i]`` (1-D)."""
+    n = a.size - step
+    if n <= 0:
+        return np.zeros(0, np.intp)
+    if a.dtype == np.uint8 and b.dtype == np.uint8 and n < _CV_MAX_COLS:
+        # OpenCV's SIMD byte ops on 1 x n images: xor each map with itself `step` bytes on,
+        # or the two, and list the nonzero bytes.
+        a2, b2 = a.reshape(1, -1), b.reshape(1, -1)
+        d = cv2.bitwise_xor(a2[:, step:], a2[:, :-step], dst=scratch.get("d", n, np.uint8)[None])
+        e = cv2.bitwise_xor(b2[:, step:], b2[:, :-step], dst=scratch.get("e", n, np.uint8)[None])
+        d = cv2.bitwise_or(d, e, dst=d)
+        pts = cv2.findNonZero(d)
+        if pts is None:
+            return np.zeros(0, np.intp)
+        return pts.reshape(-1, 2)[:, 0].astype(np.intp)
+    ne = np.not_equal(a[step:], a[:-step], out=scratch.get("ne", n, bool))
+    ne |= b[step:] != b[:-step]
+    return np.flatnonzero(ne)
+
+
+#: OpenCV's images have at most 2^31 - 1 columns.
+_CV_MAX_COLS = (1 << 31) - 1
+
+
+def pair_runs(
+    gt: np.ndarray, pred: np.ndarray, scratch: Scratch | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of equal (gt pixel, pred pixel) pairs in row-major order.
+
+    ``gt`` and ``pred`` have the same height and width and are each an ``(H, W, 3)`` uint8 R, G,
+    B image or an ``(H, W)`` integer id map. Returns the gt id and the pred id of each run
+    (int64) and its length in pixels (int64).
+    Ids are checked to lie in ``[0, 2^24)``. ``scratch`` keeps work buffers between calls.
+    """
+    if is_rgb(gt) != is_rgb(pred):
+        gt, pred = to_ids(gt), to_ids(pred)
+    rgb = is_rgb(gt)
+    g = np.ascontiguousarray(gt).reshape(-1)
+    p = np.ascontiguousarray(pred).reshape(-1)
+    step = 3 if rgb else 1
+    size = g.size // step
+    starts = np.empty(0, np.intp)
+    if size:
+        cut = _changes(g, p, step, scratch or Scratch())
+        if rgb:  # a change at byte i compares pixel i // 3 with the next one
+            cut //= 3
+            if len(cut) > 1:  # the three bytes of a pixel may change together: keep one
+                keep = np.empty(len(cut), bool)
+                keep[0] = True
+                np.not_equal(cut[1:], cut[:-1], out=keep[1:])
+                cut = cut[keep]
+        starts = np.empty(len(cut) + 1, np.intp)
+        starts[0] = 0
+        np.add(cut, 1, out=starts[1:])
+    lengths = np.diff(starts, append=size).astype(np.int64)
+    return _ids_at(g, starts, rgb), _ids_at(p, starts, rgb), lengths
+
+
+def _ids_at(flat: np.ndarray, starts: np.ndarray, rgb: bool) -> np.ndarray:
+    if rgb:
+        b = starts * 3
+        r = flat[b].astype(np.int64)
+        r |= flat[b + 1].astype(np.int64) << 8
+        r |= flat[b + 2].astype(np.int64) << 16
+        return r
+    ids = flat[starts]
+    if ids.size and (ids.min() < 0 or ids.max() >= ID_LIMIT):
+        raise DataError("segment ids must lie in [0, 2^24)")
+    return ids.astype(np.int64)
+
+
 class IdIndexer:
-    """Joint gt x pred histograms of id maps, through a reusable id -> index lookup table.
+    """Joint gt x pred histograms of two images, through a reusable id -> index lookup table.
 
     Indices: unknown id -> 0, void (id 0) -> 1, ``seg_ids[k]`` -> k + 2. One table of 2^24
     ``uint16`` entries is kept and only the entries of the current image are set and cleared,
-    so indexing a map costs a single gather.
+    so indexing costs a single gather (a sorted search above 2^16 - 2 segments).
     """
 
     def __init__(self) -> None:
         self._table = np.zeros(ID_LIMIT, np.uint16)
+        self._scratch = Scratch()
 
-    def index(self, ids: np.ndarray, seg_ids: np.ndarray, step: int = 1) -> np.ndarray:
-        """``(H, W)`` ids -> ``(H, W)`` ``uint16`` indices times ``step``.
+    def index(self, ids: np.ndarray, seg_ids: np.ndarray) -> np.ndarray:
+        """Ids in ``[0, 2^24)`` (any shape) -> their ``intp`` indices.
 
-        ``seg_ids`` must be unique, nonzero and < 2^24; ``(len(seg_ids) + 2) * step`` must not
-        exceed 2^16.
+        ``seg_ids`` must be unique, nonzero and < 2^24.
         """
-        if (len(seg_ids) + FIRST) * step > 1 << 16:
-            raise DataError(f"too many segments in one image ({len(seg_ids)})")
-        if ids.dtype != np.uint32:
-            if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= ID_LIMIT):
-                raise DataError("segment ids must lie in [0, 2^24)")
-            ids = ids.astype(np.uint32)
+        if len(seg_ids) + FIRST > 1 << 16:
+            return self._index_wide(ids, seg_ids)
         t = self._table
-        t[0] = VOID * step
-        t[seg_ids] = np.arange(FIRST, FIRST + len(seg_ids), dtype=np.uint16) * step
+        t[0] = VOID
+        t[seg_ids] = np.arange(FIRST, FIRST + len(seg_ids), dtype=np.uint16)
         try:
-            return np.take(t, ids)
+            return t[ids].astype(np.intp)
         finally:
             t[seg_ids] = UNKNOWN
             t[0] = UNKNOWN
 
     def histogram(
-        self, gt_ids: np.ndarray, gt_seg_ids: np.ndarray, pred_ids: np.ndarray,
-        pred_seg_ids: np.ndarray,
+        self, gt: np.ndarray, gt_seg_ids: np.ndarray, pred: np.ndarray, pred_seg_ids: np.ndarray,
     ) -> np.ndarray:
         """``(n_gt + 2, n_pred + 2)`` int64 pixel counts of every (gt index, pred index) pair.
 
-        Both maps must have the same shape. Fast path (up to 2^16 index pairs and 2^24 pixels):
-        the gt indices are pre-multiplied in the table, one ``uint16`` add combines the maps
-        and OpenCV's histogram counts them; otherwise a ``bincount`` over int64 codes.
+        ``gt`` and ``pred`` are ``(H, W, 3)`` uint8 R, G, B images or ``(H, W)`` id maps of the
+        same size. The counts are summed over the runs of :func:`pair_runs`.
         """
         n_g, n_p = len(gt_seg_ids) + FIRST, len(pred_seg_ids) + FIRST
-        if n_g * n_p <= 1 << 16 and gt_ids.size < ID_LIMIT:
-            comb = self.index(gt_ids, gt_seg_ids, step=n_p)
-            comb += self.index(pred_ids, pred_seg_ids)
-            hist = cv2.calcHist([comb], [0], None, [n_g * n_p], [0, n_g * n_p])
-            return hist.astype(np.int64).reshape(n_g, n_p)
-        g = self._index_wide(gt_ids, gt_seg_ids)
-        p = self._index_wide(pred_ids, pred_seg_ids)
-        return joint_histogram(g, p, n_g, n_p)
+        g, p, lengths = pair_runs(gt, pred, self._scratch)
+        key = self.index(g, gt_seg_ids)
+        key *= n_p
+        key += self.index(p, pred_seg_ids)
+        hist = np.bincount(key, weights=lengths, minlength=n_g * n_p)  # exact below 2^53
+        return hist.astype(np.int64).reshape(n_g, n_p)
 
     def _index_wide(self, ids: np.ndarray, seg_ids: np.ndarray) -> np.ndarray:
         """Like :meth:`index` for any number of segments (sorted search, int64 result)."""
@@ -96,7 +195,9 @@ class IdIndexer:
         return out
 
     def unknown_ids(self, ids: np.ndarray, seg_ids: np.ndarray, limit: int = 5) -> list[int]:
-        """The first ``limit`` distinct ids of ``ids`` that are neither void nor listed."""
+        """The first ``limit`` distinct ids of ``ids`` (or of an R, G, B image) that are neither
+        void nor listed."""
+        ids = to_ids(ids)
         index = self._index_wide(ids, seg_ids)
         return np.unique(ids[index == UNKNOWN])[:limit].tolist()
 

@@ -9,8 +9,8 @@ All / Things / Stuff average the classes with ``TP + FP + FN > 0``. As in panopt
 segment's area is its json ``area`` when given (else its pixel count) and a prediction's area is
 its pixel count.
 
-The computation is vectorised per image (one joint histogram of gt x pred ids, see
-:mod:`jtsm.evaluation.idmaps`) and spread over a process pool. Entry points:
+The computation is vectorised per image (one joint histogram of gt x pred ids over the runs of
+equal pixel pairs, see :mod:`jtsm.evaluation.idmaps`) and spread over a process pool. Entry points:
 
 - :func:`evaluate_pq`: files (COCO panoptic json + PNG folder for gt and prediction);
 - :func:`pq_from_pairs` / :class:`PanopticEvaluator`: in-memory :class:`PanopticSeg` pairs.
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from jtsm.errors import DataError
-from jtsm.evaluation.idmaps import FIRST, ID_LIMIT, VOID, IdIndexer, read_id_png
+from jtsm.evaluation.idmaps import FIRST, ID_LIMIT, VOID, IdIndexer, read_rgb_png
 from jtsm.structures import CategoryMap, PanopticSeg
 
 __all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summarize_pq"]
@@ -149,8 +149,11 @@ def image_pq_stats(
     gt_name: str = "ground truth",
     pred_name: str = "prediction",
 ) -> PQStats:
-    """PQ counts of one image from its gt and predicted id maps and segment tables."""
-    if gt_ids.shape != pred_ids.shape:
+    """PQ counts of one image from its gt and predicted maps and segment tables.
+
+    A map is an ``(H, W)`` id map or the ``(H, W, 3)`` uint8 R, G, B bytes of a panoptic PNG.
+    """
+    if gt_ids.shape[:2] != pred_ids.shape[:2]:
         raise DataError(
             f"{pred_name}: size {pred_ids.shape[1]}x{pred_ids.shape[0]} differs from the ground "
             f"truth's {gt_ids.shape[1]}x{gt_ids.shape[0]}"
@@ -270,13 +273,13 @@ def _run_jobs(jobs: Sequence[_Job], num_classes: int) -> PQStats:
     indexer = _worker_indexer()
     stats = PQStats.zeros(num_classes)
     for job in jobs:
-        gt_ids = read_id_png(job.gt_png)
-        if job.size is not None and gt_ids.shape != job.size:
+        gt_ids = read_rgb_png(job.gt_png)
+        if job.size is not None and gt_ids.shape[:2] != job.size:
             raise DataError(
                 f"{job.gt_png}: PNG is {gt_ids.shape[1]}x{gt_ids.shape[0]}, image record says "
                 f"{job.size[1]}x{job.size[0]}"
             )
-        pred_ids = read_id_png(job.pred_png)
+        pred_ids = read_rgb_png(job.pred_png)
         stats += image_pq_stats(
             gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer, job.gt_png, job.pred_png
         )
