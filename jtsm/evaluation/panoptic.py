@@ -19,7 +19,7 @@ equal pixel pairs, see :mod:`jtsm.evaluation.idmaps`) and spread over a process 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +116,9 @@ class SegmentTable:
         cls, segments: Sequence[dict[str, Any]], categories: CategoryMap, where: str
     ) -> SegmentTable:
         """Validate and convert; ``where`` names the file / image in error messages."""
+        fast = cls._from_plain_segments(segments, categories)
+        if fast is not None:
+            return fast
         n = len(segments)
         ids = np.empty(n, np.int64)
         klass = np.empty(n, np.intp)
@@ -137,6 +140,35 @@ class SegmentTable:
             dup = sorted({int(i) for i in ids if (ids == i).sum() > 1})
             raise DataError(f"{where}: duplicate segment id(s) {dup[:5]} in segments_info")
         return cls(ids, klass, crowd, area)
+
+    @classmethod
+    def _from_plain_segments(
+        cls, segments: Sequence[dict[str, Any]], categories: CategoryMap
+    ) -> SegmentTable | None:
+        """The common case in a few list passes: dicts of plain ints, ids in range and unique,
+        known categories. ``None`` for anything else (the checked loop then names the fault)."""
+        try:
+            ids = [s["id"] for s in segments]
+            cids = [s["category_id"] for s in segments]
+            crowd = [s.get("iscrowd", 0) for s in segments]
+            area = [s.get("area", -1) for s in segments]
+        except (TypeError, KeyError, AttributeError):
+            return None
+        if not {type(v) for v in ids + cids + crowd} <= {int}:
+            return None
+        if not {type(v) for v in area} <= {int, float}:
+            return None
+        ids_a = np.array(ids, np.int64)
+        if len(ids) and (ids_a.min() <= 0 or ids_a.max() >= ID_LIMIT):
+            return None
+        if len(np.unique(ids_a)) != len(ids):
+            return None
+        try:
+            klass = np.array([categories.index(c) for c in cids], np.intp)
+        except KeyError:
+            return None
+        area_a = np.array([int(a) for a in area], np.int64)  # json area: int() as the loop does
+        return cls(ids_a, klass, np.array(crowd, bool), area_a)
 
 
 def image_pq_stats(
@@ -298,6 +330,7 @@ def _worker_indexer() -> IdIndexer:
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one core per worker: parallelism comes from the pool
+    _worker_indexer()
 
 
 def _load_predictions(pred_json: Path) -> dict[int, dict[str, Any]]:
@@ -321,11 +354,32 @@ def _load_predictions(pred_json: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
+class _Folder:
+    """:func:`jtsm.fileio.safe_join` for many names in one folder: the folder is resolved once
+    and a plain file name (no separator, not ``.``/``..``, not a link) is joined without
+    resolving it again; anything else goes through ``safe_join``. Same paths, same errors."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.resolved = root.resolve()
+
+    def join(self, name: Any) -> str:
+        if (
+            isinstance(name, str) and name not in ("", ".", "..")
+            and not any(c in name for c in "/\\\x00:")
+        ):
+            full = os.path.join(self.resolved, name)
+            if not os.path.islink(full):
+                return full
+        from jtsm.fileio import safe_join
+
+        return str(safe_join(self.root, name))
+
+
 def _build_jobs(
     gt_json: Path, pred_json: Path, gt_dir: Path | None, pred_dir: Path | None
 ) -> tuple[list[_Job], CategoryMap]:
     from jtsm.data.coco_panoptic import load_panoptic_json, png_dir_for
-    from jtsm.fileio import safe_join
 
     ds = load_panoptic_json(gt_json, gt_dir)
     preds = _load_predictions(pred_json)
@@ -336,6 +390,7 @@ def _build_jobs(
         raise DataError(f"{ds.png_dir}: ground-truth PNG folder not found (give it with --gt-dir)")
     records = {im["id"]: im for im in ds.images}
     cats = ds.categories
+    gt_root, pred_root = _Folder(ds.png_dir), _Folder(pdir)
     jobs = []
     for image_id, ann in ds.annotations.items():
         im = records.get(image_id, {})
@@ -346,8 +401,8 @@ def _build_jobs(
         size = (int(im["height"]), int(im["width"])) if "height" in im and "width" in im else None
         jobs.append(
             _Job(
-                str(safe_join(ds.png_dir, ann["file_name"])),
-                str(safe_join(pdir, pred["file_name"])),
+                gt_root.join(ann["file_name"]),
+                pred_root.join(pred["file_name"]),
                 SegmentTable.from_segments(ann["segments_info"], cats, f"{gt_json}: {desc}"),
                 SegmentTable.from_segments(pred["segments_info"], cats, f"{pred_json}: {desc}"),
                 size,
@@ -386,32 +441,38 @@ def evaluate_pq(
     # Fixed-size chunks summed in order: the result is the same for any worker count.
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     stats = PQStats.zeros(cats.num_classes)
-    done = 0
-    if workers == 1 or len(chunks) <= 1:
-        previous = cv2.getNumThreads()
-        _init_worker()
-        try:
-            for chunk in chunks:
-                stats += _run_jobs(chunk, cats.num_classes)
-                done += len(chunk)
-                if progress:
-                    progress(done, len(jobs))
-        finally:
-            cv2.setNumThreads(previous)
-    else:
-        n_proc = min(workers, len(chunks))
-        with ProcessPoolExecutor(max_workers=n_proc, initializer=_init_worker) as pool:
-            try:
-                results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
-                for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
-                    stats += res
-                    done += len(chunk)
-                    if progress:
-                        progress(done, len(jobs))
-            except BaseException:  # the first bad image stops the run: drop queued chunks
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+    pool = None
+    if workers > 1 and len(chunks) > 1:
+        pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=_init_worker)
+    try:
+        if pool is None:
+            results: Iterable[PQStats] = _run_here(chunks, cats.num_classes)
+        else:
+            results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
+        done = 0
+        for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
+            stats += res
+            done += len(chunk)
+            if progress:
+                progress(done, len(jobs))
+    except BaseException:  # the first bad image stops the run: drop queued chunks
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    if pool is not None:
+        pool.shutdown()
     return summarize_pq(stats, cats)
+
+
+def _run_here(chunks: Sequence[Sequence[_Job]], num_classes: int) -> Iterator[PQStats]:
+    """The chunks' stats computed in this process, OpenCV on one thread meanwhile."""
+    previous = cv2.getNumThreads()
+    _init_worker()
+    try:
+        for chunk in chunks:
+            yield _run_jobs(chunk, num_classes)
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _available_cores() -> int:

@@ -152,3 +152,59 @@ def test_ids_out_of_range() -> None:
 def test_to_ids() -> None:
     ids = np.array([[0, 1, 256, 65536, (1 << 24) - 1]])
     assert np.array_equal(to_ids(_rgb(ids)), ids)
+
+
+# ---- job building: the fast paths give what the checked ones give ----------------------------
+def test_segment_table_fast_path_equals_checked_loop(monkeypatch) -> None:
+    from jtsm.evaluation.panoptic import SegmentTable
+    from jtsm.structures import CategoryMap
+
+    cats = CategoryMap.from_coco([{"id": 3, "name": "a", "isthing": 1},
+                                  {"id": 9, "name": "b", "isthing": 0}])
+    segs = [{"id": 5, "category_id": 9, "iscrowd": 0, "area": 10},
+            {"id": (1 << 24) - 1, "category_id": 3, "iscrowd": 1, "area": 2.0},
+            {"id": 1, "category_id": 3}]
+    fast = SegmentTable.from_segments(segs, cats, "x")
+    monkeypatch.setattr(SegmentTable, "_from_plain_segments", classmethod(lambda *a: None))
+    slow = SegmentTable.from_segments(segs, cats, "x")
+    for f in ("ids", "cls", "iscrowd", "area"):
+        assert np.array_equal(getattr(fast, f), getattr(slow, f)) and (
+            getattr(fast, f).dtype == getattr(slow, f).dtype), f
+
+
+@pytest.mark.parametrize("segs,match", [
+    ([{"id": 0, "category_id": 3}], "not an integer in"),
+    ([{"id": 1 << 24, "category_id": 3}], "not an integer in"),
+    ([{"id": 2, "category_id": 4}], "unknown category id 4"),
+    ([{"id": 2, "category_id": 3}, {"id": 2, "category_id": 9}], "duplicate segment id"),
+    ([{"id": "2", "category_id": 3}], "not an integer in"),
+    ([{"category_id": 3}], "needs 'id'"),
+    ([[2, 3]], "needs 'id'"),
+])
+def test_segment_table_faults_named(segs, match) -> None:
+    from jtsm.evaluation.panoptic import SegmentTable
+    from jtsm.structures import CategoryMap
+
+    cats = CategoryMap.from_coco([{"id": 3, "name": "a"}, {"id": 9, "name": "b", "isthing": 0}])
+    with pytest.raises(DataError, match=match):
+        SegmentTable.from_segments(segs, cats, "x")
+
+
+def test_folder_join_as_safe_join(tmp_path: Path) -> None:
+    from jtsm.evaluation.panoptic import _Folder
+    from jtsm.fileio import safe_join
+
+    root = tmp_path / "pngs"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.png").write_bytes(b"")
+    (tmp_path / "outside.png").write_bytes(b"")
+    (root / "link.png").symlink_to(tmp_path / "outside.png")
+    (root / "inner.png").symlink_to(root / "a.png")
+    folder = _Folder(root)
+    for name in ["a.png", "missing.png", "sub/a.png", "inner.png", "xy:z.png"]:
+        assert folder.join(name) == str(safe_join(root, name)), name
+    for name in ["link.png", "../outside.png", "/etc/passwd", "", "..", "x:y.png"]:
+        with pytest.raises(DataError):
+            safe_join(root, name)
+        with pytest.raises(DataError):
+            folder.join(name)
