@@ -10,7 +10,9 @@ of ``--repeat`` runs and the ratio to jtsm. Peers:
 - ``--hotcoco-python PY``: hotcoco's Rust ``pq_compute`` (``RAYON_NUM_THREADS=workers``).
 
     .venv/bin/python benchmarks/bench_pq.py [--images 300] [--workers 1 2] [--repeat 3]
-        [--ref-python /tmp/np1/bin/python] [--hotcoco-python /tmp/hot/bin/python]
+        [--ref-python /tmp/np1/bin/python] [--hotcoco-python /tmp/hot/bin/python] [--profile]
+
+``--profile`` also prints where jtsm's time goes per image pair, stage by stage (one process).
 """
 
 from __future__ import annotations
@@ -84,6 +86,59 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
+def _profile(gt: Any, pred: Any) -> None:
+    """jtsm's per-pair time by stage, the stages run one after another as in ``_run_jobs``."""
+    from pathlib import Path
+
+    import cv2
+
+    from jtsm.data import coco_panoptic
+    from jtsm.evaluation import idmaps, panoptic
+    from jtsm.fileio import check_png
+
+    cv2.setNumThreads(1)
+    jobs, cats = panoptic._build_jobs(Path(gt), Path(pred), None, None)
+    ix = idmaps.IdIndexer()
+    decoder = "libspng" if coco_panoptic._pyspng is not None else "OpenCV"
+    names = ["read the two files", "check_png (chunk CRCs)", f"decode the two PNGs ({decoder})",
+             "change detection (cv2 xor, or, findNonZero)",
+             "runs: starts, lengths, ids at the starts", "id lookup + weighted bincount",
+             "matching (IoU table, TP/FP/FN)"]
+    best = [float("inf")] * len(names)
+    for _ in range(3):
+        spent = [0.0] * len(names)
+        for j in jobs:
+            t = [time.perf_counter()]
+            a, b = Path(j.gt_png).read_bytes(), Path(j.pred_png).read_bytes()
+            t.append(time.perf_counter())
+            check_png(a, j.gt_png)
+            check_png(b, j.pred_png)
+            t.append(time.perf_counter())
+            g, p = coco_panoptic.read_panoptic_rgb(j.gt_png), coco_panoptic.read_panoptic_rgb(
+                j.pred_png)
+            t.append(time.perf_counter())
+            idmaps._changes(g.reshape(-1), p.reshape(-1), 3, ix._scratch)
+            t.append(time.perf_counter())
+            idmaps.pair_runs(g, p, ix._scratch)  # includes the change detection again
+            t.append(time.perf_counter())
+            hist = ix.histogram(g, j.gt.ids, p, j.pred.ids)  # includes the runs again
+            t.append(time.perf_counter())
+            panoptic._match(hist, j.gt, j.pred, cats.num_classes, j.pred_png)
+            t.append(time.perf_counter())
+            d = [t[i + 1] - t[i] for i in range(len(names))]
+            d[2] -= d[0] + d[1]  # read_panoptic_rgb reads and checks the files too
+            d[5] -= d[4]
+            d[4] -= d[3]
+            for i, v in enumerate(d):
+                spent[i] += v
+        best = [min(x, y) for x, y in zip(best, spent)]
+    n, total = len(jobs), sum(best)
+    print(f"profile: jtsm per image pair, 1 process, best of 3 passes over {n} pairs")
+    for name, v in zip(names, best):
+        print(f"  {name:<46} {1000 * v / n:6.3f} ms  {100 * v / total:5.1f}%")
+    print(f"  {'total':<46} {1000 * total / n:6.3f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=300)
@@ -93,6 +148,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--ref-python", help="interpreter with panopticapi (e.g. on numpy<2)")
     ap.add_argument("--hotcoco-python", help="interpreter with hotcoco installed")
+    ap.add_argument("--profile", action="store_true", help="also print jtsm's time by stage")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +182,8 @@ def main() -> None:
                 per = 1000 * t / args.images
                 print(f"{w:>7}  {name:<28} {t:>7.3f} {per:>7.2f}ms {t / t_ours:>7.2f}x  "
                       f"{_same(ours, res)}")
+        if args.profile:
+            _profile(gt, pred)
 
 
 if __name__ == "__main__":
