@@ -19,6 +19,7 @@ equal pixel pairs, see :mod:`jtsm.evaluation.idmaps`) and spread over a process 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -318,14 +319,14 @@ def _run_jobs(jobs: Sequence[_Job], num_classes: int) -> PQStats:
     return stats
 
 
-_INDEXER: IdIndexer | None = None
+_LOCAL = threading.local()  # one indexer (lookup table + work buffers) per thread
 
 
 def _worker_indexer() -> IdIndexer:
-    global _INDEXER
-    if _INDEXER is None:
-        _INDEXER = IdIndexer()
-    return _INDEXER
+    ix = getattr(_LOCAL, "indexer", None)
+    if ix is None:
+        ix = _LOCAL.indexer = IdIndexer()
+    return ix
 
 
 def _init_worker() -> None:

@@ -208,3 +208,13 @@ def test_folder_join_as_safe_join(tmp_path: Path) -> None:
             safe_join(root, name)
         with pytest.raises(DataError):
             folder.join(name)
+
+
+def test_evaluate_pq_in_threads(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [write_pair_dataset(tmp_path / str(k), 4, 40, 60, seed=20 + k) for k in range(3)]
+    want = [evaluate_pq(g, p, workers=1) for g, p in pairs]
+    with ThreadPoolExecutor(3) as ex:  # each thread has its own lookup table and buffers
+        got = list(ex.map(lambda gp: evaluate_pq(*gp, workers=1), pairs * 3))
+    assert got == want * 3
