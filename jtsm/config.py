@@ -132,6 +132,9 @@ class RefineConfig:
     instance_weight: float = 1.0
     semantic_weight: float = 1.0
     mask_threshold: float = 0.5  # predicted mask probability that counts as foreground
+    head_lr_mult: float = 1.0  # learning rate of the two new branches x this
+    mask_weight: str = "image_score"  # Eq. 9 weight: the class's image score, "segment_score"
+    # (the pseudo segment's own score) or "none"
     things_from: str = "instance"  # prediction: thing masks of the instance branch, or "mined"
     stuff_from: str = "semantic"  # prediction: stuff of the semantic branch, or "mined"
 
@@ -208,6 +211,11 @@ class Config:
              self.refine.semantic_channels >= 1, ">= 1"),
             ("refine.mask_rois", self.refine.mask_rois, self.refine.mask_rois >= 1, ">= 1"),
             ("refine.roi_iou", self.refine.roi_iou, 0 < self.refine.roi_iou <= 1, "in (0, 1]"),
+            ("refine.head_lr_mult", self.refine.head_lr_mult, self.refine.head_lr_mult > 0,
+             "> 0"),
+            ("refine.mask_weight", self.refine.mask_weight,
+             self.refine.mask_weight in ("image_score", "segment_score", "none"),
+             "image_score, segment_score or none"),
             ("refine.things_from", self.refine.things_from,
              self.refine.things_from in ("instance", "mined"), "instance or mined"),
             ("refine.stuff_from", self.refine.stuff_from,

@@ -83,7 +83,8 @@ class RefineTrainModule(MilTrainModule):
     """Trainer adapter: one :class:`RefineItem` -> the terms of Eq. 1.
 
     ``loss_mil`` and ``loss_refine_r`` (L_PM, scaled by ``refine.mining_weight``),
-    ``loss_mask`` (L_IS, Eq. 9) and ``loss_semantic`` (L_SS, Eq. 10).
+    ``loss_mask`` (L_IS, Eq. 9: each box weighted by its class's image score y_c, by
+    default) and ``loss_semantic`` (L_SS, Eq. 10).
     """
 
     def __init__(self, model: PanopticModel, cfg: Config, freeze_norm: bool = False) -> None:
@@ -102,8 +103,13 @@ class RefineTrainModule(MilTrainModule):
         boxes, classes, targets, weights = instance_targets(
             item, r.mask_rois, r.roi_iou, 2 * r.mask_size)
         logits = model.mask_logits(feats, boxes.to(device), image)
+        classes = classes.to(device)
+        if r.mask_weight == "image_score":  # Eq. 9: y_c, the class's image-level score
+            weights = out["image_scores"].detach()[classes].clamp(0, 1)
+        elif r.mask_weight == "none":
+            weights = torch.ones_like(weights)
         losses["loss_mask"] = r.instance_weight * instance_mask_loss(
-            logits, classes.to(device), targets.to(device), weights.to(device))
+            logits, classes, targets.to(device), weights.to(device))
         assert item.stuff_map is not None
         sem = model.semantic_logits(feats, tuple(image.shape[2:]))
         losses["loss_semantic"] = r.semantic_weight * semantic_loss(sem, item.stuff_map.to(device))
@@ -173,8 +179,9 @@ def run_refine(
     barrier()
     freeze = cfg.warmup.iters > 0  # as the mining run: statistics of the tag warm-up kept
     wrapper = RefineTrainModule(model, cfg, freeze_norm=freeze)
+    heads = {f"model.{h}": cfg.refine.head_lr_mult for h in _NEW_HEADS}
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=config_to_dict(cfg),
-          stage="refine", on_log=on_log, find_unused=True)
+          stage="refine", on_log=on_log, find_unused=True, lr_mults=heads)
     summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
                                "source_stage": source_stage}
     if is_main():

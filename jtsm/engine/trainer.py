@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,18 +78,26 @@ def lr_at(solver: SolverConfig, iteration: int) -> float:
     return lr
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights; none on biases and normalisation parameters."""
-    decay, no_decay = [], []
-    for module in model.modules():
+def _param_groups(model: nn.Module, weight_decay: float,
+                  lr_mults: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Weight decay on weights; none on biases and normalisation parameters. Parameters whose
+    name starts with a prefix of ``lr_mults`` get their own groups with that ``lr_mult``."""
+    mults = dict(lr_mults or {})
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for mod_name, module in model.named_modules():
         is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm,
                                       nn.LayerNorm))
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            (no_decay if is_norm or name == "bias" else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            full = f"{mod_name}.{name}" if mod_name else name
+            mult = next((m for pre, m in mults.items() if full.startswith(pre)), 1.0)
+            groups.setdefault((mult, not (is_norm or name == "bias")), []).append(p)
+    out = []
+    for (mult, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        out.append({"params": params, "weight_decay": weight_decay if decay else 0.0,
+                    "lr_mult": mult})
+    return out
 
 
 @dataclass
@@ -132,6 +140,7 @@ def train(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     frozen: Sequence[str] = (),
     find_unused: bool = False,
+    lr_mults: Mapping[str, float] | None = None,
 ) -> nn.Module:
     """Train ``model`` on ``task`` for ``solver.max_iter`` iterations of ``ims_per_batch`` items.
 
@@ -145,6 +154,7 @@ def train(
             "loss", <terms>}``.
         frozen: parameter-name prefixes that receive no updates.
         find_unused: tell DDP that some parameters may get no gradient in an iteration.
+        lr_mults: parameter-name prefix -> learning-rate multiplier (e.g. new heads).
     Returns:
         the trained model (unwrapped).
     Raises:
@@ -162,7 +172,7 @@ def train(
     for name, p in model.named_parameters():
         if any(name.startswith(f) for f in frozen):
             p.requires_grad_(False)
-    groups = _param_groups(model, solver.weight_decay)
+    groups = _param_groups(model, solver.weight_decay, lr_mults)
     if solver.optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=solver.lr)
     else:
@@ -198,7 +208,7 @@ def train(
     for it in range(start, solver.max_iter):
         lr = lr_at(solver, it)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         opt.zero_grad(set_to_none=True)
         logged: dict[str, float] = {}
         for k, j in enumerate(slots):

@@ -128,3 +128,18 @@ def test_ddp_two_gloo_workers_equal_one_process(tmp_path):
     assert diff > 100 * 5e-5
     # and training did something
     assert not torch.allclose(outs[1]["net.0.weight"], ToyModel().net[0].weight)
+
+
+def test_lr_mults_scale_the_step_of_their_parameters_only(tmp_path):
+    """One plain-SGD step (no momentum, no decay): a parameter group with lr_mult m moves m
+    times as far as it does without the multiplier; the others move exactly as before."""
+    solver = _solver(max_iter=1, warmup_iters=0, momentum=0.0, weight_decay=0.0)
+    start = ToyModel().state_dict()
+    plain = train(ToyModel(), ToyTask(), solver, seed=0, run_dir=None).state_dict()
+    fast = train(ToyModel(), ToyTask(), solver, seed=0, run_dir=None,
+                 lr_mults={"net.4.": 5.0}).state_dict()
+    for k in ("net.4.weight", "net.4.bias"):
+        assert torch.allclose(fast[k] - start[k], 5 * (plain[k] - start[k]), atol=1e-6)
+        assert not torch.equal(plain[k], start[k])
+    for k in ("net.0.weight", "net.1.weight"):
+        assert torch.equal(fast[k], plain[k])
