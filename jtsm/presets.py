@@ -22,7 +22,7 @@ CPU: dict[str, Any] = {
     "input.train_scales": [112, 128, 144], "input.test_scales": [128],
     "input.max_proposals": 300, "input.min_proposal_area": 0.02,
     "solver.optimizer": "adamw", "solver.lr": 3e-5, "solver.ims_per_batch": 1,
-    "solver.max_iter": 2500, "solver.warmup_iters": 20, "solver.steps": [2000],
+    "solver.max_iter": 2200, "solver.warmup_iters": 20, "solver.steps": [1800],
     "solver.checkpoint_period": 500,
 }
 
@@ -37,9 +37,9 @@ CPU_QUICK: dict[str, Any] = {
 # refinement branches (the paper's are 256 channels wide).
 CPU_REFINE: dict[str, Any] = {
     "refine.mask_channels": 64, "refine.mask_convs": 4, "refine.semantic_channels": 64,
-    "refine.semantic_convs": 2, "refine.mask_rois": 32,
+    "refine.semantic_convs": 2, "refine.mask_rois": 32, "refine.head_lr_mult": 10.0,
     "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
-    "solver.max_iter": 800, "solver.warmup_iters": 20, "solver.steps": [640],
+    "solver.max_iter": 600, "solver.warmup_iters": 20, "solver.steps": [480],
     "solver.checkpoint_period": 200,
 }
 

@@ -174,7 +174,10 @@ def train(
             p.requires_grad_(False)
     groups = _param_groups(model, solver.weight_decay, lr_mults)
     if solver.optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=solver.lr)
+        try:  # the fused kernel (CPU too, torch >= 2.4) is ~4x faster than the loop
+            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=solver.lr, fused=True)
+        except (RuntimeError, TypeError):
+            opt = torch.optim.AdamW(groups, lr=solver.lr)
     else:
         opt = torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
     paths = _Paths(Path(run_dir)) if run_dir is not None else None
