@@ -45,7 +45,7 @@ def _prepare(out: Path, quick: bool) -> tuple[Path, Path, Path]:
     from jtsm.proposals.runner import list_images, run_proposals
 
     data, props = out / "data", out / "proposals"
-    n_train, n_val, size = (60, 20, 96) if quick else (800, 100, 128)
+    n_train, n_val, size = (60, 20, 96) if quick else (1000, 100, 128)
     ann = data / "annotations"
     if not (ann / "panoptic_val.json").is_file():
         write_synth_dataset(data, n_train, n_val, SynthConfig(height=size, width=size), seed=0)

@@ -39,7 +39,7 @@ CPU_REFINE: dict[str, Any] = {
     "refine.mask_channels": 64, "refine.mask_convs": 4, "refine.semantic_channels": 64,
     "refine.semantic_convs": 2, "refine.mask_rois": 32, "refine.head_lr_mult": 10.0,
     "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
-    "solver.max_iter": 600, "solver.warmup_iters": 20, "solver.steps": [480],
+    "solver.max_iter": 500, "solver.warmup_iters": 20, "solver.steps": [400],
     "solver.checkpoint_period": 200,
 }
 

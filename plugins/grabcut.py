@@ -4,7 +4,9 @@ As the paper does (REFERENCE.md), GrabCut is initialised from a mask, not only a
 segment is firm foreground, everything outside its box firm background, the rest of the box
 probable background, so GrabCut grows the segment to the object's colour boundary. The image is
 downscaled to ``max_side`` (400) for speed, 5 iterations; firm pixels keep their label at full
-resolution.
+resolution. By default it runs on the box grown by its own size on every side (``context``),
+not the whole image: nothing outside the box can change, and the margin's firm background gives
+the background colour model (on the demo's images 2x faster; ``context=0`` is the full image).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def grabcut_refine(
     iterations: int = 5,
     max_side: int = 400,
     seed: int = 0,
+    context: float = 1.0,
     **_: Any,
 ) -> np.ndarray:
     """Re-estimate a mask with GrabCut.
@@ -36,6 +39,10 @@ def grabcut_refine(
         fg: ``(H, W)`` bool firm foreground (the mined segment).
         box: ``(4,)`` XYXY box; pixels outside it are background. ``None``: the box of ``fg``.
         bg: ``(H, W)`` bool extra firm background, or ``None``.
+        context: GrabCut runs on the box grown by this fraction of its size on every side
+            (at least 8 px): the firm background there gives the background colour model,
+            and nothing beyond can change. ``0`` or less: the whole image (slower; the
+            authors' code).
     Returns:
         ``(H, W)`` bool mask; ``fg`` pixels are always in it, ``bg`` pixels never.
     """
@@ -57,6 +64,18 @@ def grabcut_refine(
         out = np.zeros((h, w), bool)
         out[y0:y1, x0:x1] = True
         return (out | fg) & ~firm_bg
+    if context > 0:  # crop: outside the box every pixel is firm background anyway
+        mx = max(8, int(round(context * (x1 - x0))))
+        my = max(8, int(round(context * (y1 - y0))))
+        cx0, cy0, cx1, cy1 = max(x0 - mx, 0), max(y0 - my, 0), min(x1 + mx, w), min(y1 + my, h)
+        if (cx0, cy0, cx1, cy1) != (0, 0, w, h):
+            out = np.zeros((h, w), bool)
+            out[cy0:cy1, cx0:cx1] = grabcut_refine(
+                image[cy0:cy1, cx0:cx1], fg[cy0:cy1, cx0:cx1],
+                np.array([x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0], np.float32),
+                None if bg is None else bg[cy0:cy1, cx0:cx1], iterations=iterations,
+                max_side=max_side, seed=seed, context=0.0)
+            return out | fg
     mask = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
     mask[firm_bg] = cv2.GC_BGD
     mask[fg] = cv2.GC_FGD

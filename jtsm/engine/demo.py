@@ -59,7 +59,7 @@ def run_demo(
     out = Path(out)
     data, props = out / "data", out / "proposals"
     mine_dir, relabel_dir, refine_dir = out / "mine", out / "relabel", out / "refine"
-    n_train, n_val, size = (60, 20, 96) if quick else (800, 100, 128)
+    n_train, n_val, size = (60, 20, 96) if quick else (1000, 100, 128)
     ann = data / "annotations"
     images = data / "images"
     times: dict[str, float] = {}

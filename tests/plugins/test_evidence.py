@@ -59,3 +59,23 @@ def test_grabcut_on_real_photo_downscaled_path():
     out = get_evidence("grabcut").refine(img, fg, np.array([200, 100, 400, 300]), None,
                                          max_side=200)
     assert out[fg].all() and not out[:90].any() and out.sum() >= fg.sum()
+
+
+def test_grabcut_on_a_cropped_context_agrees_with_the_whole_image():
+    import numpy as np
+
+    from jtsm.plugins import get_evidence
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 60, (120, 160, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[0:120, 0:160]
+    disc = (yy - 50) ** 2 + (xx - 60) ** 2 < 18**2
+    img[disc] = (200, 180, 40)
+    core = disc & (abs(yy - 50) <= 3)
+    box = np.array([38, 28, 84, 72], np.float32)
+    refine = get_evidence("grabcut").refine
+    full = refine(img, core, box, None, context=0)
+    crop = refine(img, core, box, None)
+    assert crop[core].all() and not crop[:, 100:].any()
+    assert (full & crop).sum() / (full | crop).sum() > 0.95
+    assert (crop & disc).sum() / (crop | disc).sum() > 0.9
