@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from jtsm_cli.common import echo_json, progress
-from jtsm_cli.train_common import TrainProgress, resolve_config, training_options, world
+from jtsm_cli.train_common import TrainProgress, resolve_config, run_workers, training_options
 
 
 def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet, result_path):  # noqa: ANN001
@@ -49,21 +48,9 @@ def mine(dataset: str, images: str, proposals: str, out: str, as_json: bool,
         jtsm mine --dataset data/annotations/panoptic_train.json --images data/images \\
             --proposals data/proposals --out runs/mine --config examples/configs/synth.toml
     """
-    from jtsm.engine.distributed import launch
-    from jtsm.fileio import read_json
-
     cfg = resolve_config(config_path, overrides)
-    n, backend = world(gpus, nproc)
-    t0 = time.perf_counter()
-    result = Path(out) / ".summary.json"
-    args = (cfg, dataset, images, proposals, out, resume, quiet, str(result))
-    if n > 1:
-        launch(_mine_worker, n, backend, args=args)
-    else:
-        _mine_worker(*args)
-    summary = read_json(result)
-    result.unlink(missing_ok=True)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary = run_workers(_mine_worker, (cfg, dataset, images, proposals, out, resume, quiet),
+                          out, gpus, nproc)
     if as_json:
         echo_json(summary)
         return

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
 from jtsm_cli.common import echo_json
-from jtsm_cli.train_common import TrainProgress, training_options, world
+from jtsm_cli.train_common import TrainProgress, run_workers, training_options
 
 
 def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet, result_path):  # noqa: ANN001
@@ -54,22 +53,13 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
             --out runs/refine --set solver.max_iter=1000
     """
     from jtsm.config import config_from_dict, load_config
-    from jtsm.engine.distributed import launch
     from jtsm.fileio import read_json
 
     base = config_from_dict(read_json(Path(run_dir) / "config.json"))
     cfg = load_config(config_path, list(overrides), base=base)
-    n, backend = world(gpus, nproc)
-    t0 = time.perf_counter()
-    result = Path(out) / ".summary.json"
-    args = (cfg, run_dir, pseudo, images, proposals, out, resume, quiet, str(result))
-    if n > 1:
-        launch(_refine_worker, n, backend, args=args)
-    else:
-        _refine_worker(*args)
-    summary = read_json(result)
-    result.unlink(missing_ok=True)
-    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary = run_workers(_refine_worker,
+                          (cfg, run_dir, pseudo, images, proposals, out, resume, quiet),
+                          out, gpus, nproc)
     if as_json:
         echo_json(summary)
         return

@@ -53,6 +53,30 @@ def world(gpus: int, nproc: int) -> tuple[int, str]:
     return nproc, "gloo"
 
 
+def run_workers(worker: Callable[..., None], args: tuple[Any, ...], out: str, gpus: int,
+                nproc: int) -> dict[str, Any]:
+    """Run ``worker(*args, result_path)`` on every rank (one process, N local workers, or
+    torchrun's) and return rank 0's summary with the wall ``seconds``."""
+    import time
+    from pathlib import Path
+
+    from jtsm.engine.distributed import launch
+    from jtsm.fileio import read_json
+
+    n, backend = world(gpus, nproc)
+    t0 = time.perf_counter()
+    result = Path(out) / ".summary.json"
+    full = (*args, str(result))
+    if n > 1:
+        launch(worker, n, backend, args=full)
+    else:
+        worker(*full)
+    summary = read_json(result)
+    result.unlink(missing_ok=True)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    return summary
+
+
 class TrainProgress:
     """A rich progress bar per training stage on stderr (off when quiet or not a terminal)."""
 

@@ -134,18 +134,29 @@ class MiningDataset:
 
     def load(self, index: int, rng: np.random.Generator) -> MiningItem:
         rec = self.records[index]
-        image, ps = self.read(index)
+        image, ps, _ = self.augment(*self.read(index), rng)
+        tags = torch.from_numpy(self.categories.tag_vector(rec.labels))
+        return MiningItem(to_tensor(image), tags, ps, rec.id)
+
+    def augment(self, image: np.ndarray, ps: ProposalSet, rng: np.random.Generator,
+                label_map: np.ndarray | None = None
+                ) -> tuple[np.ndarray, ProposalSet, np.ndarray | None]:
+        """Random train scale, flip and HSV jitter of an image with its proposals and, when
+        given, an ``(H, W)`` integer ``label_map`` (resized nearest, flipped alike)."""
         short = int(rng.choice(self.cfg.train_scales))
         h, w = resize_to_scale(*image.shape[:2], short, self.cfg.max_size)
         if (h, w) != image.shape[:2]:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
             ps = ps.resize(h, w)
+            if label_map is not None:
+                label_map = cv2.resize(label_map.astype(np.float64), (w, h),
+                                       interpolation=cv2.INTER_NEAREST).astype(np.int64)
         if self.cfg.hflip and rng.random() < 0.5:
             image = np.ascontiguousarray(image[:, ::-1])
             ps = ps.hflip()
-        image = hsv_jitter(image, self.cfg.hsv_jitter, rng)
-        tags = torch.from_numpy(self.categories.tag_vector(rec.labels))
-        return MiningItem(to_tensor(image), tags, ps, rec.id)
+            if label_map is not None:
+                label_map = np.ascontiguousarray(label_map[:, ::-1])
+        return hsv_jitter(image, self.cfg.hsv_jitter, rng), ps, label_map
 
 
 class TagBatchDataset:

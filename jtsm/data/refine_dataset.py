@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
@@ -21,8 +20,6 @@ from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import (
     MiningDataset,
     MiningItem,
-    hsv_jitter,
-    resize_to_scale,
     to_tensor,
 )
 from jtsm.errors import DataError
@@ -107,19 +104,8 @@ class RefineDataset(MiningDataset):
         if absent:
             raise DataError(f"{self.pseudo.png_path(rec.id)}: segment id(s) {sorted(absent)} "
                             "of segments_info have no pixels in the PNG")
-        ids = seg.ids
-        short = int(rng.choice(self.cfg.train_scales))
-        h, w = resize_to_scale(*image.shape[:2], short, self.cfg.max_size)
-        if (h, w) != image.shape[:2]:
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-            ps = ps.resize(h, w)
-            ids = cv2.resize(ids.astype(np.float64), (w, h),
-                             interpolation=cv2.INTER_NEAREST).astype(np.int64)
-        if self.cfg.hflip and rng.random() < 0.5:
-            image = np.ascontiguousarray(image[:, ::-1])
-            ids = np.ascontiguousarray(ids[:, ::-1])
-            ps = ps.hflip()
-        image = hsv_jitter(image, self.cfg.hsv_jitter, rng)
+        image, ps, ids = self.augment(image, ps, rng, seg.ids)
+        assert ids is not None
         masks, classes, weights, stuff = pseudo_targets(ids, seg.segments, self.categories)
         tags = torch.from_numpy(self.categories.tag_vector(rec.labels))
         return RefineItem(to_tensor(image), tags, ps, rec.id, torch.from_numpy(masks),

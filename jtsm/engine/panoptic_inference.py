@@ -95,7 +95,7 @@ def refined_panoptic(
         if cfg.refine.stuff_from == "mined":
             s_masks, s_cls, s_score = mined_stuff(
                 ps, scores, [c for c in present if c >= nt], categories, cfg.mined)
-        elif stuff and categories.num_stuff:
+        elif stuff:
             prob = model.semantic_logits(feats, (h, w)).softmax(1)[0].cpu().numpy()
             sub = prob[stuff]
             arg = sub.argmax(0)

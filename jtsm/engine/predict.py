@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jtsm.data.coco_panoptic import PanopticWriter
+from jtsm.data.coco_panoptic import PanopticDataset, PanopticWriter
 from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
@@ -97,6 +97,7 @@ def predict_images(
         (out / name).unlink(missing_ok=True)
     panoptic = PanopticWriter(out / "panoptic.json", list(cats.categories))
     insts, dets = JsonListWriter(out / "instances.json"), JsonListWriter(out / "detections.json")
+    gt = _ground_truth(dataset) if viz else None
     it: Iterable[dict[str, Any]] = records
     if progress is not None:
         it = progress(records, len(records), "predict")
@@ -113,7 +114,7 @@ def predict_images(
         seg, found = _own_size(seg, detections(ps, scores, cats, rec["id"], cfg.mined),
                                image.shape[:2], size)
         if len(panoptic.images) < viz:
-            _write_viz(out, rec, image, seg, dataset)
+            _write_viz(out, rec, image, seg, gt)
         panoptic.add({"id": rec["id"], "file_name": rec["file_name"],
                       "height": seg.image_size[0], "width": seg.image_size[1]}, seg)
         insts.extend(_instances(seg, rec["id"], thing_ids))
@@ -154,16 +155,12 @@ def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | No
 
 
 def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticSeg,
-               dataset: str | os.PathLike[str] | None) -> None:
-    """``OUT/viz/<name>.png``: image | prediction | ground truth (when the dataset has it)."""
+               gt: PanopticDataset | None) -> None:
+    """``OUT/viz/<name>.png``: image | prediction | ground truth (when ``gt`` has the image)."""
     from jtsm.engine.panoptic_viz import write_panel
 
-    gt = None
-    if dataset is not None:
-        gt = _gt_reader(str(dataset))
-    truth = None
-    if gt is not None and int(rec["id"]) in gt.annotations:
-        truth = gt.read(int(rec["id"]))
+    truth = gt.read(int(rec["id"])) if gt is not None and int(rec["id"]) in gt.annotations \
+        else None
     if truth is not None and truth.image_size != image.shape[:2]:
         import cv2
 
@@ -177,17 +174,14 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
     write_panel(out / "viz" / (Path(rec["file_name"]).stem + ".png"), image, seg, truth)
 
 
-_GT_CACHE: dict[str, Any] = {}
-
-
-def _gt_reader(dataset: str) -> Any:
+def _ground_truth(dataset: str | os.PathLike[str] | None) -> PanopticDataset | None:
     """The dataset as panoptic ground truth, or ``None`` when it has no masks."""
-    if dataset not in _GT_CACHE:
-        from jtsm.data.coco_panoptic import load_panoptic_json
-        from jtsm.errors import DataError
+    from jtsm.data.coco_panoptic import load_panoptic_json
+    from jtsm.errors import DataError
 
-        try:
-            _GT_CACHE[dataset] = load_panoptic_json(dataset)
-        except DataError:
-            _GT_CACHE[dataset] = None
-    return _GT_CACHE[dataset]
+    if dataset is None:
+        return None
+    try:
+        return load_panoptic_json(dataset)
+    except DataError:
+        return None

@@ -116,13 +116,11 @@ class RefineTrainModule(MilTrainModule):
         return losses
 
 
-def _init_from(model: PanopticModel, source: Path) -> str:
+def _init_from(model: PanopticModel, source: Path) -> None:
     """Load a mining or refine run's weights; the new branches keep their init when the
-    source has none. Returns the source's stage."""
+    source has none."""
     from jtsm.engine.checkpoint import load_checkpoint
-    from jtsm.fileio import read_json
 
-    stage = str(read_json(source / "meta.json").get("stage", "?"))
     state = load_checkpoint(source / "model_final.pt")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -134,7 +132,6 @@ def _init_from(model: PanopticModel, source: Path) -> str:
     if bad:
         raise DataError(f"{source / 'model_final.pt'}: weights do not fit the refine model "
                         f"({len(bad)} keys differ, e.g. {bad[0]!r})")
-    return stage
 
 
 def run_refine(
@@ -168,7 +165,8 @@ def run_refine(
     torch.manual_seed(cfg.seed)
     ds = RefineDataset(pseudo, images, proposals, cfg.input, categories)
     model = build_panoptic_model(cfg, categories)
-    source_stage = _init_from(model, source)
+    _init_from(model, source)
+    source_stage = str(meta.get("stage", "?"))
     if is_main():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", config_to_dict(cfg), indent=2)

@@ -78,6 +78,11 @@ def at_least(n: int, folder: Path, pattern: str) -> Callable[[], bool]:
     return lambda: len(list(folder.glob(pattern))) >= n
 
 
+def checkpoint_reached(ck: Path, stage: str, it: int) -> Callable[[], bool]:
+    """True once ``ck`` holds a ``<stage>_<N>.pt`` checkpoint with ``N >= it``."""
+    return lambda: any(int(p.stem.split("_")[1]) >= it for p in ck.glob(f"{stage}_*.pt"))
+
+
 def assert_whole(root: Path, cut_metrics_ok: bool = False) -> None:
     """Every file under ``root`` loads; hidden temporary files are the only leftovers."""
     if not root.exists():
@@ -270,12 +275,9 @@ def test_mine_killed_at_random_points_resumes_bit_identically(tmp_path, synth_di
     out = tmp_path / "killed"
     ck = out / "checkpoints"
 
-    def reached(stage: str, it: int) -> Callable[[], bool]:  # checkpoint of iteration >= it
-        return lambda: any(int(p.stem.split("_")[1]) >= it for p in ck.glob(f"{stage}_*.pt"))
-
-    points = [reached("warmup", rng.choice([2, 4])),  # during the tag warm-up
-              reached("mine", rng.choice([2, 4, 6])),  # during MIL training
-              reached("mine", rng.choice([10, 12, 14])),
+    points = [checkpoint_reached(ck, "warmup", rng.choice([2, 4])),  # the tag warm-up
+              checkpoint_reached(ck, "mine", rng.choice([2, 4, 6])),  # during MIL training
+              checkpoint_reached(ck, "mine", rng.choice([10, 12, 14])),
               lambda: (out / "model_final.pt").exists()]  # while writing the mined outputs
     killed = 0
     for i, ready in enumerate(points):
@@ -320,10 +322,8 @@ def test_refine_killed_at_random_points_resumes_bit_identically(tmp_path, mined_
     ck = out / "checkpoints"
     killed = 0
     for i, it in enumerate(sorted(rng.sample([2, 4, 6, 8, 10], 3))):
-        def ready(it: int = it) -> bool:  # a checkpoint of iteration >= it exists
-            return any(int(p.stem.split("_")[1]) >= it for p in ck.glob("refine_*.pt"))
-
-        killed += kill_when(cmd(out, *(["--resume"] if i else [])), ready,
+        killed += kill_when(cmd(out, *(["--resume"] if i else [])),
+                            checkpoint_reached(ck, "refine", it),
                             rng.uniform(0, 0.3))
         assert_whole(out, cut_metrics_ok=True)
     assert killed >= 2, "the runs finished before they could be killed"

@@ -1,5 +1,7 @@
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,9 @@ from jtsm.engine.mine import run_mine
 from jtsm.engine.runs import load_run
 from jtsm.errors import DataError
 from jtsm_cli.main import cli
+
+sys.path.insert(0, str(Path(__file__).parent))
+from eval_check import assert_eval_matches_references  # noqa: E402
 
 TINY = ["solver.max_iter=4", "solver.ims_per_batch=2", "solver.warmup_iters=1",
         "solver.steps=[3]", "mining.fc_dim=32", "mining.refine_heads=2",
@@ -37,19 +42,7 @@ def test_predict_outputs_pass_jtsm_eval_and_panopticapi(tmp_path, mine_run, synt
     assert json.loads(r.output)["images"] == 6
     for name in ("panoptic.json", "instances.json", "detections.json"):
         assert (out / name).is_file()
-    r = CliRunner().invoke(cli, ["eval", "--metric", "pq", "--gt", str(gt), "--pred",
-                                 str(out / "panoptic.json"), "--json", "--workers", "1"])
-    assert r.exit_code == 0, r.output
-    ours = json.loads(r.output)
-    from panopticapi.evaluation import pq_compute
-
-    ref = pq_compute(str(gt), str(out / "panoptic.json"), str(gt.with_suffix("")),
-                     str(out / "panoptic"))
-    for group in ("All", "Things", "Stuff"):
-        assert ours[group]["pq"] == pytest.approx(ref[group]["pq"], abs=1e-9)
-    r = CliRunner().invoke(cli, ["eval", "--metric", "ap", "--gt", str(gt), "--pred",
-                                 str(out / "instances.json"), "--json"])
-    assert r.exit_code == 0, r.output
+    assert_eval_matches_references(gt, out)
 
 
 def test_predict_computes_proposals_on_the_fly(tmp_path, mine_run, synth_dir):

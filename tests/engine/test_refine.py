@@ -1,4 +1,6 @@
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,9 @@ from jtsm.engine.refine import instance_targets, run_refine
 from jtsm.engine.runs import load_run
 from jtsm.errors import DataError
 from jtsm_cli.main import cli
+
+sys.path.insert(0, str(Path(__file__).parent))
+from eval_check import assert_eval_matches_references  # noqa: E402
 
 MINE = ["solver.max_iter=4", "solver.warmup_iters=1", "solver.steps=[3]", "mining.fc_dim=32",
         "mining.refine_heads=2", "input.train_scales=[64]", "input.test_scales=[64]",
@@ -65,19 +70,7 @@ def test_refine_then_predict_then_eval(tmp_path, mine_run, synth_dir, synth_prop
     assert panel.shape == (first["height"], 3 * first["width"] + 8, 3)
     image = read_image(synth_dir / "images" / first["file_name"])
     assert np.array_equal(panel[:, : first["width"]], image)
-    r = CliRunner().invoke(cli, ["eval", "--metric", "pq", "--gt", str(gt), "--pred",
-                                 str(pred / "panoptic.json"), "--json", "--workers", "1"])
-    assert r.exit_code == 0, r.output
-    ours = json.loads(r.output)
-    from panopticapi.evaluation import pq_compute
-
-    ref = pq_compute(str(gt), str(pred / "panoptic.json"), str(gt.with_suffix("")),
-                     str(pred / "panoptic"))
-    for group in ("All", "Things", "Stuff"):
-        assert ours[group]["pq"] == pytest.approx(ref[group]["pq"], abs=1e-9)
-    r = CliRunner().invoke(cli, ["eval", "--metric", "ap", "--gt", str(gt), "--pred",
-                                 str(pred / "instances.json"), "--json"])
-    assert r.exit_code == 0, r.output
+    assert_eval_matches_references(gt, pred)
 
 
 def test_refine_resume_equals_an_uninterrupted_run(tmp_path, mine_run, synth_dir):
