@@ -312,16 +312,17 @@ def _pool_map(todo: list[ImageItem], job: dict[str, Any], n: int) -> Iterator[Im
                 for fut in finished:
                     item = running.pop(fut)
                     try:
-                        yield fut.result()
+                        result = fut.result()
+                        nxt = next(pending, None)
+                        if nxt is not None:  # submit raises too once another worker died
+                            running[ex.submit(_process, nxt)] = nxt
                     except BrokenProcessPool:
                         suspects = ", ".join([item.name] + [it.name for it in running.values()])
                         raise JtsmError(
                             f"a worker process died (out of memory?) while making proposals for "
                             f"one of: {suspects}; rerun to continue, or use fewer --workers"
                         ) from None
-                    nxt = next(pending, None)
-                    if nxt is not None:
-                        running[ex.submit(_process, nxt)] = nxt
+                    yield result
         finally:
             for fut in running:
                 fut.cancel()
