@@ -2,14 +2,15 @@
 
 - Under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the environment) the environment decides.
 - ``launch(fn, nproc, backend)`` starts ``nproc`` local workers (gloo on CPU, NCCL on GPUs)
-  on a free loopback port; ``nproc == 1`` just calls ``fn`` in this process.
+  that meet through a FileStore in a temporary folder; ``nproc == 1`` just calls ``fn``
+  in this process.
 No home-made cluster code: many machines are torchrun's job.
 """
 
 from __future__ import annotations
 
 import os
-import socket
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -61,21 +62,20 @@ def init_from_env(backend: str | None = None) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, port: int,
+def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_file: str,
             args: tuple[Any, ...]) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
-    dist.init_process_group(backend, rank=rank, world_size=nproc)
+    """One local worker. The rendezvous is a FileStore, not a TCPStore: a TCPStore's server
+    lives in rank 0, and rank 0 leaving while rank 1 still tears down its group is a known
+    exit race (seen here once in ~7 CI runs as a SIGABRT of rank 0 after training ended).
+    A file has no server thread and no port to race for."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
+    dist.init_process_group(backend, init_method=f"file://{store_file}", rank=rank,
+                            world_size=nproc)
     if backend == "nccl":
         torch.cuda.set_device(rank)
     try:
         fn(*args)
+        dist.barrier()  # nobody tears down while another rank still talks to the group
     finally:
         dist.destroy_process_group()
 
@@ -87,4 +87,6 @@ def launch(fn: Callable[..., Any], nproc: int, backend: str, args: tuple[Any, ..
         return
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(fn, nproc, backend, _free_port(), args), nprocs=nproc, join=True)
+    with tempfile.TemporaryDirectory(prefix="jtsm-dist-") as tmp:
+        store_file = os.path.join(tmp, "store")
+        mp.spawn(_worker, args=(fn, nproc, backend, store_file, args), nprocs=nproc, join=True)
