@@ -1,13 +1,21 @@
 """Segment-id maps for evaluation: fast PNG decoding and the joint gt x pred histogram.
 
 A panoptic PNG stores ``id = R + 256 G + 256^2 B``. Evaluation keeps the decoded ``(H, W, 3)``
-bytes as they are (:func:`read_rgb_png`, libspng when installed) and never builds a per-pixel id
-map: segment maps are piecewise constant, so :func:`pair_runs` cuts the two images, in row-major
-order, into maximal runs of equal (gt pixel, pred pixel) pairs (~5,000 runs for a 640x480 pair
-with ~20 segments, against 307,200 pixels). Only the run starts are turned into ids, made
-contiguous through a reusable lookup table over the 2^24 possible ids, and one weighted
-``np.bincount`` over ``gt_index * n_pred + pred_index`` gives every gt x pred intersection.
-The per-pixel work is two byte comparisons, one ``or`` and a scan for nonzero 64-bit words.
+bytes as they are (:func:`read_rgb_png`) and never builds a per-pixel id map: segment maps are
+piecewise constant, so :func:`pair_runs` cuts the two images, in row-major order, into maximal
+runs of equal (gt pixel, pred pixel) pairs (~5,000 runs for a 640x480 pair with ~20 segments,
+against 307,200 pixels). Only the run starts are turned into ids, made contiguous through a
+reusable lookup table over the 2^24 possible ids, and one weighted ``np.bincount`` over
+``gt_index * n_pred + pred_index`` gives every gt x pred intersection.
+
+Decoders, fastest first (:func:`png_decoder` names the one in use):
+
+- ``jtsm.evaluation._pngcore``, an optional C extension built at install time: it decodes 8-bit
+  RGB / RGBA PNGs and, for a gt / prediction pair, yields the runs straight from the two PNGs
+  (:func:`png_pair_runs`), no image ever held whole. Any other PNG, or any fault, goes on to:
+- libspng (``pyspng``), then OpenCV, which decode everything else and word every error.
+
+``JTSM_PNGCORE=0`` in the environment turns the extension off (to compare the two paths).
 """
 
 from __future__ import annotations
@@ -17,10 +25,21 @@ import os
 import cv2
 import numpy as np
 
+from jtsm.data import coco_panoptic
 from jtsm.data.coco_panoptic import read_panoptic_png, read_panoptic_rgb
 from jtsm.errors import DataError
 
-__all__ = ["IdIndexer", "joint_histogram", "pair_runs", "read_id_png", "read_rgb_png"]
+try:  # the optional C extension (setup.py); without it, libspng / OpenCV decode
+    from jtsm.evaluation import _pngcore
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _pngcore = None
+if os.environ.get("JTSM_PNGCORE", "1") == "0":
+    _pngcore = None
+
+__all__ = [
+    "IdIndexer", "joint_histogram", "pair_runs", "png_decoder", "png_pair_runs", "read_id_png",
+    "read_rgb_png",
+]
 
 ID_LIMIT = 1 << 24  # ids live in [0, 2^24): three 8-bit channels
 UNKNOWN = 0  # index of pixels whose id is neither void nor a listed segment
@@ -33,9 +52,66 @@ def read_id_png(path: str | os.PathLike[str]) -> np.ndarray:
     return read_panoptic_png(path, np.uint32)
 
 
-def read_rgb_png(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode a panoptic PNG to ``(H, W, 3)`` uint8 R, G, B; errors name the file."""
+def png_decoder() -> str:
+    """The decoder evaluation uses first: the compiled extension, libspng or OpenCV."""
+    if _pngcore is not None:
+        return "jtsm._pngcore (C extension; libspng / OpenCV for other PNGs)"
+    return "libspng (pyspng)" if coco_panoptic._pyspng is not None else "OpenCV"
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes | None:
+    """The file's bytes, or None when it cannot be read (the fallback names the fault)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def read_rgb_png(path: str | os.PathLike[str], scratch: Scratch | None = None) -> np.ndarray:
+    """Decode a panoptic PNG to ``(H, W, 3)`` uint8 R, G, B; errors name the file.
+
+    The compiled decoder takes 8-bit RGB / RGBA PNGs; anything else, and every fault, goes
+    through :func:`jtsm.data.coco_panoptic.read_panoptic_rgb` (libspng / OpenCV), so results and
+    error messages are the same with and without the extension. ``scratch`` keeps the decoder's
+    working memory between calls.
+    """
+    if _pngcore is not None:
+        data = _read_bytes(path)
+        got = None if data is None else _pngcore.decode(data, _work(scratch))
+        if got is not None:
+            h, w, rgb = got
+            return np.frombuffer(rgb, np.uint8).reshape(h, w, 3)
     return read_panoptic_rgb(path)
+
+
+def png_pair_runs(
+    gt_path: str | os.PathLike[str],
+    pred_path: str | os.PathLike[str],
+    scratch: Scratch | None = None,
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`pair_runs` of two panoptic PNGs, computed by the C extension from the files.
+
+    Returns ``((height, width), gt ids, pred ids, lengths)`` (int64 arrays), or None when the
+    extension is absent, a file cannot be read, either PNG is not one it decodes (it takes 8-bit
+    RGB / RGBA, not interlaced, and refuses any fault) or the two sizes differ: the caller then
+    decodes with :func:`read_rgb_png`, which raises the error that names the file.
+    """
+    if _pngcore is None:
+        return None
+    gt, pred = _read_bytes(gt_path), _read_bytes(pred_path)
+    if gt is None or pred is None:
+        return None
+    got = _pngcore.pair_runs(gt, pred, _work(scratch))
+    if got is None:
+        return None
+    h, w, runs = got
+    g, p, lengths = np.frombuffer(runs, np.int64).reshape(3, -1)
+    return (h, w), g, p, lengths
+
+
+def _work(scratch: Scratch | None) -> bytearray | None:
+    return None if scratch is None else scratch.work
 
 
 def is_rgb(a: np.ndarray) -> bool:
@@ -57,6 +133,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self._bufs: dict[str, np.ndarray] = {}
+        self.work = bytearray()  # the C decoder's working memory (grown by it as needed)
 
     def get(self, name: str, n: int, dtype: type) -> np.ndarray:
         buf = self._bufs.get(name)
@@ -173,13 +250,26 @@ class IdIndexer:
         ``gt`` and ``pred`` are ``(H, W, 3)`` uint8 R, G, B images or ``(H, W)`` id maps of the
         same size. The counts are summed over the runs of :func:`pair_runs`.
         """
-        n_g, n_p = len(gt_seg_ids) + FIRST, len(pred_seg_ids) + FIRST
         g, p, lengths = pair_runs(gt, pred, self._scratch)
+        return self.run_histogram(g, gt_seg_ids, p, pred_seg_ids, lengths)
+
+    def run_histogram(
+        self, g: np.ndarray, gt_seg_ids: np.ndarray, p: np.ndarray, pred_seg_ids: np.ndarray,
+        lengths: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`histogram` from runs: gt ids ``g``, pred ids ``p`` (in ``[0, 2^24)``) and
+        lengths, as :func:`pair_runs` or :func:`png_pair_runs` give them."""
+        n_g, n_p = len(gt_seg_ids) + FIRST, len(pred_seg_ids) + FIRST
         key = self.index(g, gt_seg_ids)
         key *= n_p
         key += self.index(p, pred_seg_ids)
         hist = np.bincount(key, weights=lengths, minlength=n_g * n_p)  # exact below 2^53
         return hist.astype(np.int64).reshape(n_g, n_p)
+
+    @property
+    def scratch(self) -> Scratch:
+        """The work buffers kept between images (also the C decoder's working memory)."""
+        return self._scratch
 
     def _index_wide(self, ids: np.ndarray, seg_ids: np.ndarray) -> np.ndarray:
         """Like :meth:`index` for any number of segments (sorted search, int64 result)."""

@@ -30,7 +30,14 @@ import cv2
 import numpy as np
 
 from jtsm.errors import DataError
-from jtsm.evaluation.idmaps import FIRST, ID_LIMIT, VOID, IdIndexer, read_rgb_png
+from jtsm.evaluation.idmaps import (
+    FIRST,
+    ID_LIMIT,
+    VOID,
+    IdIndexer,
+    png_pair_runs,
+    read_rgb_png,
+)
 from jtsm.structures import CategoryMap, PanopticSeg
 
 __all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summarize_pq"]
@@ -306,17 +313,32 @@ def _run_jobs(jobs: Sequence[_Job], num_classes: int) -> PQStats:
     indexer = _worker_indexer()
     stats = PQStats.zeros(num_classes)
     for job in jobs:
-        gt_ids = read_rgb_png(job.gt_png)
-        if job.size is not None and gt_ids.shape[:2] != job.size:
-            raise DataError(
-                f"{job.gt_png}: PNG is {gt_ids.shape[1]}x{gt_ids.shape[0]}, image record says "
-                f"{job.size[1]}x{job.size[0]}"
-            )
-        pred_ids = read_rgb_png(job.pred_png)
-        stats += image_pq_stats(
-            gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer, job.gt_png, job.pred_png
-        )
+        stats += _job_stats(job, num_classes, indexer)
     return stats
+
+
+def _job_stats(job: _Job, num_classes: int, indexer: IdIndexer) -> PQStats:
+    """One image's PQ counts. The C extension gives the runs straight from the two PNGs; when
+    it is absent or declines (a PNG it does not decode, a fault, sizes that differ), and when
+    the image has a fault to report (a size against its record, an unlisted id), the images are
+    decoded whole and checked as they always were, so every error reads the same either way."""
+    runs = png_pair_runs(job.gt_png, job.pred_png, indexer.scratch)
+    if runs is not None:
+        size, g, p, lengths = runs
+        if job.size is None or size == job.size:
+            hist = indexer.run_histogram(g, job.gt.ids, p, job.pred.ids, lengths)
+            if not hist[0].any() and not hist[:, 0].any():
+                return _match(hist, job.gt, job.pred, num_classes, job.pred_png)
+    gt_ids = read_rgb_png(job.gt_png, indexer.scratch)
+    if job.size is not None and gt_ids.shape[:2] != job.size:
+        raise DataError(
+            f"{job.gt_png}: PNG is {gt_ids.shape[1]}x{gt_ids.shape[0]}, image record says "
+            f"{job.size[1]}x{job.size[0]}"
+        )
+    pred_ids = read_rgb_png(job.pred_png, indexer.scratch)
+    return image_pq_stats(
+        gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer, job.gt_png, job.pred_png
+    )
 
 
 _LOCAL = threading.local()  # one indexer (lookup table + work buffers) per thread
