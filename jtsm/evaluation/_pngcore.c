@@ -37,6 +37,19 @@ static inline uint64_t load64(const uint8_t *p)
 
 static inline void store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
+/* Eight byte-wise additions modulo 256 in one 64-bit word (no carry between bytes). */
+static inline uint64_t add_bytes(uint64_t x, uint64_t y)
+{
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full;
+    return ((x & low7) + (y & low7)) ^ ((x ^ y) & ~low7);
+}
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LITTLE_ENDIAN_HOST 1
+#else
+#define LITTLE_ENDIAN_HOST 0
+#endif
+
 /* A little-endian 64-bit load on any host (the bit reader takes bytes LSB first). */
 static inline uint64_t load64_le(const uint8_t *p)
 {
@@ -636,6 +649,58 @@ static inline uint8_t paeth(int a, int b, int c)
     return (uint8_t)(pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
 }
 
+/* Sub: cur[k] = f[k] + cur[k - bpp]. Runs of equal pixels filter to zeros, so the bytes of a
+ * zero stretch repeat the last pixel: stored a word at a time (with 3 bytes a pixel the
+ * pattern starts one byte further each word: three words, rotated). A nonzero word is
+ * cur[k] = f[k] + f[k - bpp] + f[k - 2 bpp] + the pattern, byte-wise: shifting a word left by
+ * 8 * bpp bits moves byte k to k + bpp, so three byte-wise additions do it on little-endian
+ * hosts, without the chain of eight dependent byte additions. */
+static void unfilter_sub(uint8_t *cur, const uint8_t *f, size_t rb, int bpp)
+{
+    size_t i = (size_t)bpp;
+    memcpy(cur, f, (size_t)bpp);
+#if LITTLE_ENDIAN_HOST
+    if (bpp == 3) {
+        uint64_t t = cur[0] | (uint64_t)cur[1] << 8 | (uint64_t)cur[2] << 16; /* last pixel */
+        while (i + 8 <= rb) {
+            uint64_t fw = load64(f + i), w0 = t | t << 24 | t << 48;
+            if (fw) {
+                uint64_t c = add_bytes(w0, add_bytes(add_bytes(fw, fw << 24), fw << 48));
+                store64(cur + i, c);
+                t = c >> 40;
+                i += 8;
+                continue;
+            }
+            uint64_t w1 = t >> 16 | t << 8 | t << 32 | t << 56, w2 = t >> 8 | t << 16 | t << 40;
+            do {
+                store64(cur + i, w0);
+                i += 8;
+                uint64_t r = w0;
+                w0 = w1;
+                w1 = w2;
+                w2 = r;
+            } while (i + 8 <= rb && load64(f + i) == 0);
+            t = w0 & 0xFFFFFF; /* the pattern at i begins with the pixel before i */
+        }
+    } else {
+        uint64_t t;
+        uint32_t px;
+        memcpy(&px, cur, 4);
+        t = px;
+        while (i + 8 <= rb) {
+            uint64_t fw = load64(f + i), w = t | t << 32;
+            if (fw)
+                w = add_bytes(w, add_bytes(fw, fw << 32));
+            store64(cur + i, w);
+            t = w >> 32;
+            i += 8;
+        }
+    }
+#endif
+    for (; i < rb; i++)
+        cur[i] = (uint8_t)(f[i] + cur[i - bpp]);
+}
+
 /* Undo one row's filter: cur[0:rb] from the filtered bytes f[0:rb] and the previous row prev
  * (all zeros for the first row). Returns -1 for an unknown filter type. */
 static int unfilter(int type, uint8_t *cur, const uint8_t *prev, const uint8_t *f, size_t rb,
@@ -646,42 +711,8 @@ static int unfilter(int type, uint8_t *cur, const uint8_t *prev, const uint8_t *
     case 0:
         memcpy(cur, f, rb);
         return 0;
-    case 1: /* Sub: runs of equal pixels filter to zeros; their bytes repeat with period bpp */
-        memcpy(cur, f, (size_t)bpp);
-        for (i = (size_t)bpp; i + 8 <= rb;) {
-            if (load64(f + i) != 0) {
-                for (int k = 0; k < 8; k++)
-                    cur[i + k] = (uint8_t)(f[i + k] + cur[i + k - bpp]);
-                i += 8;
-                continue;
-            }
-            /* A stretch of zero words: store the last pixel's bytes repeated, a word at a time.
-             * With 3 bytes a pixel the pattern starts one byte further each word: three
-             * words, rotated. */
-            uint64_t w0, w1, w2;
-            if (bpp == 4) {
-                uint32_t t;
-                memcpy(&t, cur + i - 4, 4);
-                w0 = w1 = w2 = (uint64_t)t | (uint64_t)t << 32;
-            } else {
-                uint8_t pat[24];
-                for (int k = 0; k < 24; k++)
-                    pat[k] = cur[i - 3 + k % 3];
-                memcpy(&w0, pat, 8);
-                memcpy(&w1, pat + 8, 8);
-                memcpy(&w2, pat + 16, 8);
-            }
-            do {
-                store64(cur + i, w0);
-                i += 8;
-                uint64_t t = w0;
-                w0 = w1;
-                w1 = w2;
-                w2 = t;
-            } while (i + 8 <= rb && load64(f + i) == 0);
-        }
-        for (; i < rb; i++)
-            cur[i] = (uint8_t)(f[i] + cur[i - bpp]);
+    case 1: /* Sub */
+        unfilter_sub(cur, f, rb, bpp);
         return 0;
     case 2: /* Up */
         for (i = 0; i < rb; i++)
@@ -773,6 +804,26 @@ static int runs_row(runs_t *r, const uint8_t *g, const uint8_t *p, size_t w, int
     }
     size_t n = 3 * w, i = 3;
     int64_t last = 0; /* the last pixel of this row cut so far (0: none past the first) */
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i dg = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(g + i)),
+                                   _mm_loadu_si128((const __m128i *)(g + i - 3)));
+        __m128i dp = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + i)),
+                                   _mm_loadu_si128((const __m128i *)(p + i - 3)));
+        unsigned changed = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_or_si128(dg, dp),
+                                                                       zero)) & 0xFFFF;
+        while (changed) { /* the bytes that differ from the pixel before, in order */
+            int64_t x = (int64_t)((i + (size_t)__builtin_ctz(changed)) / 3);
+            changed &= changed - 1;
+            if (x != last) {
+                if (runs_cut(r, base + x, g + 3 * x, p + 3 * x))
+                    return -1;
+                last = x;
+            }
+        }
+    }
+#else
     for (; i + 8 <= n; i += 8) {
         uint64_t d = (load64(g + i) ^ load64(g + i - 3)) | (load64(p + i) ^ load64(p + i - 3));
         if (!d)
@@ -788,6 +839,7 @@ static int runs_row(runs_t *r, const uint8_t *g, const uint8_t *p, size_t w, int
             }
         }
     }
+#endif
     for (; i < n; i++) {
         if (g[i] != g[i - 3] || p[i] != p[i - 3]) {
             int64_t x = (int64_t)(i / 3);
@@ -800,7 +852,6 @@ static int runs_row(runs_t *r, const uint8_t *g, const uint8_t *p, size_t w, int
     }
     return 0;
 }
-
 
 /* ------------------------------------------------------------------------------------------ */
 /* Python functions                                                                            */
