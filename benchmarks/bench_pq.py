@@ -13,6 +13,9 @@ of ``--repeat`` runs and the ratio to jtsm. Peers:
         [--ref-python /tmp/np1/bin/python] [--hotcoco-python /tmp/hot/bin/python] [--profile]
 
 ``--profile`` also prints where jtsm's time goes per image pair, stage by stage (one process).
+The first line names the PNG decoder in use: the compiled ``jtsm.evaluation._pngcore`` when it
+was built at install time, else libspng / OpenCV; ``JTSM_PNGCORE=0`` in the environment times
+jtsm without the extension.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from timing import best_of  # benchmarks/timing.py (the script's folder is on sys.path)
 
+from jtsm.evaluation.idmaps import png_decoder
 from jtsm.evaluation.panoptic import evaluate_pq
 from jtsm.evaluation.synthetic import write_pair_dataset
 
@@ -87,56 +92,107 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _profile(gt: Any, pred: Any) -> None:
-    """jtsm's per-pair time by stage, the stages run one after another as in ``_run_jobs``."""
+    """jtsm's per-pair time by stage, the stages run one after another as in ``_job_stats``."""
     from pathlib import Path
 
     import cv2
+
+    from jtsm.evaluation import idmaps, panoptic
+
+    cv2.setNumThreads(1)
+    jobs, cats = panoptic._build_jobs(Path(gt), Path(pred), None, None)
+    if idmaps._pngcore is None:
+        names, stage = _profile_stages_without_extension(jobs, cats)
+    else:
+        names, stage = _profile_stages_with_extension(jobs, cats)
+    best = [float("inf")] * len(names)
+    for _ in range(3):
+        spent = [0.0] * len(names)
+        for j in jobs:
+            for i, v in enumerate(stage(j)):
+                spent[i] += v
+        best = [min(x, y) for x, y in zip(best, spent)]
+    n = len(jobs)
+    whole = best_of(lambda: panoptic.evaluate_pq(gt, pred, workers=1), 3)[0]
+    names.append("json, jobs, per-image Python (the rest)")
+    best.append(max(whole - sum(best), 0.0))
+    print(f"profile: jtsm per image pair, 1 process, best of 3 passes over {n} pairs")
+    for name, v in zip(names, best):
+        print(f"  {name:<52} {1000 * v / n:6.3f} ms  {100 * v / whole:5.1f}%")
+    print(f"  {'total (evaluate_pq, 1 worker)':<52} {1000 * whole / n:6.3f} ms")
+
+
+def _profile_stages_with_extension(jobs: Any, cats: Any) -> tuple[list[str], Callable]:
+    from jtsm.evaluation import idmaps, panoptic
+
+    ix = idmaps.IdIndexer()
+    work = ix.scratch.work
+    core = idmaps._pngcore
+    names = ["read the two files",
+             "decode the two PNGs (_pngcore: CRCs, inflate, Adler-32, unfilter)",
+             "runs of the pair (_pngcore.pair_runs less decoding)",
+             "id lookup + weighted bincount", "matching (IoU table, TP/FP/FN)"]
+
+    def stage(j: Any) -> list[float]:
+        t = [time.perf_counter()]
+        a, b = idmaps._read_bytes(j.gt_png), idmaps._read_bytes(j.pred_png)
+        t.append(time.perf_counter())
+        core.decode(a, work)
+        core.decode(b, work)
+        t.append(time.perf_counter())
+        h, w, runs = core.pair_runs(a, b, work)
+        g, p, lengths = np.frombuffer(runs, np.int64).reshape(3, -1)
+        t.append(time.perf_counter())
+        hist = ix.run_histogram(g, j.gt.ids, p, j.pred.ids, lengths)
+        t.append(time.perf_counter())
+        panoptic._match(hist, j.gt, j.pred, cats.num_classes, j.pred_png)
+        t.append(time.perf_counter())
+        d = [t[i + 1] - t[i] for i in range(len(names))]
+        d[2] -= d[1]  # pair_runs decodes the two PNGs again
+        return d
+
+    return names, stage
+
+
+def _profile_stages_without_extension(jobs: Any, cats: Any) -> tuple[list[str], Callable]:
+    from pathlib import Path
 
     from jtsm.data import coco_panoptic
     from jtsm.evaluation import idmaps, panoptic
     from jtsm.fileio import check_png
 
-    cv2.setNumThreads(1)
-    jobs, cats = panoptic._build_jobs(Path(gt), Path(pred), None, None)
     ix = idmaps.IdIndexer()
     decoder = "libspng" if coco_panoptic._pyspng is not None else "OpenCV"
     names = ["read the two files", "check_png (chunk CRCs)", f"decode the two PNGs ({decoder})",
              "change detection (cv2 xor, or, findNonZero)",
              "runs: starts, lengths, ids at the starts", "id lookup + weighted bincount",
              "matching (IoU table, TP/FP/FN)"]
-    best = [float("inf")] * len(names)
-    for _ in range(3):
-        spent = [0.0] * len(names)
-        for j in jobs:
-            t = [time.perf_counter()]
-            a, b = Path(j.gt_png).read_bytes(), Path(j.pred_png).read_bytes()
-            t.append(time.perf_counter())
-            check_png(a, j.gt_png)
-            check_png(b, j.pred_png)
-            t.append(time.perf_counter())
-            g, p = coco_panoptic.read_panoptic_rgb(j.gt_png), coco_panoptic.read_panoptic_rgb(
-                j.pred_png)
-            t.append(time.perf_counter())
-            idmaps._changes(g.reshape(-1), p.reshape(-1), 3, ix._scratch)
-            t.append(time.perf_counter())
-            idmaps.pair_runs(g, p, ix._scratch)  # includes the change detection again
-            t.append(time.perf_counter())
-            hist = ix.histogram(g, j.gt.ids, p, j.pred.ids)  # includes the runs again
-            t.append(time.perf_counter())
-            panoptic._match(hist, j.gt, j.pred, cats.num_classes, j.pred_png)
-            t.append(time.perf_counter())
-            d = [t[i + 1] - t[i] for i in range(len(names))]
-            d[2] -= d[0] + d[1]  # read_panoptic_rgb reads and checks the files too
-            d[5] -= d[4]
-            d[4] -= d[3]
-            for i, v in enumerate(d):
-                spent[i] += v
-        best = [min(x, y) for x, y in zip(best, spent)]
-    n, total = len(jobs), sum(best)
-    print(f"profile: jtsm per image pair, 1 process, best of 3 passes over {n} pairs")
-    for name, v in zip(names, best):
-        print(f"  {name:<46} {1000 * v / n:6.3f} ms  {100 * v / total:5.1f}%")
-    print(f"  {'total':<46} {1000 * total / n:6.3f} ms")
+
+    def stage(j: Any) -> list[float]:
+        t = [time.perf_counter()]
+        a, b = Path(j.gt_png).read_bytes(), Path(j.pred_png).read_bytes()
+        t.append(time.perf_counter())
+        check_png(a, j.gt_png)
+        check_png(b, j.pred_png)
+        t.append(time.perf_counter())
+        g, p = coco_panoptic.read_panoptic_rgb(j.gt_png), coco_panoptic.read_panoptic_rgb(
+            j.pred_png)
+        t.append(time.perf_counter())
+        idmaps._changes(g.reshape(-1), p.reshape(-1), 3, ix.scratch)
+        t.append(time.perf_counter())
+        idmaps.pair_runs(g, p, ix.scratch)  # includes the change detection again
+        t.append(time.perf_counter())
+        hist = ix.histogram(g, j.gt.ids, p, j.pred.ids)  # includes the runs again
+        t.append(time.perf_counter())
+        panoptic._match(hist, j.gt, j.pred, cats.num_classes, j.pred_png)
+        t.append(time.perf_counter())
+        d = [t[i + 1] - t[i] for i in range(len(names))]
+        d[2] -= d[0] + d[1]  # read_panoptic_rgb reads and checks the files too
+        d[5] -= d[4]
+        d[4] -= d[3]
+        return d
+
+    return names, stage
 
 
 def main() -> None:
@@ -160,6 +216,7 @@ def main() -> None:
             f"data: {args.images} images {args.size[1]}x{args.size[0]}, ~{args.segments} "
             f"segments ({time.perf_counter() - t0:.1f} s to generate); cpus: {os.cpu_count()}"
         )
+        print(f"jtsm PNG decoder: {png_decoder()}")
         peers: list[tuple[str, Callable[[int], tuple[float, Any]]]] = [
             ("panopticapi", lambda w: best_of(lambda: _panopticapi(str(gt), str(pred), w),
                                                args.repeat)),
