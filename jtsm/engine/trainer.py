@@ -113,17 +113,19 @@ class _Paths:
         return self.run / "metrics.jsonl"
 
 
-def _trim_metrics(path: Path, upto: int) -> None:
-    """Keep metric lines of iterations <= ``upto`` (a resumed run rewrites the rest)."""
+def _trim_metrics(path: Path, stage: str, upto: int) -> None:
+    """Drop the metric lines of ``stage`` past iteration ``upto`` (a resumed run rewrites
+    them); lines of other stages (an earlier warm-up) are kept whatever their iteration."""
     if not path.is_file():
         return
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line).get("iteration", 0) <= upto:
-                keep.append(line)
+            rec = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut by a kill
+        if rec.get("stage") != stage or rec.get("iteration", 0) <= upto:
+            keep.append(line)
     atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
 
@@ -198,7 +200,7 @@ def train(
             load_state(opt, state["optimizer"], ck)
             start = int(state["iteration"])
             if is_main():
-                _trim_metrics(paths.metrics, start)
+                _trim_metrics(paths.metrics, stage, start)
     wrapped: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP

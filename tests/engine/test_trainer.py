@@ -74,6 +74,19 @@ def test_resume_after_crash_is_bit_identical(tmp_path):
                                                   again.state_dict().values()))
 
 
+def test_resume_keeps_the_metrics_of_an_earlier_stage(tmp_path):
+    # a 30-iteration first stage, then a second stage that crashes after its checkpoint at
+    # iteration 10 and resumes there: the first stage's lines past iteration 10 must stay
+    run = tmp_path / "run"
+    train(ToyModel(), ToyTask(), _solver(), seed=1, run_dir=run, stage="first")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(ToyModel(), ToyTask(fail_at=25), _solver(), seed=1, run_dir=run, stage="second")
+    train(ToyModel(), ToyTask(), _solver(), seed=1, run_dir=run, stage="second", resume=True)
+    lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["iteration"]) for r in lines] == \
+        [("first", i) for i in range(1, 31)] + [("second", i) for i in range(1, 31)]
+
+
 def test_nan_loss_is_named_and_checkpoint_kept(tmp_path):
     class NanAt(ToyModel):
         calls = 0
