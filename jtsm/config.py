@@ -101,6 +101,8 @@ class WarmupConfig:
     items: int = 2  # items per step (the global batch is items x batch images, any workers)
     optimizer: str = "adamw"
     lr: float = 0.001
+    stride: int = 0  # 0: the backbone's; 16 trains a stride-8 tiny backbone at stride 16
+    #                  (same weights, ~2.3x cheaper per image; MIL runs at stride 8 after)
 
 
 @dataclass
@@ -199,6 +201,8 @@ class Config:
             ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
             ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),
             ("warmup.items", self.warmup.items, self.warmup.items >= 1, ">= 1"),
+            ("warmup.stride", self.warmup.stride, self.warmup.stride in (0, 8, 16),
+             "0 (the backbone's), 8 or 16"),
             ("refine.mask_size", self.refine.mask_size, 2 <= self.refine.mask_size <= 64,
              "2..64"),
             ("refine.mask_convs", self.refine.mask_convs, 0 <= self.refine.mask_convs <= 8,

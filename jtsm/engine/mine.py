@@ -15,7 +15,8 @@ Then the mined segments of the training images are written as COCO panoptic
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, MiningItem, TagBatchDataset
 from jtsm.engine.distributed import barrier, is_main
 from jtsm.engine.trainer import train
+from jtsm.errors import ConfigError
 from jtsm.fileio import atomic_write_json
 from jtsm.modeling.model import MiningConfig as ModelConfig
 from jtsm.modeling.model import MiningModel
@@ -37,7 +39,7 @@ from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import CategoryMap
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine",
-           "write_presence"]
+           "warmup_stride", "write_presence"]
 
 
 def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
@@ -60,6 +62,26 @@ def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
         refine_iou=m.refine_iou_threshold,
         refine_overlap=m.refine_iou,
     ))
+
+
+@contextmanager
+def warmup_stride(model: MiningModel, stride: int) -> Iterator[None]:
+    """Run the backbone at ``stride`` inside the block (0: leave it), its own stride after.
+
+    Only backbones with ``set_stride`` (the tiny one) can; the weights are the same at both.
+    """
+    own = model.backbone.stride
+    if stride in (0, own):
+        yield
+        return
+    if not hasattr(model.backbone, "set_stride"):
+        raise ConfigError(f"warmup.stride={stride}: backbone {model.cfg.backbone!r} has one "
+                          f"stride ({own}); only 'tiny' can switch (use 0)")
+    model.backbone.set_stride(stride)
+    try:
+        yield
+    finally:
+        model.backbone.set_stride(own)
 
 
 def _norm_layers(module: nn.Module) -> list[nn.Module]:
@@ -153,8 +175,9 @@ def run_mine(
                               optimizer=cfg.warmup.optimizer,
                               ims_per_batch=cfg.warmup.items, warmup_iters=0,
                               steps=[int(cfg.warmup.iters * 0.8)])
-        train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch), warm_solver,
-              cfg.seed, out, resume=resume, config=conf, stage="warmup", on_log=on_log)
+        with warmup_stride(model, cfg.warmup.stride):
+            train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch), warm_solver,
+                  cfg.seed, out, resume=resume, config=conf, stage="warmup", on_log=on_log)
     wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
           on_log=on_log, find_unused=True)

@@ -184,6 +184,25 @@ class TinyNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out_channels = chans[-1]
         self.stride = stride
+        # the last stage's two convs: strided + plain (stride 16) or plain + dilated (stride 8)
+        self._last = (layers[-6], layers[-3])
+        self.set_stride(stride)
+
+    def set_stride(self, stride: int) -> None:
+        """Switch between stride 16 and stride 8 with the same weights (DeepLab's "a trous").
+
+        At stride 8 the last stage's first conv does not subsample and its second conv is
+        dilated by 2, so the stride-8 map holds the stride-16 map exactly at its even positions
+        (the odd ones are the same network on the input shifted by 8 px). Training at stride
+        16 costs ~2.3x less per image (``warmup.stride`` of ``jtsm mine``).
+        """
+        if stride not in (8, 16):
+            raise ConfigError(f"TinyNet stride must be 8 or 16, got {stride}")
+        first, second = self._last
+        first.stride = (2, 2) if stride == 16 else (1, 1)
+        d = 1 if stride == 16 else 2
+        second.dilation, second.padding = (d, d), (d, d)
+        self.stride = stride
 
     @staticmethod
     def _conv(cin: int, cout: int, stride: int, dil: int, norm: str) -> list[nn.Module]:

@@ -110,3 +110,44 @@ def test_ws_variant_dilates_res5_like_torchvision():
     assert m.layer3[0].conv1.stride == (2, 2)
     r50 = build_backbone("resnet50-ws")
     assert r50.layer4[0].conv2.stride == (1, 1) and r50.layer4[2].conv2.dilation == (2, 2)
+
+
+def test_tiny_set_stride_is_a_trous_of_the_same_weights():
+    """Stride 8 holds the stride-16 map at its even positions, so a warm-up at stride 16 trains
+    exactly the network MIL runs at stride 8; switching back restores the stride-8 output."""
+    torch.manual_seed(0)
+    net = build_backbone("tiny", norm="bn", stride=8).eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 128, 96)
+    fine = net(x)
+    net.set_stride(16)
+    coarse = net(x)
+    assert net.stride == 16 and coarse.shape[2:] == (8, 6)
+    torch.testing.assert_close(fine[:, :, ::2, ::2], coarse, rtol=0, atol=1e-5)
+    assert (fine[:, :, 1::2, 1::2] - coarse).abs().max() > 1e-3  # odd positions are new
+    net.set_stride(8)
+    assert torch.equal(net(x), fine)
+    with pytest.raises(ConfigError, match="stride must be 8 or 16"):
+        net.set_stride(4)
+
+
+def test_warmup_stride_restores_and_refuses_fixed_backbones():
+    from jtsm.engine.mine import warmup_stride
+    from jtsm.modeling.model import MiningConfig, MiningModel
+
+    model = MiningModel(MiningConfig(num_classes=3, backbone="tiny", stride=8, hidden=16))
+    with warmup_stride(model, 16):
+        assert model.backbone.stride == 16
+    assert model.backbone.stride == 8
+    with pytest.raises(RuntimeError), warmup_stride(model, 16):
+        raise RuntimeError("a failed warm-up")
+    assert model.backbone.stride == 8
+    resnet = MiningModel(MiningConfig(num_classes=3, backbone="resnet18", hidden=16))
+    with warmup_stride(resnet, 0):  # 0 and the backbone's own stride are no-ops
+        pass
+    with pytest.raises(ConfigError, match="warmup.stride=8: backbone 'resnet18'"):
+        with warmup_stride(resnet, 8):
+            pass
