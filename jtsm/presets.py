@@ -15,13 +15,13 @@ __all__ = ["PRESETS"]
 CPU: dict[str, Any] = {
     "proposals": "selective-search",
     "backbone.name": "tiny", "backbone.norm": "bn", "backbone.stride": 8,
-    "warmup.iters": 600, "warmup.batch": 8, "warmup.items": 2, "warmup.optimizer": "adamw",
-    "warmup.lr": 1e-3,
+    "warmup.iters": 2000, "warmup.batch": 8, "warmup.items": 2, "warmup.optimizer": "adamw",
+    "warmup.lr": 1e-3, "warmup.stride": 16,
     "mining.pooling": "moi", "mining.pool_size": 7, "mining.compensation": "code",
     "mining.fc_dim": 256, "mining.dropout": 0.5, "mining.refine_heads": 4,
     "input.train_scales": [112, 128, 144], "input.test_scales": [128],
     "input.max_proposals": 300, "input.min_proposal_area": 0.02,
-    "solver.optimizer": "adamw", "solver.lr": 3e-5, "solver.ims_per_batch": 1,
+    "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
     "solver.max_iter": 2200, "solver.warmup_iters": 20, "solver.steps": [1800],
     "solver.checkpoint_period": 500,
 }
@@ -39,7 +39,7 @@ CPU_REFINE: dict[str, Any] = {
     "refine.mask_channels": 64, "refine.mask_convs": 4, "refine.semantic_channels": 64,
     "refine.semantic_convs": 2, "refine.mask_rois": 32, "refine.head_lr_mult": 10.0,
     "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
-    "solver.max_iter": 500, "solver.warmup_iters": 20, "solver.steps": [400],
+    "solver.max_iter": 400, "solver.warmup_iters": 20, "solver.steps": [320],
     "solver.checkpoint_period": 200,
 }
 
