@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -27,7 +26,13 @@ from jtsm.config import Config, apply_overrides, load_config
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, to_tensor
 from jtsm.engine.inference import score_proposals
-from jtsm.engine.mine import MilTrainModule, TagWarmupModule, build_mining_model, warmup_stride
+from jtsm.engine.mine import (
+    MilTrainModule,
+    TagWarmupModule,
+    build_mining_model,
+    warmup_solver,
+    warmup_stride,
+)
 from jtsm.engine.trainer import train
 from jtsm.evaluation.detection import box_iou
 from jtsm.fileio import read_image, safe_join
@@ -50,10 +55,7 @@ def tag_ap(warm: TagWarmupModule, data: Path, split: str, size: int, n: int) -> 
     probs, truth = [], []
     for rec in labels.tagged()[:n]:
         img = cv2.resize(read_image(safe_join(data / "images", rec.file_name)), (size, size))
-        x = (to_tensor(img)[None] - warm.pixel_mean) / warm.pixel_std
-        f = warm.backbone(x)
-        logits = warm.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
-        probs.append(torch.sigmoid(logits)[0].numpy())
+        probs.append(torch.sigmoid(warm.logits(to_tensor(img)[None]))[0].numpy())
         truth.append(labels.categories.tag_vector(rec.labels))
     p, t = np.array(probs), np.array(truth)
     return [average_precision(p[:, c], t[:, c]) for c in range(t.shape[1])]
@@ -97,18 +99,17 @@ def main() -> None:
     train_json = args.data / "annotations/panoptic_train.json"
     ds = MiningDataset(read_image_labels(train_json), args.data / "images", args.proposals,
                        cfg.input)
+    torch.manual_seed(cfg.seed)  # as run_mine: the same initial weights every run
     model = build_mining_model(cfg, ds.categories)
     names = ds.categories.names
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))
     elif cfg.warmup.iters > 0:
         warm = TagWarmupModule(model)
-        solver = replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
-                         optimizer=cfg.warmup.optimizer, ims_per_batch=cfg.warmup.items,
-                         warmup_iters=0, steps=[int(cfg.warmup.iters * 0.8)])
         t = time.perf_counter()
         with warmup_stride(model, cfg.warmup.stride):
-            train(warm, TagBatchDataset(ds, cfg.warmup.batch), solver, cfg.seed, None)
+            train(warm, TagBatchDataset(ds, cfg.warmup.batch), warmup_solver(cfg), cfg.seed,
+                  None)
         print(f"warm-up: {cfg.warmup.iters} iterations, {time.perf_counter() - t:.0f} s")
         size = TagBatchDataset(ds, 1).size
         for split in ("train", "val"):

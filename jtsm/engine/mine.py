@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jtsm.config import Config, config_to_dict
+from jtsm.config import Config, SolverConfig, config_to_dict
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, MiningItem, TagBatchDataset
 from jtsm.engine.distributed import barrier, is_main
@@ -39,7 +39,7 @@ from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import CategoryMap
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine",
-           "warmup_stride", "write_presence"]
+           "warmup_solver", "warmup_stride", "write_presence"]
 
 
 def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
@@ -132,12 +132,22 @@ class TagWarmupModule(nn.Module):
         self.register_buffer("pixel_std", model.pixel_std.clone(), False)
         self.classifier = nn.Linear(2 * model.backbone.out_channels, model.cfg.num_classes)
 
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Tag logits ``(B, C)`` of ``(B, 3, S, S)`` images in 0..255."""
+        f = self.backbone((images.to(self.pixel_mean.device) - self.pixel_mean) / self.pixel_std)
+        return self.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
+
     def forward(self, item: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, tags = item
-        device = self.pixel_mean.device
-        f = self.backbone((images.to(device) - self.pixel_mean) / self.pixel_std)
-        logits = self.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
-        return {"loss_tags": F.binary_cross_entropy_with_logits(logits, tags.to(device))}
+        logits = self.logits(images)
+        return {"loss_tags": F.binary_cross_entropy_with_logits(logits, tags.to(logits.device))}
+
+
+def warmup_solver(cfg: Config) -> SolverConfig:
+    """The warm-up's schedule: ``warmup.*`` over ``solver.*``, x0.1 at 80%, no lr ramp."""
+    return replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
+                   optimizer=cfg.warmup.optimizer, ims_per_batch=cfg.warmup.items,
+                   warmup_iters=0, steps=[int(cfg.warmup.iters * 0.8)])
 
 
 def run_mine(
@@ -171,13 +181,10 @@ def run_mine(
     model = build_mining_model(cfg, ds.categories)
     conf = config_to_dict(cfg)
     if cfg.warmup.iters > 0:
-        warm_solver = replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
-                              optimizer=cfg.warmup.optimizer,
-                              ims_per_batch=cfg.warmup.items, warmup_iters=0,
-                              steps=[int(cfg.warmup.iters * 0.8)])
         with warmup_stride(model, cfg.warmup.stride):
-            train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch), warm_solver,
-                  cfg.seed, out, resume=resume, config=conf, stage="warmup", on_log=on_log)
+            train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch),
+                  warmup_solver(cfg), cfg.seed, out, resume=resume, config=conf,
+                  stage="warmup", on_log=on_log)
     wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
           on_log=on_log, find_unused=True)

@@ -172,21 +172,16 @@ class TinyNet(nn.Module):
 
     def __init__(self, stride: int = 16, width: int = 32, norm: str = "gn") -> None:
         super().__init__()
-        if stride not in (8, 16):
-            raise ConfigError(f"TinyNet stride must be 8 or 16, got {stride}")
         chans = [width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = [*self._conv(3, chans[0], 2, 1, norm)]
-        for i in range(1, 4):
-            s = 2 if (i < 3 or stride == 16) else 1
-            d = 1 if s == 2 or i < 3 else 2
-            layers += self._conv(chans[i - 1], chans[i], s, 1, norm)
-            layers += self._conv(chans[i], chans[i], 1, d, norm)
+        for i in range(1, 4):  # built at stride 16; set_stride makes the last stage stride 8
+            layers += self._conv(chans[i - 1], chans[i], 2, 1, norm)
+            layers += self._conv(chans[i], chans[i], 1, 1, norm)
         self.body = nn.Sequential(*layers)
         self.out_channels = chans[-1]
-        self.stride = stride
         # the last stage's two convs: strided + plain (stride 16) or plain + dilated (stride 8)
         self._last = (layers[-6], layers[-3])
-        self.set_stride(stride)
+        self.set_stride(stride)  # checks stride
 
     def set_stride(self, stride: int) -> None:
         """Switch between stride 16 and stride 8 with the same weights (DeepLab's "a trous").
