@@ -32,13 +32,21 @@ from jtsm.data.coco_panoptic import write_panoptic_dataset
 from jtsm.fileio import atomic_write_bytes
 from jtsm.structures import PanopticSeg
 
-__all__ = ["SynthConfig", "THING_CLASSES", "STUFF_CLASSES", "categories", "render_image",
-           "write_synth_dataset"]
+__all__ = ["SynthConfig", "THING_CLASSES", "STUFF_CLASSES", "THING_SHAPES", "STUFF_TEXTURES",
+           "categories", "render_image", "write_synth_dataset"]
 
-THING_CLASSES: tuple[str, ...] = ("disc", "square", "triangle", "star", "ring")
-STUFF_CLASSES: tuple[str, ...] = ("stripes", "dots", "grain", "waves")
-#: Stuff colour tendencies (RGB means); the per-image jitter is wide enough that they overlap.
-_STUFF_BASE = np.array([[120, 150, 90], [150, 120, 100], [110, 120, 150], [140, 140, 110]],
+#: Every shape and texture the generator can draw; a dataset picks its classes from these.
+THING_SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "star", "ring",
+                                 "cross", "hexagon", "crescent", "bar", "halfdisc")
+STUFF_TEXTURES: tuple[str, ...] = ("stripes", "dots", "grain", "waves",
+                                   "checker", "blotches", "hatch", "rings")
+#: The default dataset's classes (the demo's).
+THING_CLASSES: tuple[str, ...] = THING_SHAPES[:5]
+STUFF_CLASSES: tuple[str, ...] = STUFF_TEXTURES[:4]
+#: Stuff colour tendencies (RGB means), per texture; the per-image jitter is wide enough that
+#: they overlap.
+_STUFF_BASE = np.array([[120, 150, 90], [150, 120, 100], [110, 120, 150], [140, 140, 110],
+                        [130, 110, 140], [100, 140, 130], [150, 140, 90], [120, 130, 120]],
                        np.float32)
 
 
@@ -51,6 +59,10 @@ class SynthConfig:
         min_visible: visible thing parts smaller than this many pixels become void.
         max_things: at most this many thing instances per image.
         thing_colour_bias: probability that a thing takes a hue near its class's.
+        things, stuff: the classes, names from :data:`THING_SHAPES` / :data:`STUFF_TEXTURES`
+            (at least 1 thing and 2 stuff classes). Other choices than the default give
+            datasets a model was not tuned on.
+        object_scale: thing radii are ``uniform(0.08, 0.2) * object_scale`` of the short side.
     """
 
     height: int = 128
@@ -58,14 +70,31 @@ class SynthConfig:
     min_visible: int = 40
     max_things: int = 6
     thing_colour_bias: float = 0.5
+    things: tuple[str, ...] = THING_CLASSES
+    stuff: tuple[str, ...] = STUFF_CLASSES
+    object_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for names, pool, what, least in ((self.things, THING_SHAPES, "thing", 1),
+                                         (self.stuff, STUFF_TEXTURES, "stuff", 2)):
+            bad = [n for n in names if n not in pool]
+            if bad:
+                raise ValueError(f"unknown {what} class {bad[0]!r}; choose from "
+                                 f"{', '.join(pool)}")
+            if len(set(names)) != len(names) or len(names) < least:
+                raise ValueError(f"{what} classes must be {least}+ distinct names, got "
+                                 f"{', '.join(names) or 'none'}")
+        if not 0.1 <= self.object_scale <= 3.0:
+            raise ValueError(f"object_scale must be in [0.1, 3], got {self.object_scale}")
 
 
-def categories() -> list[dict[str, Any]]:
-    """COCO panoptic categories: things 1..5, stuff 6..9."""
+def categories(cfg: SynthConfig | None = None) -> list[dict[str, Any]]:
+    """COCO panoptic categories: things ``1..T``, then stuff (default: 1..5 and 6..9)."""
+    cfg = cfg or SynthConfig()
     cats = [{"id": i + 1, "name": n, "isthing": 1, "supercategory": "shape"}
-            for i, n in enumerate(THING_CLASSES)]
-    cats += [{"id": len(THING_CLASSES) + i + 1, "name": n, "isthing": 0,
-              "supercategory": "texture"} for i, n in enumerate(STUFF_CLASSES)]
+            for i, n in enumerate(cfg.things)]
+    cats += [{"id": len(cfg.things) + i + 1, "name": n, "isthing": 0,
+              "supercategory": "texture"} for i, n in enumerate(cfg.stuff)]
     return cats
 
 
@@ -100,22 +129,24 @@ def _stuff_layout(rng: np.random.Generator, h: int, w: int, k: int) -> np.ndarra
     return np.asarray(alive)[lab]
 
 
-def _texture(rng: np.random.Generator, kind: int, h: int, w: int) -> np.ndarray:
-    """Texture value ``t`` in [0, 1], ``(h, w)``, of stuff class ``kind``."""
+def _texture(rng: np.random.Generator, name: str, h: int, w: int) -> np.ndarray:
+    """Texture value ``t`` in [0, 1], ``(h, w)``, of the texture ``name``."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     scale = min(h, w) / 128.0
-    if kind == 0:  # stripes: a straight periodic pattern, random orientation and period
+    if name in _EXTRA_TEXTURES:
+        return _EXTRA_TEXTURES[name](rng, xx, yy, scale).astype(np.float32)
+    if name == "stripes":  # a straight periodic pattern, random orientation and period
         ang = rng.uniform(0, np.pi)
         period = rng.uniform(6, 11) * scale
         t = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(ang) + yy * np.sin(ang)) / period)
-    elif kind == 1:  # dots: a jittered lattice of small blobs
+    elif name == "dots":  # a jittered lattice of small blobs
         period = rng.uniform(7, 11) * scale
         ang = rng.uniform(0, np.pi)
         u = xx * np.cos(ang) + yy * np.sin(ang)
         v = -xx * np.sin(ang) + yy * np.cos(ang)
         t = (np.sin(2 * np.pi * u / period) * np.sin(2 * np.pi * v / period)) ** 2
         t = np.clip(t * 2.5, 0, 1)
-    elif kind == 2:  # grain: fine random noise
+    elif name == "grain":  # fine random noise
         t = rng.random((h, w)).astype(np.float32)
         t = cv2.GaussianBlur(t, (0, 0), 0.7)
         t = np.clip((t - t.mean()) * 3.0 + 0.5, 0, 1)
@@ -129,47 +160,120 @@ def _texture(rng: np.random.Generator, kind: int, h: int, w: int) -> np.ndarray:
     return t.astype(np.float32)
 
 
-def _stuff_colours(rng: np.random.Generator, kind: int) -> tuple[np.ndarray, np.ndarray]:
-    base = _STUFF_BASE[kind] + rng.normal(0, 35, 3)
+def _checker(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+             scale: float) -> np.ndarray:
+    """Checkerboard: random orientation and period, soft edges."""
+    period = rng.uniform(8, 14) * scale
+    ang = rng.uniform(0, np.pi)
+    u = xx * np.cos(ang) + yy * np.sin(ang)
+    v = -xx * np.sin(ang) + yy * np.cos(ang)
+    t = np.sin(np.pi * u / period) * np.sin(np.pi * v / period)
+    return np.clip(0.5 + 2.0 * t, 0, 1)
+
+
+def _blotches(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+              scale: float) -> np.ndarray:
+    """Camouflage: a thresholded smooth random field (blobs a few pixels across)."""
+    h, w = xx.shape
+    cells = max(4, int(round(min(h, w) / (9 * scale))))
+    f = _smooth_field(rng, h, w, cells)
+    return np.clip(0.5 + 3.0 * f, 0, 1)
+
+
+def _hatch(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+           scale: float) -> np.ndarray:
+    """Cross-hatching: two sets of thin lines at a random angle apart."""
+    period = rng.uniform(6, 10) * scale
+    a1 = rng.uniform(0, np.pi)
+    a2 = a1 + rng.uniform(np.pi / 4, 3 * np.pi / 4)
+    near = [np.abs(np.sin(np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period)) for a in (a1, a2)]
+    return (np.minimum(*near) < 0.35).astype(np.float32)  # on either set of lines
+
+
+def _rings(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+           scale: float) -> np.ndarray:
+    """Concentric rings around a random centre (inside or near the image)."""
+    h, w = xx.shape
+    cx, cy = rng.uniform(-0.2 * w, 1.2 * w), rng.uniform(-0.2 * h, 1.2 * h)
+    period = rng.uniform(6, 11) * scale
+    return 0.5 + 0.5 * np.sin(2 * np.pi * np.hypot(xx - cx, yy - cy) / period)
+
+
+_EXTRA_TEXTURES = {"checker": _checker, "blotches": _blotches, "hatch": _hatch, "rings": _rings}
+
+
+def _stuff_colours(rng: np.random.Generator, name: str) -> tuple[np.ndarray, np.ndarray]:
+    base = _STUFF_BASE[STUFF_TEXTURES.index(name)] + rng.normal(0, 35, 3)
     c1 = np.clip(base + rng.normal(0, 20, 3), 10, 245)
     c2 = np.clip(base + rng.choice([-1, 1]) * rng.uniform(40, 80), 10, 245)
     return c1.astype(np.float32), c2.astype(np.float32)
 
 
 # ---- things --------------------------------------------------------------------------------
-def _shape_polygon(kind: int, cx: float, cy: float, r: float, rot: float) -> np.ndarray:
-    if kind == 1:  # square
-        ang = rot + np.pi / 4 + np.arange(4) * np.pi / 2
-        rr = np.full(4, r)
-    elif kind == 2:  # triangle
-        ang = rot + np.arange(3) * 2 * np.pi / 3
-        rr = np.full(3, r * 1.15)
-    else:  # star
-        ang = rot + np.arange(10) * np.pi / 5
-        rr = np.where(np.arange(10) % 2 == 0, r * 1.15, r * 0.5)
+def _polygon(cx: float, cy: float, ang: np.ndarray, rr: np.ndarray) -> np.ndarray:
     pts = np.stack([cx + rr * np.cos(ang), cy + rr * np.sin(ang)], axis=1)
     return np.round(pts * 16).astype(np.int32)  # 4 fractional bits for cv2
 
 
-def _thing_mask(kind: int, h: int, w: int, cx: float, cy: float, r: float,
+def _shape_polygon(name: str, cx: float, cy: float, r: float, rot: float) -> np.ndarray:
+    """Vertices (cv2 fixed point) of the polygonal shapes."""
+    if name == "square":
+        ang = rot + np.pi / 4 + np.arange(4) * np.pi / 2
+        rr = np.full(4, r)
+    elif name == "triangle":
+        ang = rot + np.arange(3) * 2 * np.pi / 3
+        rr = np.full(3, r * 1.15)
+    elif name == "star":
+        ang = rot + np.arange(10) * np.pi / 5
+        rr = np.where(np.arange(10) % 2 == 0, r * 1.15, r * 0.5)
+    elif name == "hexagon":
+        ang = rot + np.arange(6) * np.pi / 3
+        rr = np.full(6, r)
+    elif name in ("cross", "bar"):
+        # corners in the shape's own frame, then rotated: a plus of arm width 0.7r, or a
+        # 2.2r x 0.7r bar
+        a, b = 1.1 * r, 0.35 * r
+        if name == "cross":
+            xs = np.array([b, a, a, b, b, -b, -b, -a, -a, -b, -b, b])
+            ys = np.array([b, b, -b, -b, -a, -a, -b, -b, b, b, a, a])
+        else:
+            xs, ys = np.array([a, -a, -a, a]), np.array([b, b, -b, -b])
+        ang = rot + np.arctan2(ys, xs)
+        rr = np.hypot(xs, ys)
+    else:
+        raise ValueError(f"{name!r} is not a polygon")
+    return _polygon(cx, cy, ang, rr)
+
+
+def _thing_mask(name: str, h: int, w: int, cx: float, cy: float, r: float,
                 rot: float, aspect: float) -> np.ndarray:
     m = np.zeros((h, w), np.uint8)
     centre = (round(cx * 16), round(cy * 16))
-    if kind == 0:  # disc (an ellipse of mild aspect)
+    if name == "disc":  # an ellipse of mild aspect
         axes = (round(r * aspect * 16), round(r / aspect * 16))
         cv2.ellipse(m, centre, axes, math.degrees(rot), 0, 360, 1, -1, cv2.LINE_8, 4)
-    elif kind == 4:  # ring: an annulus
+    elif name == "ring":  # an annulus
         cv2.circle(m, centre, round(r * 16), 1, -1, cv2.LINE_8, 4)
         cv2.circle(m, centre, round(r * 0.5 * 16), 0, -1, cv2.LINE_8, 4)
+    elif name == "crescent":  # a disc with an offset disc cut out
+        cv2.circle(m, centre, round(r * 16), 1, -1, cv2.LINE_8, 4)
+        off = (round((cx + 0.45 * r * math.cos(rot)) * 16),
+               round((cy + 0.45 * r * math.sin(rot)) * 16))
+        cv2.circle(m, off, round(r * 0.8 * 16), 0, -1, cv2.LINE_8, 4)
+    elif name == "halfdisc":
+        cv2.ellipse(m, centre, (round(r * 1.1 * 16),) * 2, math.degrees(rot), 0, 180, 1, -1,
+                    cv2.LINE_8, 4)
     else:
-        cv2.fillPoly(m, [_shape_polygon(kind, cx, cy, r, rot)], 1, cv2.LINE_8, 4)
+        cv2.fillPoly(m, [_shape_polygon(name, cx, cy, r, rot)], 1, cv2.LINE_8, 4)
     return m.astype(bool)
 
 
-def _thing_colour(rng: np.random.Generator, kind: int, bias: float) -> np.ndarray:
-    """A saturated colour: near the class's hue with probability ``bias``, else any hue."""
+def _thing_colour(rng: np.random.Generator, kind: int, n_classes: int,
+                  bias: float) -> np.ndarray:
+    """A saturated colour: near class ``kind``'s hue (of ``n_classes`` spread around the
+    wheel) with probability ``bias``, else any hue."""
     if rng.random() < bias:
-        hue = int(round(kind * 180 / len(THING_CLASSES) + rng.normal(0, 18))) % 180
+        hue = int(round(kind * 180 / n_classes + rng.normal(0, 18))) % 180
     else:
         hue = int(rng.integers(0, 180))
     hsv = np.uint8([[[hue, rng.integers(140, 256), rng.integers(120, 256)]]])
@@ -187,21 +291,21 @@ def render_image(
     """
     rng = np.random.default_rng([seed, split, index])
     h, w = cfg.height, cfg.width
-    nt = len(THING_CLASSES)
+    nt = len(cfg.things)
     # stuff: 2-3 classes, amorphous regions
-    k = int(rng.integers(2, 4))
-    stuff_kinds = rng.choice(len(STUFF_CLASSES), size=k, replace=False)
+    k = int(rng.integers(2, min(4, len(cfg.stuff) + 1)))
+    stuff_kinds = rng.choice(len(cfg.stuff), size=k, replace=False)
     layout = _stuff_layout(rng, h, w, k)
     img = np.zeros((h, w, 3), np.float32)
     for j, kind in enumerate(stuff_kinds):
         region = layout == j
         if not region.any():
             continue
-        t = _texture(rng, int(kind), h, w)[..., None]
-        c1, c2 = _stuff_colours(rng, int(kind))
+        t = _texture(rng, cfg.stuff[kind], h, w)[..., None]
+        c1, c2 = _stuff_colours(rng, cfg.stuff[kind])
         img[region] = (c1 * (1 - t) + c2 * t)[region]
     # things: 1-3 classes, 1-3 instances each, painted with partial occlusion
-    n_classes = int(rng.integers(1, 4))
+    n_classes = int(rng.integers(1, min(4, nt + 1)))
     thing_kinds = rng.choice(nt, size=n_classes, replace=False)
     wanted = [int(c) for c in thing_kinds for _ in range(int(rng.integers(1, 4)))]
     rng.shuffle(wanted)
@@ -211,10 +315,10 @@ def render_image(
     side = min(h, w)
     for kind in wanted:
         for _attempt in range(20):
-            r = rng.uniform(0.08, 0.2) * side
+            r = rng.uniform(0.08, 0.2) * side * cfg.object_scale
             cx = rng.uniform(r * 0.6, w - r * 0.6)
             cy = rng.uniform(r * 0.6, h - r * 0.6)
-            m = _thing_mask(kind, h, w, cx, cy, r, rng.uniform(0, 2 * np.pi),
+            m = _thing_mask(cfg.things[kind], h, w, cx, cy, r, rng.uniform(0, 2 * np.pi),
                             rng.uniform(0.8, 1.25))
             if m.sum() < cfg.min_visible * 2:
                 continue
@@ -226,7 +330,7 @@ def render_image(
                 break
         else:
             continue
-        colour = _thing_colour(rng, kind, cfg.thing_colour_bias)
+        colour = _thing_colour(rng, kind, nt, cfg.thing_colour_bias)
         yy, xx = np.nonzero(m)
         # shading: a linear ramp across the object, light from a random side
         ang = rng.uniform(0, 2 * np.pi)
@@ -294,7 +398,7 @@ def write_synth_dataset(
                            "height": cfg.height, "width": cfg.width})
             segs.append(seg)
         write_panoptic_dataset(out / "annotations" / f"panoptic_{split}.json", images,
-                               categories(), segs,
+                               categories(cfg), segs,
                                extra={"info": {"description": "jtsm synth", "seed": seed}})
         counts[f"{split}_images"] = n
         counts[f"{split}_segments"] = sum(len(s.segments) for s in segs)

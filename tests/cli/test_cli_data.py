@@ -42,3 +42,23 @@ def test_every_command_has_help_with_example():
 def test_version():
     r = CliRunner().invoke(cli, ["--version"])
     assert r.exit_code == 0 and "0.1.0" in r.output
+
+
+def test_synth_with_other_classes(tmp_path):
+    out = tmp_path / "d"
+    r = CliRunner().invoke(cli, ["data", "synth", str(out), "--train", "2", "--val", "1",
+                                 "--size", "64", "96", "--things", "cross,bar",
+                                 "--stuff", "checker,rings,hatch", "--object-scale", "0.7",
+                                 "-q"])
+    assert r.exit_code == 0, r.output
+    cats = json.loads((out / "annotations/panoptic_train.json").read_text())["categories"]
+    assert [(c["name"], c["isthing"]) for c in cats] == [
+        ("cross", 1), ("bar", 1), ("checker", 0), ("rings", 0), ("hatch", 0)]
+
+
+def test_synth_refuses_unknown_class(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "synth", str(tmp_path / "d"), "--things", "disc,blob"])
+    assert r.exit_code == 2
+    assert "unknown thing class 'blob'" in r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "d").exists()

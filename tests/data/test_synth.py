@@ -90,3 +90,46 @@ def test_colour_informs_but_never_names_a_class():
     for lo, hi in ((1, 5), (6, 9)):  # things, stuff
         acc, chance = _colour_classifier_accuracy(lo, hi)
         assert chance < acc < 0.5
+
+
+def test_default_classes_render_as_before_the_class_pools():
+    """Choosing the classes by name did not change the default dataset: the segments of two
+    fixed images (recorded before THING_SHAPES / STUFF_TEXTURES existed) are unchanged."""
+    before = {
+        7: [(6, 884), (8, 5950), (9, 3664), (1, 989), (5, 387), (4, 552), (4, 748), (1, 1894),
+            (5, 1316)],
+        8: [(8, 7830), (7, 3340), (6, 4580), (4, 369), (4, 265)],
+    }
+    for index, segments in before.items():
+        _, seg = render_image(0, 0, index)
+        assert [(s["category_id"], s["area"]) for s in seg.segments] == segments
+
+
+def test_other_classes_and_sizes(tmp_path):
+    """Every shape and texture of the pools draws; ids follow the chosen classes."""
+    from jtsm.data.synth import STUFF_TEXTURES, THING_SHAPES
+
+    cfg = SynthConfig(height=64, width=96, things=THING_SHAPES[5:], stuff=STUFF_TEXTURES[4:],
+                      object_scale=0.8)
+    cats = categories(cfg)
+    assert [c["name"] for c in cats] == [*THING_SHAPES[5:], *STUFF_TEXTURES[4:]]
+    seen = set()
+    for i in range(30):
+        img, seg = render_image(2, 0, i, cfg)
+        assert img.shape == (64, 96, 3)
+        seen |= {s["category_id"] for s in seg.segments}
+    assert seen == {c["id"] for c in cats}  # each class occurs and draws visible pixels
+    write_synth_dataset(tmp_path / "d", 3, 1, cfg, seed=2)
+    ds = load_panoptic_json(tmp_path / "d/annotations/panoptic_train.json")
+    assert ds.categories.names == [c["name"] for c in cats]
+
+
+def test_bad_class_names_are_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown thing class 'blob'"):
+        SynthConfig(things=("disc", "blob"))
+    with pytest.raises(ValueError, match="2\\+ distinct"):
+        SynthConfig(stuff=("grain",))
+    with pytest.raises(ValueError, match="2\\+ distinct"):
+        SynthConfig(stuff=("grain", "grain"))
