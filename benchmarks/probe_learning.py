@@ -24,7 +24,7 @@ import torch
 
 from jtsm.config import Config, apply_overrides, load_config
 from jtsm.data.labels import read_image_labels
-from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, to_tensor
+from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, resize_to_scale, to_tensor
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mine import (
     MilTrainModule,
@@ -54,7 +54,9 @@ def tag_ap(warm: TagWarmupModule, data: Path, split: str, size: int, n: int) -> 
     warm.eval()
     probs, truth = [], []
     for rec in labels.tagged()[:n]:
-        img = cv2.resize(read_image(safe_join(data / "images", rec.file_name)), (size, size))
+        img = read_image(safe_join(data / "images", rec.file_name))
+        h, w = resize_to_scale(*img.shape[:2], size, 1333)  # as TagBatchDataset resizes
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
         probs.append(torch.sigmoid(warm.logits(to_tensor(img)[None]))[0].numpy())
         truth.append(labels.categories.tag_vector(rec.labels))
     p, t = np.array(probs), np.array(truth)

@@ -162,9 +162,11 @@ class MiningDataset:
 class TagBatchDataset:
     """Batches of whole images with tags, for the tag-only warm-up (multi-label classification).
 
-    An item is ``(images (B, 3, S, S) in 0..255, tags (B, C))``: ``B`` random tagged images
-    resized to ``S x S`` (``S`` = the middle training scale), flipped and jittered as in
-    training.
+    An item is ``(images (B, 3, H, W) in 0..255, tags (B, C))``: ``B`` random tagged images
+    resized as training resizes them (short side ``S`` = the middle training scale, aspect
+    kept, so shapes look as they will to MIL), flipped and jittered as in training. Images of
+    other sizes than the batch's largest are reflect-padded to it: a mirrored border holds
+    only classes the image has, so the tags stay true.
     """
 
     def __init__(self, base: MiningDataset, batch: int) -> None:
@@ -183,10 +185,24 @@ class TagBatchDataset:
         for i in picks:
             rec = self.base.records[i]
             img = read_image(safe_join(self.base.images_dir, rec.file_name))
-            img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            h, w = resize_to_scale(*img.shape[:2], self.size, self.base.cfg.max_size)
+            if (h, w) != img.shape[:2]:
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
             if self.base.cfg.hflip and rng.random() < 0.5:
                 img = np.ascontiguousarray(img[:, ::-1])
-            img = hsv_jitter(img, self.base.cfg.hsv_jitter, rng)
-            images.append(to_tensor(img))
+            images.append(hsv_jitter(img, self.base.cfg.hsv_jitter, rng))
             tags.append(torch.from_numpy(self.base.categories.tag_vector(rec.labels)))
-        return torch.stack(images), torch.stack(tags)
+        height = max(im.shape[0] for im in images)
+        width = max(im.shape[1] for im in images)
+        return torch.stack([to_tensor(_reflect_pad(im, height, width)) for im in images]), \
+            torch.stack(tags)
+
+
+def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(h, w, 3)`` -> ``(height, width, 3)``, mirrored at the bottom and right edges (as
+    often as needed when the image is less than half the size)."""
+    while image.shape[0] < height or image.shape[1] < width:
+        dh = min(height - image.shape[0], image.shape[0] - 1)
+        dw = min(width - image.shape[1], image.shape[1] - 1)
+        image = cv2.copyMakeBorder(image, 0, max(dh, 0), 0, max(dw, 0), cv2.BORDER_REFLECT_101)
+    return image

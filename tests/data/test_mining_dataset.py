@@ -73,8 +73,25 @@ def test_proposals_of_another_size_are_refused(synth_dir, synth_proposals, tmp_p
 def test_tag_batches(synth_dir, synth_proposals):
     ds = _ds(synth_dir, synth_proposals, train_scales=[48, 64, 80])
     images, tags = TagBatchDataset(ds, 5).load(2, np.random.default_rng(0))
-    assert images.shape == (5, 3, 64, 64) and tags.shape == (5, ds.categories.num_classes)
+    # the 96x112 images at short side 64, the middle training scale, aspect kept
+    assert images.shape == (5, 3, 64, 75) and tags.shape == (5, ds.categories.num_classes)
     assert (tags.sum(1) >= 1).all()
+
+
+def test_tag_batches_keep_the_aspect_and_reflect_pad(tmp_path):
+    """Warm-up images are resized as MIL's (short side S, aspect kept), never squashed; a
+    smaller image of the batch is mirrored out to the largest."""
+    from jtsm.data.mining_dataset import _reflect_pad
+
+    img = np.arange(3 * 4 * 3, dtype=np.uint8).reshape(3, 4, 3)
+    out = _reflect_pad(img, 8, 9)  # more than twice the height: mirrored twice
+    assert out.shape == (8, 9, 3)
+    assert np.array_equal(out[:3, :4], img)
+    assert np.array_equal(out[3, :4], img[1]) and np.array_equal(out[4, :4], img[0])
+    assert np.array_equal(out[:3, 4], img[:, 2])
+    assert _reflect_pad(img, 3, 4) is img
+
+
 
 
 def test_scale_and_jitter_helpers():
