@@ -138,6 +138,7 @@ class RefineConfig:
     mask_weight: str = "image_score"  # Eq. 9 weight: the class's image score, "segment_score"
     # (the pseudo segment's own score) or "none"
     things_from: str = "instance"  # prediction: thing masks of the instance branch, or "mined"
+    snap: str = "none"  # "superpixels": instance masks snapped to the proposals' superpixels
     stuff_from: str = "semantic"  # prediction: stuff of the semantic branch, or "mined"
 
 
@@ -205,6 +206,8 @@ class Config:
              "0 (the backbone's), 8 or 16"),
             ("refine.mask_size", self.refine.mask_size, 2 <= self.refine.mask_size <= 64,
              "2..64"),
+            ("refine.snap", self.refine.snap, self.refine.snap in ("none", "superpixels"),
+             "'none' or 'superpixels'"),
             ("refine.mask_convs", self.refine.mask_convs, 0 <= self.refine.mask_convs <= 8,
              "0..8"),
             ("refine.mask_channels", self.refine.mask_channels, self.refine.mask_channels >= 1,

@@ -38,6 +38,7 @@ CPU_QUICK: dict[str, Any] = {
 CPU_REFINE: dict[str, Any] = {
     "refine.mask_channels": 64, "refine.mask_convs": 4, "refine.semantic_channels": 64,
     "refine.semantic_convs": 2, "refine.mask_rois": 32, "refine.head_lr_mult": 10.0,
+    "refine.snap": "superpixels",
     "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
     "solver.max_iter": 400, "solver.warmup_iters": 20, "solver.steps": [320],
     "solver.checkpoint_period": 200,

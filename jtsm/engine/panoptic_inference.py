@@ -6,8 +6,12 @@ Per image:
    and the image scores decide which classes are present (per-class calibrated thresholds);
 2. things: the mined instances (:func:`jtsm.engine.mined.select_things`) give boxes and scores;
    the instance branch predicts each box's mask (its class's channel), pasted into the image
-   (``refine.things_from = "mined"``: the proposals' own masks, for ablations);
-3. stuff: the semantic branch's per-pixel argmax over the present stuff classes
+   and, with ``refine.snap = "superpixels"``, snapped to the proposals' superpixels (a
+   superpixel is in when its mean probability is >= the threshold), so the 2S x 2S mask's
+   outline follows the image's edges (``refine.things_from = "mined"``: the proposals' own
+   masks, for ablations);
+3. stuff: the semantic branch's per-pixel argmax over the present stuff classes (with
+   ``refine.snap = "superpixels"`` of its probabilities averaged per superpixel)
    (``refine.stuff_from = "mined"``: the mined stuff segments);
 4. the panoptic merge (REFERENCE.md) resolves overlaps: instances by score, then stuff.
 """
@@ -27,23 +31,50 @@ from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
-__all__ = ["paste_mask", "refined_panoptic"]
+__all__ = ["paste_mask", "paste_prob", "refined_panoptic", "snap_to_superpixels",
+           "superpixel_means"]
+
+
+def paste_prob(prob: np.ndarray, box: Sequence[float], image_size: tuple[int, int]
+               ) -> np.ndarray:
+    """A box's ``(M, M)`` mask probabilities resized into the box -> ``(H, W)`` float32,
+    0 outside the box."""
+    h, w = image_size
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ix0, iy0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+    ix1, iy1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
+    out = np.zeros((h, w), np.float32)
+    if ix1 <= ix0 or iy1 <= iy0:
+        return out
+    out[iy0:iy1, ix0:ix1] = cv2.resize(prob.astype(np.float32), (ix1 - ix0, iy1 - iy0),
+                                       interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 def paste_mask(prob: np.ndarray, box: Sequence[float], image_size: tuple[int, int],
                threshold: float = 0.5) -> np.ndarray:
     """A box's ``(M, M)`` mask probabilities resized into the box -> ``(H, W)`` bool mask."""
-    h, w = image_size
-    x0, y0, x1, y1 = (float(v) for v in box)
-    ix0, iy0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
-    ix1, iy1 = min(int(np.ceil(x1)), w), min(int(np.ceil(y1)), h)
-    out = np.zeros((h, w), bool)
-    if ix1 <= ix0 or iy1 <= iy0:
-        return out
-    resized = cv2.resize(prob.astype(np.float32), (ix1 - ix0, iy1 - iy0),
-                         interpolation=cv2.INTER_LINEAR)
-    out[iy0:iy1, ix0:ix1] = resized >= threshold
-    return out
+    return paste_prob(prob, box, image_size) >= threshold
+
+
+def superpixel_means(maps: np.ndarray, superpixels: np.ndarray) -> np.ndarray:
+    """Each map of ``(..., H, W)`` replaced by its mean over each superpixel of the ``(H, W)``
+    map (same shape out)."""
+    sp = superpixels.ravel()
+    n = int(sp.max()) + 1 if sp.size else 0
+    count = np.maximum(np.bincount(sp, minlength=n), 1)
+    flat = maps.reshape(-1, sp.size)
+    means = np.stack([np.bincount(sp, weights=m.astype(np.float64), minlength=n) / count
+                      for m in flat])
+    return means[:, sp].reshape(maps.shape).astype(maps.dtype)
+
+
+def snap_to_superpixels(prob: np.ndarray, superpixels: np.ndarray,
+                        threshold: float = 0.5) -> np.ndarray:
+    """``(H, W)`` probabilities -> bool mask of the superpixels whose mean probability is at
+    least ``threshold``: the mask head's coarse (2S x 2S) outline moved onto the image edges
+    the superpixels follow (``refine.snap = "superpixels"``)."""
+    return superpixel_means(prob, superpixels) >= threshold
 
 
 @torch.no_grad()
@@ -84,9 +115,12 @@ def refined_panoptic(
             scaled = torch.from_numpy(boxes * np.array([sx, sy, sx, sy])).float().to(device)
             probs = model.mask_logits(feats, scaled, x).sigmoid().cpu().numpy()
             for k, (box, cid) in enumerate(zip(boxes, t_cls)):
-                m = paste_mask(probs[k, categories.index(cid)], box, (h, w),
-                               cfg.refine.mask_threshold)
-                t_masks.append(m)
+                p = paste_prob(probs[k, categories.index(cid)], box, (h, w))
+                if cfg.refine.snap == "superpixels":
+                    t_masks.append(snap_to_superpixels(p, ps.superpixels,
+                                                       cfg.refine.mask_threshold))
+                else:
+                    t_masks.append(p >= cfg.refine.mask_threshold)
         s_masks: list[np.ndarray] = []
         s_cls: list[int] = []
         s_score: list[float] = []
@@ -98,6 +132,8 @@ def refined_panoptic(
         elif stuff:
             prob = model.semantic_logits(feats, (h, w)).softmax(1)[0].cpu().numpy()
             sub = prob[stuff]
+            if cfg.refine.snap == "superpixels":
+                sub = superpixel_means(sub, ps.superpixels)
             arg = sub.argmax(0)
             for j, k in enumerate(stuff):
                 m = arg == j

@@ -249,3 +249,27 @@ def test_untrained_refine_predicting_from_mined_parts_equals_the_mining_run(
     assert a.raw["annotations"] == b.raw["annotations"]
     for im in a.images:
         assert np.array_equal(a.read(im["id"]).ids, b.read(im["id"]).ids)
+
+
+def test_superpixel_means_equal_a_loop_and_snapping_follows_the_superpixels():
+    """``refine.snap``: the vectorised per-superpixel mean equals a loop over superpixels; a
+    blurred box mask snaps back onto the superpixels it mostly covers."""
+    from jtsm.engine.panoptic_inference import snap_to_superpixels, superpixel_means
+
+    rng = np.random.default_rng(0)
+    sp = rng.integers(0, 7, (12, 15))
+    sp[0, 0] = 9  # ids need not be dense: 7 and 8 are unused
+    maps = rng.random((3, 12, 15)).astype(np.float32)
+    out = superpixel_means(maps, sp)
+    assert out.shape == maps.shape and out.dtype == maps.dtype
+    for c in range(3):
+        for k in np.unique(sp):
+            assert np.allclose(out[c][sp == k], maps[c][sp == k].mean(), atol=1e-6)
+    # a square superpixel in the corner, a coarse probability map spilling out of it
+    sp = np.zeros((20, 20), np.int64)
+    sp[:10, :10] = 1
+    prob = np.zeros((20, 20), np.float32)
+    prob[:12, :12] = 0.8  # 2 px too big, as a 28x28 mask pasted into a box is
+    snapped = snap_to_superpixels(prob, sp)
+    assert np.array_equal(snapped, sp == 1)
+    assert not snap_to_superpixels(prob * 0.5, sp).any()  # under the threshold: nothing
