@@ -13,9 +13,12 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jtsm.config import Config, load_config
+
+if TYPE_CHECKING:
+    from jtsm.data.synth import SynthConfig
 
 __all__ = ["demo_config", "refine_config", "run_demo"]
 
@@ -43,9 +46,15 @@ def run_demo(
     say: Callable[[str], None] = print,
     progress: Callable[..., Any] | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    synth: SynthConfig | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Run every stage; returns the PQ of the val predictions (mined and refined), CorLoc and
-    stage timings."""
+    stage timings.
+
+    ``synth`` and ``seed`` generate other data than the demo's (other classes and sizes, for
+    ``benchmarks/generalise.py``); the presets stay the same.
+    """
     from jtsm.data.synth import SynthConfig, write_synth_dataset
     from jtsm.engine.mine import run_mine
     from jtsm.engine.predict import predict_images
@@ -60,6 +69,7 @@ def run_demo(
     data, props = out / "data", out / "proposals"
     mine_dir, relabel_dir, refine_dir = out / "mine", out / "relabel", out / "refine"
     n_train, n_val, size = (60, 20, 96) if quick else (1000, 100, 128)
+    synth = synth or SynthConfig(height=size, width=size)
     ann = data / "annotations"
     images = data / "images"
     times: dict[str, float] = {}
@@ -73,7 +83,7 @@ def run_demo(
 
     done = stage("data")
     if not (ann / "panoptic_val.json").is_file():
-        write_synth_dataset(data, n_train, n_val, SynthConfig(height=size, width=size), seed=0)
+        write_synth_dataset(data, n_train, n_val, synth, seed=seed)
     done()
     say(f"data: {n_train} train + {n_val} val synthetic images -> {data}")
 
