@@ -71,7 +71,7 @@ def superpixel_means(maps: np.ndarray, superpixels: np.ndarray) -> np.ndarray:
 
 def snap_to_superpixels(prob: np.ndarray, superpixels: np.ndarray,
                         threshold: float = 0.5) -> np.ndarray:
-    """``(H, W)`` probabilities -> bool mask of the superpixels whose mean probability is at
+    """``(..., H, W)`` probabilities -> bool masks of the superpixels whose mean probability is at
     least ``threshold``: the mask head's coarse (2S x 2S) outline moved onto the image edges
     the superpixels follow (``refine.snap = "superpixels"``)."""
     return superpixel_means(prob, superpixels) >= threshold
@@ -114,13 +114,12 @@ def refined_panoptic(
             sx, sy = sw / w, sh / h
             scaled = torch.from_numpy(boxes * np.array([sx, sy, sx, sy])).float().to(device)
             probs = model.mask_logits(feats, scaled, x).sigmoid().cpu().numpy()
-            for k, (box, cid) in enumerate(zip(boxes, t_cls)):
-                p = paste_prob(probs[k, categories.index(cid)], box, (h, w))
-                if cfg.refine.snap == "superpixels":
-                    t_masks.append(snap_to_superpixels(p, ps.superpixels,
-                                                       cfg.refine.mask_threshold))
-                else:
-                    t_masks.append(p >= cfg.refine.mask_threshold)
+            pasted = np.stack([paste_prob(probs[k, categories.index(cid)], box, (h, w))
+                               for k, (box, cid) in enumerate(zip(boxes, t_cls))])
+            thr = cfg.refine.mask_threshold
+            # all instances snapped in one pass over the superpixel map
+            t_masks = list(snap_to_superpixels(pasted, ps.superpixels, thr)
+                           if cfg.refine.snap == "superpixels" else pasted >= thr)
         s_masks: list[np.ndarray] = []
         s_cls: list[int] = []
         s_score: list[float] = []

@@ -62,3 +62,17 @@ def test_synth_refuses_unknown_class(tmp_path):
     assert "unknown thing class 'blob'" in r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_synth_help_lists_every_class_of_the_pools():
+    """The --things / --stuff help spells the pools out (the CLI does not import the generator
+    to build it); this keeps the two lists from drifting apart."""
+    from jtsm.data.synth import STUFF_TEXTURES, THING_SHAPES
+
+    r = CliRunner().invoke(cli, ["data", "synth", "--help"], terminal_width=400)
+    assert r.exit_code == 0
+    import re
+
+    words = set(re.findall(r"[a-z]+", r.output))  # whole words: "ring" is not "rings"
+    for name in (*THING_SHAPES, *STUFF_TEXTURES):
+        assert name in words, name
