@@ -54,6 +54,7 @@ class MiningConfig:
     refine_heads: int = 4  # n_r of Eq. 4
     refine_iou: str = "box"  # box | mask: how OICR spreads pseudo labels
     refine_iou_threshold: float = 0.5
+    train_backbone: bool = True  # false: MIL trains the heads only, on the warm-up's backbone
 
 
 @dataclass

