@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall when the package metadata or the C extension (built by setup.py) changes.
-$(STAMP): $(BIN)/python pyproject.toml setup.py jtsm/evaluation/_pngcore.c
+$(STAMP): $(BIN)/python pyproject.toml setup.py jtsm/evaluation/_pngcore.c jtsm/ops/_binnedmax.c
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	# panopticapi (the PQ reference) is not on PyPI; panopticapi-lite ships the same module but
@@ -48,4 +48,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_out demo_out_quick jtsm/evaluation/*.so
+	rm -rf $(VENV) build *.egg-info demo_out demo_out_quick jtsm/evaluation/*.so jtsm/ops/*.so

@@ -1,8 +1,12 @@
 """Build script for the optional C extension; the package metadata lives in pyproject.toml.
 
-``jtsm.evaluation._pngcore`` (PNG decoding and pixel-pair runs for PQ evaluation) is
-``optional``: where it cannot be compiled (no C compiler or Python headers), the install still
-succeeds and evaluation decodes with libspng / OpenCV as before.
+Both are ``optional``: where they cannot be compiled (no C compiler or Python headers), the
+install still succeeds and jtsm uses its pure-Python/torch paths, with the same results.
+
+- ``jtsm.evaluation._pngcore``: PNG decoding and pixel-pair runs for PQ evaluation (else
+  libspng / OpenCV);
+- ``jtsm.ops._binnedmax``: the CPU kernel of MoIPool / RoIPool's binned max and its backward
+  (else gathers in torch).
 """
 
 import sys
@@ -18,6 +22,12 @@ setup(
             ["jtsm/evaluation/_pngcore.c"],
             extra_compile_args=_ARGS,
             optional=True,
-        )
+        ),
+        Extension(
+            "jtsm.ops._binnedmax",
+            ["jtsm/ops/_binnedmax.c"],
+            extra_compile_args=_ARGS,
+            optional=True,
+        ),
     ]
 )

@@ -9,16 +9,33 @@ Backward routes each output's gradient to the first cell (in the bin's cell orde
 that holds the max, as RoIPool's argmax does. The max and its argmax are recomputed in backward
 from the feature table, block by block, instead of being stored: autograd keeps no tensor of
 output size (the output can even be scaled in place by a per-bin factor).
+
+On the CPU with float32 features, both directions run in ``jtsm.ops._binnedmax``, an optional
+C extension built at install time: one pass over the bins and their cells with no gathered
+copies (the same values; gradients equal up to the order of float additions). The torch path
+here is used elsewhere (GPU, other dtypes, a table holding NaN), without the extension, or with
+``JTSM_BINNEDMAX=0``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-__all__ = ["BinPlan", "binned_max", "rect_bin_cells"]
+try:
+    from jtsm.ops import _binnedmax as _kernel  # type: ignore[attr-defined]
+except ImportError:  # not compiled (no C compiler at install time)
+    _kernel = None
+
+__all__ = ["BinPlan", "binned_max", "kernel_available", "rect_bin_cells"]
+
+
+def kernel_available() -> bool:
+    """Whether the C kernel is built and not switched off (``JTSM_BINNEDMAX=0``)."""
+    return _kernel is not None and os.environ.get("JTSM_BINNEDMAX", "1") != "0"
 
 # elements (K * C * rows) gathered at once; 2**20 floats = 4 MB, about an L2 cache
 _BLOCK_ELEMS = 1 << 20
@@ -26,7 +43,10 @@ _BLOCK_ELEMS = 1 << 20
 
 @dataclass
 class BinPlan:
-    """Which cells each output bin takes the max over, grouped by cell count.
+    """Which cells each output bin takes the max over.
+
+    Bins are added with :meth:`extend` as flat cell lists; the two paths read them as
+    :meth:`csr` (the C kernel) or :attr:`groups` (the torch path), each built on first use.
 
     Attributes:
         num_bins: number of output bins (rows of the output).
@@ -36,7 +56,9 @@ class BinPlan:
     """
 
     num_bins: int
-    groups: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    _flat: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list, repr=False)
+    _groups: list[tuple[Tensor, Tensor]] | None = field(default=None, repr=False)
+    _csr: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
 
     def extend(self, bin_ids: Tensor, cells: Tensor, counts: Tensor) -> None:
         """Add bins given as a flat cell list.
@@ -48,13 +70,43 @@ class BinPlan:
         """
         if cells.numel() == 0:
             return
-        starts = torch.cumsum(counts, 0) - counts
-        for k in torch.unique(counts).tolist():
-            if k == 0:
-                continue
-            sel = torch.nonzero(counts == k).squeeze(1)
-            idx = starts[sel, None] + torch.arange(k, device=cells.device)
-            self.groups.append((bin_ids[sel], cells[idx]))
+        self._flat.append((bin_ids.long(), cells.long(), counts.long()))
+        self._groups, self._csr = None, None
+
+    @property
+    def groups(self) -> list[tuple[Tensor, Tensor]]:
+        if self._groups is None:
+            self._groups = []
+            for bin_ids, cells, counts in self._flat:
+                starts = torch.cumsum(counts, 0) - counts
+                for k in torch.unique(counts).tolist():
+                    if k == 0:
+                        continue
+                    sel = torch.nonzero(counts == k).squeeze(1)
+                    idx = starts[sel, None] + torch.arange(k, device=cells.device)
+                    self._groups.append((bin_ids[sel], cells[idx]))
+        return self._groups
+
+    def csr(self) -> tuple[Tensor, Tensor]:
+        """The plan as CSR: ``starts`` ``(num_bins + 1,)`` and ``cells`` ``(E,)`` int64, bin
+        ``b``'s cells being ``cells[starts[b]:starts[b + 1]]`` in the order they were added."""
+        if self._csr is None:
+            dev = self._flat[0][1].device if self._flat else torch.device("cpu")
+            counts = torch.zeros(self.num_bins, dtype=torch.int64, device=dev)
+            if self._flat:
+                bins = torch.cat([b for b, _, _ in self._flat])
+                cnt = torch.cat([c for _, _, c in self._flat])
+                cells = torch.cat([c for _, c, _ in self._flat])
+                owner = torch.repeat_interleave(bins, cnt)
+                if owner.numel() > 1 and bool((owner[1:] < owner[:-1]).any()):
+                    cells = cells[torch.sort(owner, stable=True).indices]
+                counts.index_add_(0, bins, cnt)
+            else:
+                cells = torch.zeros(0, dtype=torch.int64, device=dev)
+            starts = torch.zeros(self.num_bins + 1, dtype=torch.int64, device=dev)
+            starts[1:] = torch.cumsum(counts, 0)
+            self._csr = (starts.contiguous(), cells.contiguous())
+        return self._csr
 
 
 def rect_bin_cells(
@@ -108,6 +160,17 @@ class _BinnedMax(torch.autograd.Function):
         ctx, table: Tensor, plan: BinPlan, scale: Tensor | None
     ) -> Tensor:
         c = table.shape[1]
+        ctx.plan = plan
+        ctx.use_kernel = _use_kernel(table, scale)
+        if ctx.use_kernel:
+            table = table.contiguous()
+            starts, cells = plan.csr()
+            out = table.new_empty(plan.num_bins, c)
+            sc = None if scale is None else scale.detach().float().contiguous()
+            _kernel.forward(table.numpy(), c, starts.numpy(), cells.numpy(),
+                            None if sc is None else sc.numpy(), out.numpy())
+            ctx.save_for_backward(table, sc)
+            return out
         out = table.new_zeros(plan.num_bins, c)
         cap = max([_BLOCK_ELEMS] + [cells.shape[1] * c for _, cells in plan.groups])
         buf = table.new_empty(cap)
@@ -121,7 +184,6 @@ class _BinnedMax(torch.autograd.Function):
             out.index_copy_(0, bins, g)
         if scale is not None:
             out.mul_(scale.to(out.dtype).unsqueeze(1))
-        ctx.plan = plan
         ctx.save_for_backward(table, scale)
         return out
 
@@ -132,6 +194,13 @@ class _BinnedMax(torch.autograd.Function):
         c = table.shape[1]
         grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
         grad_out = grad_out.contiguous()
+        if ctx.use_kernel:
+            starts, cells = plan.csr()
+            scratch = torch.empty(2 * c, dtype=torch.int32)  # argmax cells + running maxima
+            _kernel.backward(table.numpy(), c, starts.numpy(), cells.numpy(),
+                             None if scale is None else scale.numpy(),
+                             grad_out.float().numpy(), grad.numpy(), scratch.numpy())
+            return grad, None, None
         flat_grad = grad.view(-1)
         chan = torch.arange(c, device=table.device)
         cap = max([_BLOCK_ELEMS] + [cells.shape[1] * c for _, cells in plan.groups])
@@ -157,6 +226,12 @@ class _BinnedMax(torch.autograd.Function):
             src.mul_(r > 0)
             flat_grad.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
         return grad, None, None
+
+
+def _use_kernel(table: Tensor, scale: Tensor | None) -> bool:
+    return (kernel_available() and table.device.type == "cpu" and table.dtype == torch.float32
+            and table.dim() == 2 and (scale is None or scale.device.type == "cpu")
+            and not bool(torch.isnan(table).any()))
 
 
 def binned_max(table: Tensor, plan: BinPlan, scale: Tensor | None = None) -> Tensor:
