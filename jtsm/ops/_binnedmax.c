@@ -11,6 +11,8 @@
    output buffer they are given; binned_max.py checks shapes, dtypes and NaN-free tables
    before calling (a NaN makes the torch path's max NaN; this kernel is not asked then).
 
+   moi_plan(...) builds MoIPool's plan (the bins' cells, Eq. 5-6) in one pass, see below.
+
    forward(table, C, starts, cells, scale_or_None, out)
    backward(table, C, starts, cells, scale_or_None, grad_out, grad_table, scratch)
      grad_table is accumulated into (pass zeros); scratch is a buffer of >= 8 * C bytes.
@@ -190,7 +192,92 @@ fail:
     return NULL;
 }
 
+/* moi_plan(crow, col, inc_crow, inc_cells, lo_r, hi_r, lo_c, hi_c, ph, pw, wf, n_cells,
+            starts_out, cells_out, nonempty_out, stamp) -> number of cells written
+
+   MoIPool's plan (moi_pool.py builds the same in torch): proposal p is on a cell when one of
+   its superpixels col[crow[p]:crow[p+1]] touches it (the incidence CSR inc_crow / inc_cells,
+   Eq. 6); bin (u, v) of p holds the on-cells of rows lo_r[p,u]..hi_r[p,u]-1 and columns
+   lo_c[p,v]..hi_c[p,v]-1, row-major (Eq. 5). All int64 buffers; stamp is an int64 scratch of
+   n_cells items; cells_out must hold the sum of all bins' rectangle areas. */
+static PyObject *moi_plan(PyObject *self, PyObject *args) {
+    PyObject *o[15];
+    Py_ssize_t ph, pw, wf, n_cells;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOnnnnOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &ph, &pw, &wf, &n_cells, &o[8], &o[9], &o[10], &o[11]))
+        return NULL;
+    Py_buffer v[12];
+    static const char *names[12] = {"crow", "col", "inc_crow", "inc_cells", "lo_r", "hi_r",
+                                    "lo_c", "hi_c", "starts_out", "cells_out", "nonempty_out",
+                                    "stamp"};
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 12; ++got)
+        if (get(o[got], &v[got], got >= 8, names[got]) < 0) goto done;
+    {
+        const int64_t *crow = v[0].buf, *col = v[1].buf, *ic = v[2].buf, *icell = v[3].buf;
+        const int64_t *lr = v[4].buf, *hr = v[5].buf, *lc = v[6].buf, *hc = v[7].buf;
+        int64_t *starts = v[8].buf, *cells = v[9].buf, *nonempty = v[10].buf, *stamp = v[11].buf;
+        Py_ssize_t np_ = v[0].len / 8 - 1, n_sp = v[2].len / 8 - 1;
+        Py_ssize_t nnz = v[1].len / 8, n_inc = v[3].len / 8, cap = v[9].len / 8;
+        if (np_ < 0 || n_sp < 0 || ph <= 0 || pw <= 0 || wf <= 0 || n_cells < 0 ||
+            v[4].len / 8 != np_ * ph || v[5].len / 8 != np_ * ph || v[6].len / 8 != np_ * pw ||
+            v[7].len / 8 != np_ * pw || v[8].len / 8 != np_ * ph * pw + 1 ||
+            v[10].len / 8 != np_ || v[11].len / 8 < n_cells || crow[0] != 0 ||
+            crow[np_] > nnz || ic[0] != 0 || ic[n_sp] > n_inc) {
+            PyErr_SetString(PyExc_ValueError, "_binnedmax.moi_plan: inconsistent sizes");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n_cells; ++i) stamp[i] = -1;
+        int64_t e = 0;
+        starts[0] = 0;
+        for (Py_ssize_t p = 0; p < np_; ++p) {
+            for (int64_t k = crow[p]; k < crow[p + 1]; ++k) {
+                int64_t sp = col[k];
+                if (sp < 0 || sp >= n_sp) {
+                    PyErr_SetString(PyExc_IndexError, "_binnedmax.moi_plan: superpixel id");
+                    goto done;
+                }
+                for (int64_t j = ic[sp]; j < ic[sp + 1]; ++j) {
+                    int64_t cell = icell[j];
+                    if (cell < 0 || cell >= n_cells) {
+                        PyErr_SetString(PyExc_IndexError, "_binnedmax.moi_plan: cell id");
+                        goto done;
+                    }
+                    stamp[cell] = p;
+                }
+            }
+            int64_t filled = 0;
+            for (Py_ssize_t u = 0; u < ph; ++u) {
+                int64_t r0 = lr[p * ph + u], r1 = hr[p * ph + u];
+                for (Py_ssize_t w = 0; w < pw; ++w) {
+                    int64_t c0 = lc[p * pw + w], c1 = hc[p * pw + w], e0 = e;
+                    for (int64_t r = r0; r < r1; ++r)
+                        for (int64_t c = c0; c < c1; ++c) {
+                            int64_t cell = r * wf + c;
+                            if (cell < 0 || cell >= n_cells || stamp[cell] != p) continue;
+                            if (e >= cap) {
+                                PyErr_SetString(PyExc_ValueError,
+                                                "_binnedmax.moi_plan: cells_out too small");
+                                goto done;
+                            }
+                            cells[e++] = cell;
+                        }
+                    filled += e > e0;
+                    starts[(p * ph + u) * pw + w + 1] = e;
+                }
+            }
+            nonempty[p] = filled;
+        }
+        result = PyLong_FromLongLong(e);
+    }
+done:
+    for (int i = 0; i < got; ++i) PyBuffer_Release(&v[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"moi_plan", moi_plan, METH_VARARGS, "MoIPool's bins and their on-cells (CSR)."},
     {"forward", forward, METH_VARARGS, "Binned max forward (see the module comment)."},
     {"backward", backward, METH_VARARGS, "Binned max backward with argmax routing."},
     {NULL, NULL, 0, NULL},

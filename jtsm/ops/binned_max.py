@@ -60,6 +60,14 @@ class BinPlan:
     _groups: list[tuple[Tensor, Tensor]] | None = field(default=None, repr=False)
     _csr: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_csr(cls, num_bins: int, starts: Tensor, cells: Tensor) -> BinPlan:
+        """A plan of all ``num_bins`` bins given as CSR (see :meth:`csr`)."""
+        plan = cls(num_bins)
+        plan.extend(torch.arange(num_bins, device=cells.device), cells, starts[1:] - starts[:-1])
+        plan._csr = (starts.contiguous(), cells.contiguous())
+        return plan
+
     def extend(self, bin_ids: Tensor, cells: Tensor, counts: Tensor) -> None:
         """Add bins given as a flat cell list.
 

@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from jtsm.ops import binned_max as _bm
 from jtsm.ops.binned_max import BinPlan, binned_max, rect_bin_cells
 from jtsm.ops.boxes import bin_ranges, cell_boxes
 from jtsm.ops.proposal_tensors import ProposalTensors
@@ -191,9 +192,28 @@ def moi_pool(
             proposals.superpixels, proposals.num_superpixels, (hf, wf), spatial_scale
         )
     cboxes = cell_boxes(proposals.boxes, spatial_scale)
+    if _bm.kernel_available() and features.device.type == "cpu":
+        plan, nonempty = _kernel_plan(proposals, incidence, cboxes, ph, pw, hf, wf)
+    else:
+        plan, nonempty = _plan(proposals, incidence, cboxes, ph, pw, hf, wf, chunk)
+    table = features.permute(1, 2, 0).reshape(n_cells, c)
+    scores = proposals.scores if use_scores else None
+    if compensation_mode == "code":  # per-proposal factor: applied in place inside the op
+        psi = compensation_factor(nonempty, ph * pw, scores).to(table.dtype)
+        pooled = binned_max(table, plan, psi.repeat_interleave(ph * pw))
+        return pooled.view(p, ph, pw, c).permute(0, 3, 1, 2)
+    pooled = binned_max(table, plan).view(p, ph, pw, c).permute(0, 3, 1, 2)
+    return compensation(pooled, nonempty, compensation_mode, scores)
+
+
+def _plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor], cboxes: Tensor,
+          ph: int, pw: int, hf: int, wf: int, chunk: int) -> tuple[BinPlan, Tensor]:
+    """The bins' on-cells (Eq. 5-6) in torch, ``chunk`` proposals at a time; also the
+    non-empty bins per proposal ``(P,)``."""
+    p, n_cells = len(proposals), hf * wf
+    dev = cboxes.device
     plan = BinPlan(p * ph * pw)
-    nonempty = torch.zeros(p, dtype=torch.int64, device=features.device)
-    dev = features.device
+    nonempty = torch.zeros(p, dtype=torch.int64, device=dev)
     for a in range(0, p, chunk):
         b = min(a + chunk, p)
         on = cell_on(proposals, incidence, a, b, n_cells)
@@ -206,11 +226,22 @@ def moi_pool(
         counts = torch.bincount(entry_bin, minlength=(b - a) * ph * pw)
         plan.extend(a * ph * pw + torch.arange((b - a) * ph * pw, device=dev), cells, counts)
         nonempty[a:b] = (counts > 0).view(b - a, ph * pw).sum(1)
-    table = features.permute(1, 2, 0).reshape(n_cells, c)
-    scores = proposals.scores if use_scores else None
-    if compensation_mode == "code":  # per-proposal factor: applied in place inside the op
-        psi = compensation_factor(nonempty, ph * pw, scores).to(table.dtype)
-        pooled = binned_max(table, plan, psi.repeat_interleave(ph * pw))
-        return pooled.view(p, ph, pw, c).permute(0, 3, 1, 2)
-    pooled = binned_max(table, plan).view(p, ph, pw, c).permute(0, 3, 1, 2)
-    return compensation(pooled, nonempty, compensation_mode, scores)
+    return plan, nonempty
+
+
+def _kernel_plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor], cboxes: Tensor,
+                 ph: int, pw: int, hf: int, wf: int) -> tuple[BinPlan, Tensor]:
+    """The same plan as :func:`_plan`, built by the C kernel in one pass (CPU tensors)."""
+    p = len(proposals)
+    lo_r, hi_r = bin_ranges(cboxes[:, 1], cboxes[:, 3] - cboxes[:, 1], ph, hf)
+    lo_c, hi_c = bin_ranges(cboxes[:, 0], cboxes[:, 2] - cboxes[:, 0], pw, wf)
+    kh, kw = (hi_r - lo_r).clamp(min=0), (hi_c - lo_c).clamp(min=0)
+    cap = int((kh.sum(1) * kw.sum(1)).sum())  # every cell of every bin's rectangle
+    starts = torch.empty(p * ph * pw + 1, dtype=torch.int64)
+    cells = torch.empty(cap, dtype=torch.int64)
+    nonempty = torch.empty(p, dtype=torch.int64)
+    stamp = torch.empty(hf * wf, dtype=torch.int64)
+    args = [proposals.crow, proposals.col, incidence[0], incidence[1], lo_r, hi_r, lo_c, hi_c]
+    n = _bm._kernel.moi_plan(*[t.contiguous().numpy() for t in args], ph, pw, wf, hf * wf,
+                             starts.numpy(), cells.numpy(), nonempty.numpy(), stamp.numpy())
+    return BinPlan.from_csr(p * ph * pw, starts, cells[:n]), nonempty

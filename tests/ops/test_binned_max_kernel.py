@@ -123,3 +123,35 @@ def test_kernel_rejects_a_plan_outside_the_table():
     with pytest.raises(ValueError):
         _binnedmax.forward(table, 2, np.array([0, 2], np.int64), np.array([0], np.int64), None,
                            out)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("stride,ph,pw", [(4, 7, 7), (8, 3, 5), (3, 2, 2)])
+def test_kernel_plan_equals_torch_plan(seed, stride, ph, pw):
+    """MoIPool's plan from the C builder: the same bins, cells (in order) and non-empty counts
+    as the torch builder, chunked or not."""
+    from jtsm.ops.boxes import cell_boxes
+    from jtsm.ops.moi_pool import _kernel_plan, _plan, superpixel_cell_incidence
+
+    props = random_proposals(45, 38, n_sp=35, n_prop=70, seed=seed)
+    hf, wf = -(-45 // stride), -(-38 // stride)
+    inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (hf, wf),
+                                    1 / stride)
+    cb = cell_boxes(props.boxes, 1 / stride)
+    kplan, kne = _kernel_plan(props, inc, cb, ph, pw, hf, wf)
+    for chunk in (256, 7):
+        tplan, tne = _plan(props, inc, cb, ph, pw, hf, wf, chunk)
+        assert torch.equal(kne, tne)
+        for a, b in zip(kplan.csr(), tplan.csr()):
+            assert torch.equal(a, b)
+    assert kplan.csr()[1].numel() > 0
+
+
+def test_kernel_plan_rejects_bad_superpixel_ids():
+    from jtsm.ops import _binnedmax
+
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    args = [i64(0, 1), i64(5), i64(0, 1), i64(0), i64(0), i64(1), i64(0), i64(1)]
+    with pytest.raises(IndexError):
+        _binnedmax.moi_plan(*args, 1, 1, 1, 1, np.zeros(2, np.int64), np.zeros(1, np.int64),
+                            np.zeros(1, np.int64), np.zeros(1, np.int64))
