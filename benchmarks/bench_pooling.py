@@ -16,6 +16,10 @@ the rise of the peak RSS (``VmHWM``, reset just before the call) over the RSS be
 and the "working" part: that rise minus the output and the output-gradient tensors, whose
 size any pooling op must pay (P x C x 7 x 7 floats each).
 
+``moi`` and ``roi-pool`` run the C kernel of ``jtsm.ops._binnedmax`` when it is built;
+``moi-torch`` and ``roi-pool-torch`` are the same ops on their pure-torch path
+(``JTSM_BINNEDMAX=0``), measured in the same run.
+
 Usage: ``python benchmarks/bench_pooling.py [--proposals 2000] [--repeat 3]``
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -142,7 +147,18 @@ def make_proposals(n: int, seed: int = 0) -> ProposalTensors:
 
 
 def run(method: str, feat: torch.Tensor, props: ProposalTensors, ext) -> torch.Tensor:
-    """One forward + backward; returns the feature gradient."""
+    """One forward + backward; returns the feature gradient. ``<name>-torch``: the same op
+    with the C kernel switched off (``JTSM_BINNEDMAX=0``), its pure-torch path."""
+    if method.endswith("-torch"):
+        old = os.environ.get("JTSM_BINNEDMAX")
+        os.environ["JTSM_BINNEDMAX"] = "0"
+        try:
+            return run(method[: -len("-torch")], feat, props, ext)
+        finally:
+            if old is None:
+                del os.environ["JTSM_BINNEDMAX"]
+            else:
+                os.environ["JTSM_BINNEDMAX"] = old
     s = 1.0 / STRIDE
     if method == "cpp-roipool":
         cb = cell_boxes(props.boxes, s).contiguous()
@@ -222,6 +238,12 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="jtsm_bench_")
     ext = cpp_roipool(tmp)
     methods = ["moi", "moi-tps", "roi-pool", "roi-align"] + (["cpp-roipool"] if ext else [])
+    from jtsm.ops.binned_max import kernel_available
+
+    if kernel_available():  # the same ops on their torch path, for the kernel's ratio
+        methods[3:3] = ["moi-torch", "roi-pool-torch"]
+    else:
+        print("# jtsm.ops._binnedmax not built: moi and roi-pool run their torch path")
     try:
         import torchvision  # noqa: F401
 
@@ -261,7 +283,9 @@ def main() -> None:
 
     print(f"\n{'method':<14}{'P':>6}{'peak rise MB':>14}{'output MB':>11}{'working MB':>12}")
     counts = [500, 1000, 2000, 4000]
-    rows = [("moi", k) for k in counts] + [(m, n) for m in methods if m != "moi"]
+    pooled = [m for m in ("moi", "moi-torch") if m in methods]  # at every proposal count
+    rows = [(m, k) for m in pooled for k in counts] + [(m, n) for m in methods
+                                                         if m not in pooled]
     big = make_proposals(max(counts))
     for m, k in rows:
         path = f"{tmp}/inputs_{k}.pt"
