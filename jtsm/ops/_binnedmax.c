@@ -34,6 +34,13 @@ static void release(Bufs *x) {
         if (all[i]->obj != NULL) PyBuffer_Release(all[i]);
 }
 
+/* Release the buffers; None on success, NULL (the error set) on failure. */
+static PyObject *finish(Bufs *x, int ok) {
+    release(x);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
 static int get(PyObject *o, Py_buffer *view, int writable, const char *name) {
     int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(o, view, flags) < 0) {
@@ -42,6 +49,19 @@ static int get(PyObject *o, Py_buffer *view, int writable, const char *name) {
         return -1;
     }
     return 0;
+}
+
+typedef struct {
+    const float *tab;    /* (n_cells, C) table */
+    const int64_t *st;   /* (n_bins + 1,) starts */
+    const int64_t *cl;   /* (E,) cells */
+    const float *scale;  /* (n_bins,) or NULL */
+} Plan;
+
+static Plan plan_of(const Bufs *x) {
+    Plan p = {(const float *)x->table.buf, (const int64_t *)x->starts.buf,
+              (const int64_t *)x->cells.buf, x->have_scale ? (const float *)x->scale.buf : NULL};
+    return p;
 }
 
 static int check_plan(const Bufs *x, Py_ssize_t C, Py_ssize_t *n_bins) {
@@ -96,10 +116,9 @@ static PyObject *forward(PyObject *self, PyObject *args) {
         goto fail;
     }
     {
-        const float *tab = (const float *)x.table.buf;
-        const int64_t *st = (const int64_t *)x.starts.buf;
-        const int64_t *cl = (const int64_t *)x.cells.buf;
-        const float *scale = x.have_scale ? (const float *)x.scale.buf : NULL;
+        const Plan pl = plan_of(&x);
+        const float *tab = pl.tab, *scale = pl.scale;
+        const int64_t *st = pl.st, *cl = pl.cl;
         float *out = (float *)x.a.buf;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t b = 0; b < nb; ++b) {
@@ -121,11 +140,9 @@ static PyObject *forward(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    release(&x);
-    Py_RETURN_NONE;
+    return finish(&x, 1);
 fail:
-    release(&x);
-    return NULL;
+    return finish(&x, 0);
 }
 
 static PyObject *backward(PyObject *self, PyObject *args) {
@@ -150,10 +167,9 @@ static PyObject *backward(PyObject *self, PyObject *args) {
         goto fail;
     }
     {
-        const float *tab = (const float *)x.table.buf;
-        const int64_t *st = (const int64_t *)x.starts.buf;
-        const int64_t *cl = (const int64_t *)x.cells.buf;
-        const float *scale = x.have_scale ? (const float *)x.scale.buf : NULL;
+        const Plan pl = plan_of(&x);
+        const float *tab = pl.tab, *scale = pl.scale;
+        const int64_t *st = pl.st, *cl = pl.cl;
         const float *gout = (const float *)x.a.buf;
         float *grad = (float *)x.b.buf;
         int32_t *restrict arg = (int32_t *)x.c.buf;   /* C argmax cells */
@@ -185,11 +201,9 @@ static PyObject *backward(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
     }
-    release(&x);
-    Py_RETURN_NONE;
+    return finish(&x, 1);
 fail:
-    release(&x);
-    return NULL;
+    return finish(&x, 0);
 }
 
 /* moi_plan(crow, col, inc_crow, inc_cells, lo_r, hi_r, lo_c, hi_c, ph, pw, wf, n_cells,
