@@ -174,7 +174,8 @@ def moi_pool(
         spatial_scale: ``1 / stride`` of the feature map.
         compensation_mode: see :func:`compensation`.
         use_scores: in ``"code"`` mode, also multiply by ``(score + 1)`` as the authors do.
-        chunk: proposals whose cell-on maps are built at once.
+        chunk: proposals whose cell-on maps are built at once (torch path; the C kernel
+            builds the plan proposal by proposal).
         incidence: precomputed :func:`superpixel_cell_incidence` (computed when None).
     Returns:
         ``(P, C, ph, pw)`` pooled features (a permuted view of a ``(P, ph, pw, C)`` tensor).
