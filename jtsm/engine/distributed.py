@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["all_reduce_mean", "barrier", "get_rank", "get_world_size", "init_from_env",
-           "is_main", "launch"]
+__all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "get_rank", "get_world_size",
+           "init_from_env", "is_main", "launch"]
 
 
 def get_rank() -> int:
@@ -49,6 +50,85 @@ def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, t.tolist()))
 
 
+class RunningStatsSync:
+    """BatchNorm running statistics of N workers made equal to one process's.
+
+    One process that loops over a step's items ``j = 0..B-1`` updates a BatchNorm layer's
+    running mean (and variance) once per forward, in slot order:
+    ``r <- (1 - m) r + m s_j`` (``m`` the momentum, ``s_j`` the batch statistic), so after the
+    step ``r = (1 - m)^B r0 + sum_j m (1 - m)^(B-1-j) s_j``. DDP's default instead copies rank
+    0's buffers to every rank at each forward, which drops the other ranks' batches. Here each
+    rank updates its own copy (DDP with ``broadcast_buffers=False``) from the shared ``r0``; its
+    ``L_r`` updates give ``r_r = (1 - m)^L_r r0 + (its part of the sum)``, so one all-reduce of
+    ``(1 - m)^(updates on later ranks) * (r_r - (1 - m)^L_r r0)`` rebuilds the one-process
+    sequence exactly (up to float rounding). ``momentum=None`` (a cumulative average) is
+    rebuilt the same way from each rank's count. Layers in eval mode make no updates
+    (``L_r = 0``) and stay as they are.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = [m for m in model.modules()
+                       if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                       and m.track_running_stats and m.running_mean is not None]
+        self._r0: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        if get_world_size() > 1:  # DDP without buffer broadcast does not copy them either
+            for m in self.layers:
+                for b in (m.running_mean, m.running_var, m.num_batches_tracked):
+                    dist.broadcast(b, 0)
+
+    def snapshot(self) -> None:
+        """Remember every layer's statistics before the step's forwards."""
+        if get_world_size() == 1:
+            return
+        self._r0 = [(m.running_mean.detach().double().clone(),
+                     m.running_var.detach().double().clone(), int(m.num_batches_tracked))
+                    for m in self.layers]
+
+    def reconcile(self) -> None:
+        """After the step's forwards: every rank holds the one-process statistics."""
+        world, rank = get_world_size(), get_rank()
+        if world == 1 or not self.layers:
+            return
+        counts = torch.zeros(len(self.layers), world, dtype=torch.float64)
+        for i, (m, (_, _, n0)) in enumerate(zip(self.layers, self._r0)):
+            counts[i, rank] = int(m.num_batches_tracked) - n0
+        dist.all_reduce(counts)
+        parts, plan = [], []
+        for i, (m, (mean0, var0, n0)) in enumerate(zip(self.layers, self._r0)):
+            n_r, total = counts[i, rank].item(), counts[i].sum().item()
+            if total == 0:
+                plan.append(None)
+                continue
+            later = counts[i, rank + 1:].sum().item()
+            cur = (m.running_mean.detach().double(), m.running_var.detach().double())
+            if m.momentum is None:  # cumulative average over all batches ever seen
+                parts += [c * (n0 + n_r) - n0 * c0 for c, c0 in zip(cur, (mean0, var0))]
+            else:
+                keep = 1.0 - m.momentum
+                parts += [(c - keep ** n_r * c0) * keep ** later
+                          for c, c0 in zip(cur, (mean0, var0))]
+            plan.append((n0, total))
+        if not parts:
+            return
+        flat = torch.cat(parts)
+        dist.all_reduce(flat)
+        k = 0
+        for m, (mean0, var0, _), p in zip(self.layers, self._r0, plan):
+            if p is None:
+                continue
+            n0, total = p
+            c = m.running_mean.numel()
+            sums = flat[k:k + c], flat[k + c:k + 2 * c]
+            k += 2 * c
+            for buf, c0, s in zip((m.running_mean, m.running_var), (mean0, var0), sums):
+                if m.momentum is None:
+                    new = (n0 * c0 + s) / (n0 + total)
+                else:
+                    new = (1.0 - m.momentum) ** total * c0 + s
+                buf.copy_(new.to(buf.dtype))
+            m.num_batches_tracked.fill_(n0 + int(total))
+
+
 def init_from_env(backend: str | None = None) -> bool:
     """Join the process group described by torchrun's environment, if there is one."""
     if dist.is_initialized():
@@ -73,11 +153,20 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_f
                             world_size=nproc)
     if backend == "nccl":
         torch.cuda.set_device(rank)
+    elif "OMP_NUM_THREADS" not in os.environ:  # N CPU workers share the cores, not N x all
+        torch.set_num_threads(max(1, _cpu_count() // nproc))
     try:
         fn(*args)
         dist.barrier()  # nobody tears down while another rank still talks to the group
     finally:
         dist.destroy_process_group()
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def launch(fn: Callable[..., Any], nproc: int, backend: str, args: tuple[Any, ...] = ()) -> None:

@@ -8,7 +8,8 @@ from generators seeded by ``(seed, it, j)``. Hence
   and iteration; the learning rate is a pure function of the iteration);
 - N DDP workers, each taking a contiguous slice of the global batch, compute the same
   gradients as one process looping over the whole batch (gradient accumulation), up to float
-  summation order.
+  summation order, and :class:`~jtsm.engine.distributed.RunningStatsSync` gives their
+  BatchNorm statistics the one-process values after every step.
 
 A model for this loop maps one training item to a dict of scalar loss tensors in ``forward``.
 """
@@ -37,7 +38,13 @@ from jtsm.engine.checkpoint import (
     load_state,
     save_checkpoint,
 )
-from jtsm.engine.distributed import all_reduce_mean, get_rank, get_world_size, is_main
+from jtsm.engine.distributed import (
+    RunningStatsSync,
+    all_reduce_mean,
+    get_rank,
+    get_world_size,
+    is_main,
+)
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import atomic_write_bytes
 
@@ -205,7 +212,9 @@ def train(
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        wrapped = DDP(model, find_unused_parameters=find_unused)
+        # each rank keeps its own BatchNorm statistics during a step; bn_sync merges them
+        wrapped = DDP(model, find_unused_parameters=find_unused, broadcast_buffers=False)
+    bn_sync = RunningStatsSync(model)
     local = batch // world
     slots = range(rank * local, (rank + 1) * local)
     model.train()
@@ -215,6 +224,7 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_mult", 1.0)
         opt.zero_grad(set_to_none=True)
+        bn_sync.snapshot()
         logged: dict[str, float] = {}
         for k, j in enumerate(slots):
             index = sample_index(seed, n, it * batch + j)
@@ -245,6 +255,7 @@ def train(
                 f"(lower solver.lr; last checkpoint kept)"
             )
         opt.step()
+        bn_sync.reconcile()
         logged = all_reduce_mean(logged)
         done = it + 1
         if is_main():

@@ -69,19 +69,22 @@ def test_mine_bad_config_value_is_one_line(tmp_path, synth_dir, synth_proposals)
 
 
 def test_mine_two_gloo_processes_equal_one(tmp_path, synth_dir, synth_proposals):
-    """The real mining model: --nproc 2 and one process, same global batch, same weights."""
+    """The real mining model as the CPU preset trains it (BatchNorm, tag warm-up, then frozen
+    statistics for MIL): --nproc 2 and one process, same global batch, same weights and the
+    same running statistics."""
     finals = []
     for n in (1, 2):
         out = tmp_path / f"run{n}"
         args = ["mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"),
                 "--images", str(synth_dir / "images"), "--proposals", str(synth_proposals),
                 "--out", str(out), "--nproc", str(n), "--quiet"]
-        for o in TINY:
+        for o in TINY + ["backbone.norm=bn"]:
             args += ["--set", o]
         r = subprocess.run([sys.executable, "-m", "jtsm_cli", *args], capture_output=True,
                            text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         finals.append(load_checkpoint(out / "model_final.pt"))
+    assert any(k.endswith("running_mean") for k in finals[0])
     for k in finals[0]:
         torch.testing.assert_close(finals[0][k], finals[1][k], rtol=1e-4, atol=1e-5)
 

@@ -121,7 +121,9 @@ def test_batch_must_divide_over_workers():
 
 
 def test_ddp_two_gloo_workers_equal_one_process(tmp_path):
-    """2 CPU processes (gloo) x 2 items == 1 process x 4 items, same seed."""
+    """2 CPU processes (gloo) x 2 items == 1 process x 4 items, same seed: the weights and the
+    BatchNorm running statistics (which DDP's default buffer broadcast would leave at rank
+    0's items only)."""
     outs = {}
     for n in (1, 2):
         out = tmp_path / f"p{n}.pt"
@@ -141,6 +143,7 @@ def test_ddp_two_gloo_workers_equal_one_process(tmp_path):
     assert diff > 100 * 5e-5
     # and training did something
     assert not torch.allclose(outs[1]["net.0.weight"], ToyModel().net[0].weight)
+    assert int(outs[2]["net.1.num_batches_tracked"]) == 12 * 4
 
 
 def test_lr_mults_scale_the_step_of_their_parameters_only(tmp_path):
@@ -150,8 +153,8 @@ def test_lr_mults_scale_the_step_of_their_parameters_only(tmp_path):
     start = ToyModel().state_dict()
     plain = train(ToyModel(), ToyTask(), solver, seed=0, run_dir=None).state_dict()
     fast = train(ToyModel(), ToyTask(), solver, seed=0, run_dir=None,
-                 lr_mults={"net.4.": 5.0}).state_dict()
-    for k in ("net.4.weight", "net.4.bias"):
+                 lr_mults={"net.7.": 5.0}).state_dict()
+    for k in ("net.7.weight", "net.7.bias"):
         assert torch.allclose(fast[k] - start[k], 5 * (plain[k] - start[k]), atol=1e-6)
         assert not torch.equal(plain[k], start[k])
     for k in ("net.0.weight", "net.1.weight"):

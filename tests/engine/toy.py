@@ -31,11 +31,14 @@ class ToyTask:
 
 
 class ToyModel(nn.Module):
+    """Two BatchNorms: an exponential (momentum 0.1) and a cumulative (momentum None) one."""
+
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(nn.Linear(2, 32), nn.BatchNorm1d(32), nn.ReLU(),
-                                 nn.Dropout(0.3), nn.Linear(32, 3))
+                                 nn.Dropout(0.3), nn.Linear(32, 16),
+                                 nn.BatchNorm1d(16, momentum=None), nn.ReLU(), nn.Linear(16, 3))
 
     def forward(self, item):
         x, y = item
@@ -43,7 +46,8 @@ class ToyModel(nn.Module):
 
 
 def run(nproc_out: str, max_iter: int = 12, batch: int = 4) -> None:
-    """Train the toy under the current process group; rank 0 saves the parameters."""
+    """Train the toy under the current process group; rank 0 saves the state (parameters and
+    BatchNorm statistics)."""
     from jtsm.config import SolverConfig
     from jtsm.engine.distributed import is_main
     from jtsm.engine.trainer import train
@@ -54,4 +58,4 @@ def run(nproc_out: str, max_iter: int = 12, batch: int = 4) -> None:
                           steps=[8])
     train(model, ToyTask(), solver, seed=3, run_dir=None)
     if is_main():
-        torch.save({k: v for k, v in model.named_parameters()}, nproc_out)
+        torch.save(model.state_dict(), nproc_out)
