@@ -9,7 +9,10 @@ No home-made cluster code: many machines are torchrun's job.
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +21,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "get_rank", "get_world_size",
-           "init_from_env", "is_main", "launch"]
+from jtsm.errors import JtsmError
+
+__all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "ddp_wrap", "get_rank",
+           "get_world_size", "init_from_env", "is_main", "launch"]
 
 
 def get_rank() -> int:
@@ -142,12 +147,31 @@ def init_from_env(backend: str | None = None) -> bool:
     return True
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: this worker gets SIGKILL when the process that launched it dies (``kill -9`` of
+    ``jtsm mine``), so no orphan goes on writing checkpoints into a run that is being resumed.
+    Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
 def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_file: str,
-            args: tuple[Any, ...]) -> None:
+            args: tuple[Any, ...], parent: int) -> None:
     """One local worker. The rendezvous is a FileStore, not a TCPStore: a TCPStore's server
     lives in rank 0, and rank 0 leaving while rank 1 still tears down its group is a known
     exit race (seen here once in ~7 CI runs as a SIGABRT of rank 0 after training ended).
     A file has no server thread and no port to race for."""
+    _die_with_parent(parent)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
     dist.init_process_group(backend, init_method=f"file://{store_file}", rank=rank,
                             world_size=nproc)
@@ -158,8 +182,39 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_f
     try:
         fn(*args)
         dist.barrier()  # nobody tears down while another rank still talks to the group
+    except JtsmError as e:  # the launcher re-raises it: the user sees its one-line message
+        _save_error(os.path.dirname(store_file), rank, e)
+        raise
     finally:
         dist.destroy_process_group()
+
+
+def _save_error(folder: str, rank: int, error: Exception) -> None:
+    tmp = os.path.join(folder, f".error{rank}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(error, f)
+    os.replace(tmp, os.path.join(folder, f"error{rank}.pkl"))
+
+
+def _first_error(folder: str, nproc: int) -> Exception | None:
+    for rank in range(nproc):
+        path = os.path.join(folder, f"error{rank}.pkl")
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return pickle.load(f)  # our own worker's file in our own temp folder
+    return None
+
+
+def ddp_wrap(model: nn.Module, find_unused: bool) -> nn.Module:
+    """DistributedDataParallel that leaves each rank's buffers alone in forward (the
+    BatchNorm statistics are merged by :class:`RunningStatsSync` instead)."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if "forward_sync_buffers" in inspect.signature(DDP).parameters:  # torch >= 2.13
+        return DDP(model, find_unused_parameters=find_unused, forward_sync_buffers=False)
+    return DDP(model, find_unused_parameters=find_unused, broadcast_buffers=False)
 
 
 def _cpu_count() -> int:
@@ -178,4 +233,14 @@ def launch(fn: Callable[..., Any], nproc: int, backend: str, args: tuple[Any, ..
 
     with tempfile.TemporaryDirectory(prefix="jtsm-dist-") as tmp:
         store_file = os.path.join(tmp, "store")
-        mp.spawn(_worker, args=(fn, nproc, backend, store_file, args), nprocs=nproc, join=True)
+        # spawn logs "Terminating process ..." for the other ranks when one fails; the failing
+        # rank's own error is what the user gets
+        logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+        try:
+            mp.spawn(_worker, args=(fn, nproc, backend, store_file, args, os.getpid()),
+                     nprocs=nproc, join=True)
+        except Exception:
+            err = _first_error(tmp, nproc)  # a worker's JtsmError, not spawn's wrapper
+            if err is None:
+                raise
+            raise err from None

@@ -41,6 +41,7 @@ from jtsm.engine.checkpoint import (
 from jtsm.engine.distributed import (
     RunningStatsSync,
     all_reduce_mean,
+    ddp_wrap,
     get_rank,
     get_world_size,
     is_main,
@@ -209,11 +210,8 @@ def train(
             if is_main():
                 _trim_metrics(paths.metrics, stage, start)
     wrapped: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        # each rank keeps its own BatchNorm statistics during a step; bn_sync merges them
-        wrapped = DDP(model, find_unused_parameters=find_unused, broadcast_buffers=False)
+    if world > 1:  # each rank keeps its own BatchNorm statistics in a step; bn_sync merges
+        wrapped = ddp_wrap(model, find_unused)
     bn_sync = RunningStatsSync(model)
     local = batch // world
     slots = range(rank * local, (rank + 1) * local)

@@ -118,3 +118,17 @@ def test_mil_with_a_frozen_backbone_trains_the_head_only(tmp_path, synth_dir, sy
     assert backbone and all(torch.equal(final[k], warm[k]) for k in backbone)
     head = [k for k in final if k.startswith("head.") and final[k].is_floating_point()]
     assert head and any(not torch.equal(final[k], mid["model." + k]) for k in head)
+
+
+def test_a_workers_error_reaches_the_user_as_one_line(tmp_path, synth_dir, synth_proposals):
+    """``--nproc 2``: a worker's config error is the command's one-line error (not
+    ``ProcessRaisedException``), exit code 1."""
+    args = ["mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"),
+            "--images", str(synth_dir / "images"), "--proposals", str(synth_proposals),
+            "--out", str(tmp_path / "run"), "--nproc", "2", "--quiet",
+            "--set", "solver.ims_per_batch=1", "--set", "warmup.iters=0"]
+    r = subprocess.run([sys.executable, "-m", "jtsm_cli", *args], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "Error: config value solver.ims_per_batch=1 must be a multiple of the 2 workers"]
