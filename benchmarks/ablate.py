@@ -17,12 +17,19 @@ training on this machine, kept in ``RUN/seconds.json``):
 
 Every run folder is kept under ``OUT`` and reused when it is complete, so an interrupted
 ablation goes on where it stopped.
+
+The pooling and heads rows change the MIL stage only, so by default they start from the default
+run's tag warm-up (its ``warmup_final.pt``, which ``run_mine(resume=True)`` takes as a finished
+stage) instead of training their own: the rows then differ in the factor under test alone, and
+each costs its MIL stage, not the warm-up too. Their seconds are the MIL stage's; the default
+row's include the warm-up and the mined outputs. ``--own-warmup`` trains one per row.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,6 +63,14 @@ def _prepare(out: Path, quick: bool) -> tuple[Path, Path, Path]:
     return data / "images", ann, props
 
 
+def _check_same_warmup(cfg: Config, base: Config, name: str) -> None:
+    """A shared warm-up is only the same experiment when everything it depends on is."""
+    for part in ("seed", "backbone", "warmup", "input"):
+        if getattr(cfg, part) != getattr(base, part):
+            raise SystemExit(f"{name}: its {part} config differs from the default run's, so it "
+                             f"cannot share its warm-up (use --own-warmup)")
+
+
 def _save_seconds(run: Path, seconds: float) -> None:
     atomic_write_json(run / "seconds.json", {"seconds": seconds})
 
@@ -75,13 +90,26 @@ class Ablation:
         self.mine_base = load_config(overrides=PRESETS["cpu-quick" if quick else "cpu"])
         self.rows: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
 
-    def mine(self, name: str, overrides: dict[str, Any]) -> tuple[Path, float]:
+    def mine(self, name: str, overrides: dict[str, Any],
+             warmup_from: Path | None = None) -> tuple[Path, float]:
+        """A mining run (cached). ``warmup_from``: a run whose tag warm-up this one starts
+        from (only MIL is trained; no mined outputs are written, the tables use val PQ)."""
         run = self.out / "runs" / name
         cfg = load_config(overrides=overrides, base=copy.deepcopy(self.mine_base))
-        if not (run / "model_final.pt").is_file() or not (run / "mined/panoptic.json").is_file():
+        if warmup_from is None:
+            done = (run / "model_final.pt").is_file() and (run / "mined/panoptic.json").is_file()
+        else:
+            _check_same_warmup(cfg, self.mine_base, name)
+            done = (run / "model_final.pt").is_file() and (run / "seconds.json").is_file()
+            if not done and not (run / "warmup_final.pt").is_file():
+                run.mkdir(parents=True, exist_ok=True)
+                tmp = run / ".warmup_final.pt.tmp"
+                shutil.copyfile(warmup_from / "warmup_final.pt", tmp)
+                tmp.replace(run / "warmup_final.pt")
+        if not done:
             t = time.perf_counter()
             run_mine(cfg, self.ann / "panoptic_train.json", self.images, self.props, run,
-                     resume=True)
+                     resume=True, write_outputs=warmup_from is None)
             _save_seconds(run, time.perf_counter() - t)
         return run, _seconds(run)
 
@@ -124,6 +152,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke budget (cpu-quick presets)")
     ap.add_argument("--tables", default="pooling,heads,parts",
                     help="comma-separated: pooling, heads, parts")
+    ap.add_argument("--own-warmup", action="store_true",
+                    help="pooling/heads rows train their own tag warm-up instead of starting "
+                         "from the default run's")
     args = ap.parse_args()
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]
     unknown = set(tables) - {"pooling", "heads", "parts"}
@@ -131,15 +162,22 @@ def main() -> None:
         ap.error(f"unknown table(s): {sorted(unknown)}")
     ab = Ablation(args.out, args.quick)
     default_heads = ab.mine_base.mining.refine_heads
+    default_pooling = ab.mine_base.mining.pooling
+    shared = None
+    if ({"pooling", "heads"} & set(tables)) and not args.own_warmup \
+            and ab.mine_base.warmup.iters > 0:
+        shared, _ = ab.mine("mine_default", {})
     if "pooling" in tables:
         for pooling in ("roi-pool", "roi-align", "moi-tps", "moi"):
-            name = "mine_default" if pooling == "moi" else f"mine_pool_{pooling}"
-            run, sec = ab.mine(name, {"mining.pooling": pooling})
+            name = "mine_default" if pooling == default_pooling else f"mine_pool_{pooling}"
+            run, sec = ab.mine(name, {"mining.pooling": pooling},
+                               None if name == "mine_default" else shared)
             ab.pq(run, "pooling", pooling, sec)
     if "heads" in tables:
         for n in range(6):
             name = "mine_default" if n == default_heads else f"mine_heads_{n}"
-            run, sec = ab.mine(name, {"mining.refine_heads": n})
+            run, sec = ab.mine(name, {"mining.refine_heads": n},
+                               None if name == "mine_default" else shared)
             ab.pq(run, "heads", f"n_r = {n}", sec)
     if "parts" in tables:
         base, sec = ab.mine("mine_default", {})

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -132,3 +133,23 @@ def test_a_workers_error_reaches_the_user_as_one_line(tmp_path, synth_dir, synth
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "Error: config value solver.ims_per_batch=1 must be a multiple of the 2 workers"]
+
+
+def test_a_run_started_from_a_finished_warmup_equals_the_whole_run(tmp_path, synth_dir,
+                                                                   synth_proposals):
+    """What benchmarks/ablate.py's shared warm-up relies on: another run's ``warmup_final.pt``
+    in a new run folder + ``resume=True`` skips the warm-up (no warm-up iteration logged) and
+    trains MIL to the same weights as the run it came from."""
+    cfg = load_config(overrides=TINY + ["backbone.norm=bn"])
+    args = (synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
+            synth_proposals)
+    run_mine(cfg, *args, tmp_path / "a", write_outputs=False)
+    (tmp_path / "b").mkdir()
+    shutil.copyfile(tmp_path / "a/warmup_final.pt", tmp_path / "b/warmup_final.pt")
+    run_mine(cfg, *args, tmp_path / "b", resume=True, write_outputs=False)
+    stages = [json.loads(ln)["stage"]
+              for ln in (tmp_path / "b/metrics.jsonl").read_text().splitlines()]
+    assert stages and "warmup" not in stages
+    a = load_checkpoint(tmp_path / "a/model_final.pt")
+    b = load_checkpoint(tmp_path / "b/model_final.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
