@@ -67,6 +67,7 @@ class InputConfig:
     hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
     max_proposals: int = 4000
     min_proposal_area: float = 0.0  # drop proposals smaller than this fraction of the image
+    proposal_area: str = "mask"  # what min_proposal_area measures: "mask" pixels or "box"
     test_scales: list[int] = field(default_factory=lambda: [128])
 
 
@@ -190,6 +191,8 @@ class Config:
             ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
             ("input.min_proposal_area", self.input.min_proposal_area,
              0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
+            ("input.proposal_area", self.input.proposal_area,
+             self.input.proposal_area in ("mask", "box"), "mask or box"),
             ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),
             ("solver.optimizer", self.solver.optimizer, self.solver.optimizer in ("sgd", "adamw"),
              "sgd or adamw"),

@@ -69,11 +69,18 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
-    """Drop proposals under ``cfg.min_proposal_area`` (fraction of the image), keep the best
-    ``cfg.max_proposals``; the same selection for training and prediction."""
+    """Drop proposals under ``cfg.min_proposal_area`` (fraction of the image; their mask's
+    pixels, or their box's with ``cfg.proposal_area == "box"``, which keeps thin and hollow
+    objects whose masks are small), keep the best ``cfg.max_proposals``; the same selection
+    for training and prediction."""
     if cfg.min_proposal_area > 0:
         h, w = ps.image_size
-        ps = ps[ps.areas() >= cfg.min_proposal_area * h * w]
+        if cfg.proposal_area == "box":
+            b = ps.boxes
+            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        else:
+            area = ps.areas()
+        ps = ps[area >= cfg.min_proposal_area * h * w]
     return ps.topk(cfg.max_proposals)
 
 

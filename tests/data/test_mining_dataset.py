@@ -101,3 +101,32 @@ def test_scale_and_jitter_helpers():
     assert np.array_equal(hsv_jitter(img, 1.0, np.random.default_rng(0)), img)
     out = hsv_jitter(img, 1.5, np.random.default_rng(0))
     assert out.shape == img.shape and not np.array_equal(out, img)
+
+
+def test_the_area_floor_measures_the_mask_or_the_box():
+    """``input.proposal_area``: a hollow square (its mask 15% of its box) under a 10% floor is
+    dropped when masks are measured and kept when boxes are; a small solid blob is dropped
+    either way; without a floor everything stays."""
+    from jtsm.config import InputConfig
+    from jtsm.data.mining_dataset import select_proposals
+    from jtsm.structures import ProposalSet
+
+    h = w = 40
+    ring = np.zeros((h, w), bool)
+    ring[5:35, 5:35] = True
+    ring[7:33, 7:33] = False  # 30x30 box (56% of the image), 224 px of mask (14%)
+    blob = np.zeros((h, w), bool)
+    blob[0:8, 30:38] = True  # 64 px: 4% as mask and as box
+    solid = np.zeros((h, w), bool)
+    solid[10:30, 10:30] = True  # 25% either way
+    masks = np.stack([ring, blob, solid])
+    ps = ProposalSet.from_masks(masks, scores=np.array([0.9, 0.8, 0.7]))
+
+    def kept(**kw):
+        out = select_proposals(ps, InputConfig(max_proposals=10, **kw))
+        return sorted(int(np.flatnonzero((masks == out.mask(i)).all(axis=(1, 2)))[0])
+                      for i in range(len(out)))
+
+    assert kept(min_proposal_area=0.0) == [0, 1, 2]
+    assert kept(min_proposal_area=0.15, proposal_area="mask") == [2]
+    assert kept(min_proposal_area=0.15, proposal_area="box") == [0, 2]
