@@ -63,10 +63,10 @@ class RunningStatsSync:
     ``r <- (1 - m) r + m s_j`` (``m`` the momentum, ``s_j`` the batch statistic), so after the
     step ``r = (1 - m)^B r0 + sum_j m (1 - m)^(B-1-j) s_j``. DDP's default instead copies rank
     0's buffers to every rank at each forward, which drops the other ranks' batches. Here each
-    rank updates its own copy (DDP with ``broadcast_buffers=False``) from the shared ``r0``; its
-    ``L_r`` updates give ``r_r = (1 - m)^L_r r0 + (its part of the sum)``, so one all-reduce of
-    ``(1 - m)^(updates on later ranks) * (r_r - (1 - m)^L_r r0)`` rebuilds the one-process
-    sequence exactly (up to float rounding). ``momentum=None`` (a cumulative average) is
+    rank updates its own copy (:func:`ddp_wrap`: no buffer sync in forward) from the shared
+    ``r0``; its ``L_r`` updates give ``r_r = (1 - m)^L_r r0 + (its part of the sum)``, so one
+    all-reduce of ``(1 - m)^(updates on later ranks) * (r_r - (1 - m)^L_r r0)`` rebuilds the
+    one-process sequence exactly (up to float rounding). ``momentum=None`` (a cumulative average) is
     rebuilt the same way from each rank's count. Layers in eval mode make no updates
     (``L_r = 0``) and stay as they are.
     """
@@ -94,17 +94,18 @@ class RunningStatsSync:
         world, rank = get_world_size(), get_rank()
         if world == 1 or not self.layers:
             return
-        counts = torch.zeros(len(self.layers), world, dtype=torch.float64)
+        device = self.layers[0].running_mean.device  # NCCL reduces GPU tensors only
+        counts = torch.zeros(len(self.layers), world, dtype=torch.float64, device=device)
         for i, (m, (_, _, n0)) in enumerate(zip(self.layers, self._r0)):
             counts[i, rank] = int(m.num_batches_tracked) - n0
         dist.all_reduce(counts)
         parts, plan = [], []
         for i, (m, (mean0, var0, n0)) in enumerate(zip(self.layers, self._r0)):
-            n_r, total = counts[i, rank].item(), counts[i].sum().item()
+            n_r, total = float(counts[i, rank]), float(counts[i].sum())
             if total == 0:
                 plan.append(None)
                 continue
-            later = counts[i, rank + 1:].sum().item()
+            later = float(counts[i, rank + 1:].sum())
             cur = (m.running_mean.detach().double(), m.running_var.detach().double())
             if m.momentum is None:  # cumulative average over all batches ever seen
                 parts += [c * (n0 + n_r) - n0 * c0 for c, c0 in zip(cur, (mean0, var0))]
