@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from jtsm.errors import JtsmError
+from jtsm.system import available_cores
 
 __all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "ddp_wrap", "get_rank",
            "get_world_size", "init_from_env", "is_main", "launch"]
@@ -179,7 +180,7 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_f
     if backend == "nccl":
         torch.cuda.set_device(rank)
     elif "OMP_NUM_THREADS" not in os.environ:  # N CPU workers share the cores, not N x all
-        torch.set_num_threads(max(1, _cpu_count() // nproc))
+        torch.set_num_threads(max(1, available_cores() // nproc))
     try:
         fn(*args)
         dist.barrier()  # nobody tears down while another rank still talks to the group
@@ -216,13 +217,6 @@ def ddp_wrap(model: nn.Module, find_unused: bool) -> nn.Module:
     if "forward_sync_buffers" in inspect.signature(DDP).parameters:  # torch >= 2.13
         return DDP(model, find_unused_parameters=find_unused, forward_sync_buffers=False)
     return DDP(model, find_unused_parameters=find_unused, broadcast_buffers=False)
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def launch(fn: Callable[..., Any], nproc: int, backend: str, args: tuple[Any, ...] = ()) -> None:

@@ -39,6 +39,7 @@ from jtsm.evaluation.idmaps import (
     read_rgb_png,
 )
 from jtsm.structures import CategoryMap, PanopticSeg
+from jtsm.system import available_cores
 
 __all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summarize_pq"]
 
@@ -460,7 +461,7 @@ def evaluate_pq(
         Path(gt_dir) if gt_dir is not None else None,
         Path(pred_dir) if pred_dir is not None else None,
     )
-    workers = max(1, workers or _available_cores())
+    workers = max(1, workers or available_cores())
     # Fixed-size chunks summed in order: the result is the same for any worker count.
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     stats = PQStats.zeros(cats.num_classes)
@@ -498,9 +499,3 @@ def _run_here(chunks: Sequence[Sequence[_Job]], num_classes: int) -> Iterator[PQ
         cv2.setNumThreads(previous)
 
 
-def _available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1

@@ -23,6 +23,7 @@ from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import read_image, read_json, safe_join
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import ProposalSet
+from jtsm.system import available_cores
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -165,14 +166,6 @@ def _init_worker(job: dict[str, Any]) -> None:
     _JOB.update(job)
 
 
-def _available_cores() -> int:
-    """Cores this process may run on (a cluster job's allocation, not the whole machine)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _accepts(fn: Any, name: str) -> bool:
     """Whether ``fn`` takes keyword ``name`` (explicitly or through ``**kwargs``)."""
     try:
@@ -281,7 +274,7 @@ def run_proposals(
         "options": dict(options or {}),
         "out": str(out),
     }
-    n = workers or _available_cores()
+    n = workers or available_cores()
     n = min(n, len(todo))
     if n <= 1:
         _init_worker(job)
