@@ -31,7 +31,8 @@ class BackboneConfig:
     ``resnet18|34|50`` and their ``-ws`` variants (res5 dilated, stride 16, as the paper).
     ``weights``: a file of ImageNet weights in torchvision's key layout (loaded weights-only).
     ``norm``: ``bn``, ``frozen_bn``, ``gn``, or ``auto`` (frozen_bn with weights, else the
-    backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only (8, 16).
+    backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only (8, 16). ``width``:
+    ``tiny`` only, the stem's channels (the stages have 2x, 4x, 8x; compute grows as its square).
     """
 
     name: str = "tiny"
@@ -39,6 +40,7 @@ class BackboneConfig:
     norm: str = "auto"
     freeze_at: int = -1
     stride: int = 8
+    width: int = 32
 
 
 @dataclass
@@ -170,6 +172,7 @@ class Config:
             ("backbone.freeze_at", self.backbone.freeze_at, -1 <= self.backbone.freeze_at <= 5,
              "-1..5"),
             ("backbone.stride", self.backbone.stride, self.backbone.stride in (8, 16), "8 or 16"),
+            ("backbone.width", self.backbone.width, 4 <= self.backbone.width <= 256, "4..256"),
             ("mining.pooling", self.mining.pooling,
              self.mining.pooling in ("moi", "moi-tps", "roi-pool", "roi-align"),
              "moi, moi-tps, roi-pool or roi-align"),

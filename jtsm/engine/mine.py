@@ -52,6 +52,7 @@ def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
         norm=None if b.norm == "auto" else b.norm,
         freeze_at=None if b.freeze_at < 0 else b.freeze_at,
         stride=b.stride,
+        width=b.width,
         pooler=m.pooling,
         pool_size=m.pool_size,
         compensation=m.compensation,

@@ -244,7 +244,8 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet18-ws": lambda **kw: ResNet(18, True, **kw),
     "resnet34-ws": lambda **kw: ResNet(34, True, **kw),
     "resnet50-ws": lambda **kw: ResNet(50, True, **kw),
-    "tiny": lambda **kw: TinyNet(**{k: v for k, v in kw.items() if k in ("stride", "norm")}),
+    "tiny": lambda **kw: TinyNet(**{k: v for k, v in kw.items()
+                                    if k in ("stride", "norm", "width")}),
 }
 
 
@@ -254,6 +255,7 @@ def build_backbone(
     norm: str | None = None,
     freeze_at: int | None = None,
     stride: int = 16,
+    width: int = 32,
 ) -> nn.Module:
     """Build a backbone by name (see :data:`BACKBONES`).
 
@@ -262,13 +264,14 @@ def build_backbone(
         norm: defaults to ``"frozen_bn"`` with weights and ``"gn"`` without.
         freeze_at: defaults to 2 (stem + layer1) with weights and 0 without.
         stride: TinyNet only (8 or 16).
+        width: TinyNet only, the stem's channels (stages 2x, 4x, 8x; output ``8 * width``).
     """
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     if name == "tiny":
         if weights is not None:
             raise ConfigError("the tiny backbone has no pretrained weights")
-        return BACKBONES[name](stride=stride, norm=norm or "gn")
+        return BACKBONES[name](stride=stride, norm=norm or "gn", width=width)
     norm = norm or ("frozen_bn" if weights else "gn")
     freeze_at = (2 if weights else 0) if freeze_at is None else freeze_at
     model = BACKBONES[name](norm=norm, freeze_at=freeze_at)

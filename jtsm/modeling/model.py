@@ -35,6 +35,7 @@ class MiningConfig:
     norm: str | None = None
     freeze_at: int | None = None
     stride: int = 16
+    width: int = 32  # tiny backbone only
     pooler: str = "moi"
     pool_size: int = 7
     compensation: str = "code"
@@ -72,7 +73,7 @@ class MiningModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = build_backbone(cfg.backbone, cfg.weights, cfg.norm, cfg.freeze_at,
-                                       cfg.stride)
+                                       cfg.stride, cfg.width)
         stride = self.backbone.stride
         self.pooler = build_pooler(cfg.pooler, output_size=cfg.pool_size,
                                    spatial_scale=1.0 / stride, compensation=cfg.compensation,

@@ -103,6 +103,25 @@ def test_tiny_backbone_small_and_stride8():
         build_backbone("vgg16")
 
 
+def test_tiny_width_scales_channels_and_reaches_the_mining_model():
+    from jtsm.config import load_config
+    from jtsm.data.labels import CategoryMap
+    from jtsm.engine.mine import build_mining_model
+
+    m = build_backbone("tiny", stride=16, width=24)
+    assert m.out_channels == 192
+    assert m(torch.randn(1, 3, 64, 64)).shape == (1, 192, 4, 4)
+    n24 = sum(p.numel() for p in m.parameters())
+    n32 = sum(p.numel() for p in build_backbone("tiny", stride=16).parameters())
+    assert 0.5 < n24 / n32 < 0.6  # parameters (and compute) grow as the width's square
+    cats = CategoryMap.from_coco([{"id": 1, "name": "a", "isthing": 1},
+                                  {"id": 2, "name": "b", "isthing": 0}])
+    model = build_mining_model(load_config(overrides={"backbone.width": 24}), cats)
+    assert model.backbone.out_channels == 192
+    with pytest.raises(ConfigError, match="backbone.width"):
+        load_config(overrides={"backbone.width": 2})
+
+
 def test_ws_variant_dilates_res5_like_torchvision():
     m = build_backbone("resnet18-ws")
     assert m.layer4[0].conv1.stride == (1, 1) and m.layer4[0].conv1.dilation == (1, 1)
