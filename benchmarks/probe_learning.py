@@ -110,7 +110,8 @@ def main() -> None:
         warm = TagWarmupModule(model)
         t = time.perf_counter()
         with warmup_stride(model, cfg.warmup.stride):
-            train(warm, TagBatchDataset(ds, cfg.warmup.batch), warmup_solver(cfg), cfg.seed,
+            batches = TagBatchDataset(ds, cfg.warmup.batch, cfg.warmup.mosaic, cfg.warmup.scales)
+            train(warm, batches, warmup_solver(cfg), cfg.seed,
                   None)
         print(f"warm-up: {cfg.warmup.iters} iterations, {time.perf_counter() - t:.0f} s")
         size = TagBatchDataset(ds, 1).size

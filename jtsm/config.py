@@ -31,8 +31,9 @@ class BackboneConfig:
     ``resnet18|34|50`` and their ``-ws`` variants (res5 dilated, stride 16, as the paper).
     ``weights``: a file of ImageNet weights in torchvision's key layout (loaded weights-only).
     ``norm``: ``bn``, ``frozen_bn``, ``gn``, or ``auto`` (frozen_bn with weights, else the
-    backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only (8, 16). ``width``:
-    ``tiny`` only, the stem's channels (the stages have 2x, 4x, 8x; compute grows as its square).
+    backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only
+    (8, 16). ``width``: ``tiny`` only, the stem's channels (stages 2x, 4x, 8x; compute grows
+    as its square).
     """
 
     name: str = "tiny"
@@ -107,6 +108,11 @@ class WarmupConfig:
     lr: float = 0.001
     stride: int = 0  # 0: the backbone's; 16 trains a stride-8 tiny backbone at stride 16
     #                  (same weights, ~2.3x cheaper per image; MIL runs at stride 8 after)
+    mosaic: float = 0.0  # probability that a batch slot is a 2x2 mosaic of four images
+    #                      (tags: their union; every object kept, at half size)
+    weight_decay: float = -1.0  # -1: solver.weight_decay
+    scales: list[int] = field(default_factory=list)  # short sides drawn per item; empty:
+    #                                                  the middle of input.train_scales
 
 
 @dataclass
@@ -194,6 +200,11 @@ class Config:
             ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
             ("input.min_proposal_area", self.input.min_proposal_area,
              0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
+            ("warmup.scales", self.warmup.scales, all(x >= 16 for x in self.warmup.scales),
+             "sizes >= 16"),
+            ("warmup.mosaic", self.warmup.mosaic, 0 <= self.warmup.mosaic <= 1, "in [0, 1]"),
+            ("warmup.weight_decay", self.warmup.weight_decay,
+             self.warmup.weight_decay == -1 or self.warmup.weight_decay >= 0, ">= 0, or -1"),
             ("input.proposal_area", self.input.proposal_area,
              self.input.proposal_area in ("mask", "box"), "mask or box"),
             ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),

@@ -9,6 +9,7 @@ the image. Images without any tag carry no signal and are skipped (``skipped_unt
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,13 +175,21 @@ class TagBatchDataset:
     kept, so shapes look as they will to MIL), flipped and jittered as in training. Images of
     other sizes than the batch's largest are reflect-padded to it: a mirrored border holds
     only classes the image has, so the tags stay true.
+
+    ``scales``: short sides to draw one of per item (all its images at it); empty: ``S``.
+    ``mosaic``: the probability that a batch slot holds a 2x2 mosaic of four random tagged
+    images instead of one, each tile the slot's size halved, its tags the union of the four
+    (exact: every pixel of each image is in its tile, only smaller).
     """
 
-    def __init__(self, base: MiningDataset, batch: int) -> None:
+    def __init__(self, base: MiningDataset, batch: int, mosaic: float = 0.0,
+                 scales: Sequence[int] = ()) -> None:
         self.base = base
         self.batch = batch
-        scales = sorted(base.cfg.train_scales)
-        self.size = scales[len(scales) // 2]
+        self.mosaic = mosaic
+        train = sorted(base.cfg.train_scales)
+        self.size = train[len(train) // 2]
+        self.scales = tuple(int(s) for s in scales) or (self.size,)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -188,21 +197,52 @@ class TagBatchDataset:
     def load(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.base)
         picks = [index] + [int(i) for i in rng.integers(0, n, self.batch - 1)]
+        size = self.scales[int(rng.integers(0, len(self.scales)))] if len(self.scales) > 1 \
+            else self.scales[0]
         images, tags = [], []
         for i in picks:
-            rec = self.base.records[i]
-            img = read_image(safe_join(self.base.images_dir, rec.file_name))
-            h, w = resize_to_scale(*img.shape[:2], self.size, self.base.cfg.max_size)
-            if (h, w) != img.shape[:2]:
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-            if self.base.cfg.hflip and rng.random() < 0.5:
-                img = np.ascontiguousarray(img[:, ::-1])
-            images.append(hsv_jitter(img, self.base.cfg.hsv_jitter, rng))
-            tags.append(torch.from_numpy(self.base.categories.tag_vector(rec.labels)))
+            img, labels = self._image(i, size, rng)
+            if self.mosaic > 0 and rng.random() < self.mosaic:
+                img, labels = self._mosaic(img, labels, size, rng)
+            images.append(img)
+            tags.append(torch.from_numpy(self.base.categories.tag_vector(labels)))
         height = max(im.shape[0] for im in images)
         width = max(im.shape[1] for im in images)
         return torch.stack([to_tensor(_reflect_pad(im, height, width)) for im in images]), \
             torch.stack(tags)
+
+
+    def _image(self, i: int, size: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Image ``i`` resized to short side ``size``, flipped and jittered; its tags."""
+        rec = self.base.records[i]
+        img = read_image(safe_join(self.base.images_dir, rec.file_name))
+        h, w = resize_to_scale(*img.shape[:2], size, self.base.cfg.max_size)
+        if (h, w) != img.shape[:2]:
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.base.cfg.hflip and rng.random() < 0.5:
+            img = np.ascontiguousarray(img[:, ::-1])
+        return hsv_jitter(img, self.base.cfg.hsv_jitter, rng), rec.labels
+
+    def _mosaic(self, first: np.ndarray, labels: tuple[int, ...], size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:
+        """``first`` ``(H, W, 3)`` and three random images as the 2x2 tiles of an ``(H, W)``
+        canvas (tile ``k`` at rows ``(k // 2) * H // 2``, columns ``(k % 2) * W // 2``); the
+        union of the four images' tags."""
+        height, width = first.shape[:2]
+        rows, cols = (0, height // 2, height), (0, width // 2, width)
+        canvas = np.empty_like(first)
+        union = set(labels)
+        for k in range(4):
+            if k == 0:
+                img = first
+            else:
+                img, more = self._image(int(rng.integers(0, len(self.base))), size, rng)
+                union.update(more)
+            r0, r1, c0, c1 = rows[k // 2], rows[k // 2 + 1], cols[k % 2], cols[k % 2 + 1]
+            canvas[r0:r1, c0:c1] = cv2.resize(img, (c1 - c0, r1 - r0),
+                                              interpolation=cv2.INTER_AREA)
+        return canvas, tuple(sorted(union))
 
 
 def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -155,6 +155,8 @@ def warmup_solver(cfg: Config) -> SolverConfig:
     """The warm-up's schedule: ``warmup.*`` over ``solver.*``, x0.1 at 80%, no lr ramp."""
     return replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
                    optimizer=cfg.warmup.optimizer, ims_per_batch=cfg.warmup.items,
+                   weight_decay=(cfg.solver.weight_decay if cfg.warmup.weight_decay < 0
+                                 else cfg.warmup.weight_decay),
                    warmup_iters=0, steps=[int(cfg.warmup.iters * 0.8)])
 
 
@@ -190,7 +192,9 @@ def run_mine(
     conf = config_to_dict(cfg)
     if cfg.warmup.iters > 0:
         with warmup_stride(model, cfg.warmup.stride):
-            train(TagWarmupModule(model), TagBatchDataset(ds, cfg.warmup.batch),
+            tag_batches = TagBatchDataset(ds, cfg.warmup.batch, cfg.warmup.mosaic,
+                                          cfg.warmup.scales)
+            train(TagWarmupModule(model), tag_batches,
                   warmup_solver(cfg), cfg.seed, out, resume=resume, config=conf,
                   stage="warmup", on_log=on_log)
     wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0,

@@ -78,6 +78,46 @@ def test_tag_batches(synth_dir, synth_proposals):
     assert (tags.sum(1) >= 1).all()
 
 
+def test_mosaic_slots_hold_four_images_and_the_union_of_their_tags(synth_dir, synth_proposals):
+    import cv2
+
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64], hflip=False, hsv_jitter=1.0)
+    for mosaic, reads in ((0.0, 3), (1.0, 12)):
+        tb = TagBatchDataset(ds, 3, mosaic=mosaic)
+        seen: list[tuple[int, np.ndarray]] = []
+        read = tb._image
+
+        def spy(i, size, rng, read=read, seen=seen):
+            assert size == 64
+            out = read(i, size, rng)
+            seen.append((i, out[0]))
+            return out
+
+        tb._image = spy
+        images, tags = tb.load(1, np.random.default_rng(3))
+        assert len(seen) == reads and seen[0][0] == 1
+    for slot in range(3):
+        group = seen[4 * slot: 4 * slot + 4]
+        union = set().union(*(ds.records[i].labels for i, _ in group))
+        assert tags[slot].tolist() == ds.categories.tag_vector(sorted(union)).tolist()
+        canvas = images[slot].permute(1, 2, 0).numpy()
+        h, w = group[0][1].shape[:2]
+        assert canvas.shape[:2] == (h, w)
+        for k, (_, img) in enumerate(group):
+            r0, r1 = (0, h // 2) if k < 2 else (h // 2, h)
+            c0, c1 = (0, w // 2) if k % 2 == 0 else (w // 2, w)
+            tile = cv2.resize(img, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(canvas[r0:r1, c0:c1], tile.astype(np.float32))
+
+
+def test_tag_batches_draw_one_scale_per_item(synth_dir, synth_proposals):
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64])
+    tb = TagBatchDataset(ds, 2, scales=[48, 64, 80])
+    shapes = {tb.load(0, np.random.default_rng(s))[0].shape[2] for s in range(12)}
+    assert shapes == {48, 64, 80}  # the 96x112 images' short side, all of an item at one
+    assert TagBatchDataset(ds, 2).scales == (64,)
+
+
 def test_tag_batches_keep_the_aspect_and_reflect_pad(tmp_path):
     """Warm-up images are resized as MIL's (short side S, aspect kept), never squashed; a
     smaller image of the batch is mirrored out to the largest."""

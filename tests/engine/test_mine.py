@@ -153,3 +153,13 @@ def test_a_run_started_from_a_finished_warmup_equals_the_whole_run(tmp_path, syn
     a = load_checkpoint(tmp_path / "a/model_final.pt")
     b = load_checkpoint(tmp_path / "b/model_final.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_warmup_schedule_takes_its_own_weight_decay_or_the_solvers():
+    from jtsm.engine.mine import warmup_solver
+
+    cfg = load_config(overrides=["warmup.iters=100", "solver.weight_decay=0.001"])
+    sol = warmup_solver(cfg)
+    assert (sol.max_iter, sol.steps, sol.weight_decay) == (100, [80], 0.001)
+    cfg = load_config(overrides=["warmup.iters=100", "warmup.weight_decay=0.05"])
+    assert warmup_solver(cfg).weight_decay == 0.05 and cfg.solver.weight_decay == 5e-4
