@@ -197,6 +197,7 @@ class TagBatchDataset:
     def load(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.base)
         picks = [index] + [int(i) for i in rng.integers(0, n, self.batch - 1)]
+        # one scale: no draw, so the default warm-up's random stream is what it was
         size = self.scales[int(rng.integers(0, len(self.scales)))] if len(self.scales) > 1 \
             else self.scales[0]
         images, tags = [], []
@@ -210,7 +211,6 @@ class TagBatchDataset:
         width = max(im.shape[1] for im in images)
         return torch.stack([to_tensor(_reflect_pad(im, height, width)) for im in images]), \
             torch.stack(tags)
-
 
     def _image(self, i: int, size: int, rng: np.random.Generator
                ) -> tuple[np.ndarray, tuple[int, ...]]:
