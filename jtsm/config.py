@@ -111,6 +111,7 @@ class WarmupConfig:
     mosaic: float = 0.0  # probability that a batch slot is a 2x2 mosaic of four images
     #                      (tags: their union; every object kept, at half size)
     weight_decay: float = -1.0  # -1: solver.weight_decay
+    grayscale: float = 0.0  # probability that an image is shown in grey (no hue to go by)
     scales: list[int] = field(default_factory=list)  # short sides drawn per item; empty:
     #                                                  the middle of input.train_scales
 
@@ -205,6 +206,8 @@ class Config:
             ("warmup.scales", self.warmup.scales, all(x >= 16 for x in self.warmup.scales),
              "sizes >= 16"),
             ("warmup.mosaic", self.warmup.mosaic, 0 <= self.warmup.mosaic <= 1, "in [0, 1]"),
+            ("warmup.grayscale", self.warmup.grayscale, 0 <= self.warmup.grayscale <= 1,
+             "in [0, 1]"),
             ("warmup.weight_decay", self.warmup.weight_decay,
              self.warmup.weight_decay == -1 or self.warmup.weight_decay >= 0, ">= 0, or -1"),
             ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),

@@ -29,6 +29,7 @@ def test_json_config(tmp_path):
     ("mining.pooling=avg", "mining.pooling='avg' is out of range"),
     ("solver.nope=1", "unknown config key 'solver.nope'"),
     ("input.hflip=maybe", "expected true or false"),
+    ("warmup.grayscale=1.5", "warmup.grayscale=1.5 is out of range"),
     ("seed", "must look like key=value"),
 ])
 def test_bad_values_named(override, msg):

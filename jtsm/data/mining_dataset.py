@@ -177,16 +177,19 @@ class TagBatchDataset:
     only classes the image has, so the tags stay true.
 
     ``scales``: short sides to draw one of per item (all its images at it); empty: ``S``.
+    ``grayscale``: the probability that an image is shown in grey (its luma in all three
+    channels), so that the tags must be told from shape and texture, not hue alone.
     ``mosaic``: the probability that a batch slot holds a 2x2 mosaic of four random tagged
     images instead of one, each tile the slot's size halved, its tags the union of the four
     (exact: every pixel of each image is in its tile, only smaller).
     """
 
     def __init__(self, base: MiningDataset, batch: int, mosaic: float = 0.0,
-                 scales: Sequence[int] = ()) -> None:
+                 scales: Sequence[int] = (), grayscale: float = 0.0) -> None:
         self.base = base
         self.batch = batch
         self.mosaic = mosaic
+        self.grayscale = grayscale
         train = sorted(base.cfg.train_scales)
         self.size = train[len(train) // 2]
         self.scales = tuple(int(s) for s in scales) or (self.size,)
@@ -222,7 +225,11 @@ class TagBatchDataset:
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
         if self.base.cfg.hflip and rng.random() < 0.5:
             img = np.ascontiguousarray(img[:, ::-1])
-        return hsv_jitter(img, self.base.cfg.hsv_jitter, rng), rec.labels
+        img = hsv_jitter(img, self.base.cfg.hsv_jitter, rng)
+        # off: no draw, so the default warm-up's random stream is what it was
+        if self.grayscale > 0 and rng.random() < self.grayscale:
+            img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        return img, rec.labels
 
     def _mosaic(self, first: np.ndarray, labels: tuple[int, ...], size: int,
                 rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -118,6 +118,26 @@ def test_tag_batches_draw_one_scale_per_item(synth_dir, synth_proposals):
     assert TagBatchDataset(ds, 2).scales == (64,)
 
 
+def test_grayscale_shows_images_in_grey_at_its_rate(synth_dir, synth_proposals):
+    import cv2
+
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64], hflip=False, hsv_jitter=1.0)
+
+    def grey(images):  # per image: all three channels equal
+        return [bool((im[0] == im[1]).all() and (im[1] == im[2]).all()) for im in images]
+
+    colour, _ = TagBatchDataset(ds, 6).load(0, np.random.default_rng(1))
+    assert not any(grey(colour))
+    all_grey, _ = TagBatchDataset(ds, 6, grayscale=1.0).load(0, np.random.default_rng(1))
+    assert all(grey(all_grey))
+    # the luma of the colour image (no jitter, no flip here): nothing else changes
+    luma = cv2.cvtColor(colour[0].permute(1, 2, 0).numpy().astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    assert np.array_equal(all_grey[0, 0].numpy(), luma.astype(np.float32))
+    rate = np.mean([g for s in range(20) for g in grey(
+        TagBatchDataset(ds, 6, grayscale=0.5).load(s % len(ds), np.random.default_rng(s))[0])])
+    assert 0.3 < rate < 0.7
+
+
 def test_tag_batches_keep_the_aspect_and_reflect_pad(tmp_path):
     """Warm-up images are resized as MIL's (short side S, aspect kept), never squashed; a
     smaller image of the batch is mirrored out to the largest."""
