@@ -72,6 +72,7 @@ class InputConfig:
     min_proposal_area: float = 0.0  # drop proposals smaller than this fraction of the image
     proposal_area: str = "mask"  # what min_proposal_area measures: "mask" pixels or "box"
     test_scales: list[int] = field(default_factory=lambda: [128])
+    cache_mb: float = 1024.0  # decoded images + proposals kept in memory in training (0: none)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class SolverConfig:
     checkpoint_period: int = 200
     log_period: int = 10
     clip_grad_norm: float = 0.0  # 0 = off
+    load_threads: int = -1  # threads loading the next items during a step (0: in the loop;
+    #                          -1: 1 on a GPU, 0 on a CPU, see jtsm.engine.loader)
 
 
 @dataclass
@@ -201,6 +204,7 @@ class Config:
             ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
             ("input.min_proposal_area", self.input.min_proposal_area,
              0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
+            ("input.cache_mb", self.input.cache_mb, self.input.cache_mb >= 0, ">= 0"),
             ("input.proposal_area", self.input.proposal_area,
              self.input.proposal_area in ("mask", "box"), "mask or box"),
             ("warmup.scales", self.warmup.scales, all(x >= 16 for x in self.warmup.scales),
@@ -219,6 +223,8 @@ class Config:
             ("solver.checkpoint_period", self.solver.checkpoint_period,
              self.solver.checkpoint_period >= 1, ">= 1"),
             ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
+            ("solver.load_threads", self.solver.load_threads, self.solver.load_threads >= -1,
+             ">= 0, or -1"),
             ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),
             ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
             ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),

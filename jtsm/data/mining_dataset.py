@@ -9,6 +9,7 @@ the image. Images without any tag carry no signal and are skipped (``skipped_unt
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,16 +58,27 @@ def hsv_jitter(image: np.ndarray, factor: float, rng: np.random.Generator) -> np
     """Scale saturation and value (exposure) by random factors in ``[1/factor, factor]``."""
     if factor <= 1:
         return image
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    levels = np.arange(256, dtype=np.float32)
     for ch in (1, 2):
         f = float(np.exp(rng.uniform(-np.log(factor), np.log(factor))))
-        hsv[..., ch] = np.clip(hsv[..., ch] * f, 0, 255)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+        # a table of the 256 levels: clip(float32(v) * f) truncated to uint8, per pixel
+        hsv[..., ch] = np.clip(levels * f, 0, 255).astype(np.uint8)[hsv[..., ch]]
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in 0..255 (models normalise)."""
+    if not image.flags.writeable:  # a cached image (torch wants writable memory to share)
+        image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+
+
+def _proposal_bytes(ps: ProposalSet) -> int:
+    """Memory held by a proposal set's arrays (superpixel map, CSR membership, scores, boxes)."""
+    m = ps.membership
+    return int(ps.superpixels.nbytes + m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+               + ps.scores.nbytes + ps.boxes.nbytes)
 
 
 def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
@@ -104,6 +116,11 @@ class MiningDataset:
         self.store = ProposalStore(proposals_dir)
         self.cfg = cfg
         self._check_files(labels.path)
+        # decoded images and selected proposals by index, up to input.cache_mb (see read)
+        self._images: dict[int, np.ndarray] = {}
+        self._proposals: dict[int, ProposalSet] = {}
+        self._cached_bytes = 0
+        self._cache_lock = threading.Lock()  # loader threads (solver.load_threads) share it
 
     def _check_files(self, json_path: Path) -> None:
         """Fail before training, not hours into it: every tagged image's name stays inside
@@ -133,12 +150,40 @@ class MiningDataset:
     def __len__(self) -> int:
         return len(self.records)
 
+    def image(self, index: int) -> np.ndarray:
+        """The original ``(H, W, 3)`` uint8 image (read-only when it comes from the cache)."""
+        image = self._images.get(index)
+        if image is None:
+            image = read_image(safe_join(self.images_dir, self.records[index].file_name))
+            if self._keep(image.nbytes):
+                image.setflags(write=False)  # every later read shares it
+                self._images[index] = image
+        return image
+
     def read(self, index: int) -> tuple[np.ndarray, ProposalSet]:
-        """The original image and its top proposals (checked to be of the image's size)."""
-        rec = self.records[index]
-        image = read_image(safe_join(self.images_dir, rec.file_name))
-        ps = self.store.load(rec.file_name, expect_size=image.shape[:2])
-        return image, select_proposals(ps, self.cfg)
+        """The original image and its top proposals (checked to be of the image's size).
+
+        Both are kept in memory while ``input.cache_mb`` allows, so the later epochs of a
+        training run skip decoding the image and the proposal file (the same arrays: results
+        do not change); the cached image is read-only, augmentation makes new arrays.
+        """
+        image = self.image(index)
+        ps = self._proposals.get(index)
+        if ps is None:
+            ps = select_proposals(self.store.load(self.records[index].file_name,
+                                                  expect_size=image.shape[:2]), self.cfg)
+            if self._keep(_proposal_bytes(ps)):
+                ps.superpixels.setflags(write=False)
+                self._proposals[index] = ps
+        return image, ps
+
+    def _keep(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more fit in the cache (counted when they do)."""
+        with self._cache_lock:
+            if self._cached_bytes + nbytes > self.cfg.cache_mb * 2**20:
+                return False
+            self._cached_bytes += nbytes
+            return True
 
     def load(self, index: int, rng: np.random.Generator) -> MiningItem:
         rec = self.records[index]
@@ -219,7 +264,7 @@ class TagBatchDataset:
                ) -> tuple[np.ndarray, tuple[int, ...]]:
         """Image ``i`` resized to short side ``size``, flipped and jittered; its tags."""
         rec = self.base.records[i]
-        img = read_image(safe_join(self.base.images_dir, rec.file_name))
+        img = self.base.image(i)
         h, w = resize_to_scale(*img.shape[:2], size, self.base.cfg.max_size)
         if (h, w) != img.shape[:2]:
             img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)

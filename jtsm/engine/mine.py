@@ -30,6 +30,7 @@ from jtsm.config import Config, SolverConfig, config_to_dict
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, MiningItem, TagBatchDataset
 from jtsm.engine.distributed import barrier, is_main
+from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.engine.trainer import train
 from jtsm.errors import ConfigError
 from jtsm.fileio import atomic_write_json
@@ -224,20 +225,21 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     it = range(len(ds))
     if progress is not None:
         it = progress(it, len(ds), "mined outputs")
-    for i in it:
-        rec = ds.records[i]
-        image, ps = ds.read(i)
-        scores, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
-                                               cfg.input.max_size, flip=False)
-        tags = [ds.categories.index(c) for c in rec.labels]
-        all_scores.append(image_scores)
-        all_tags.append(ds.categories.tag_vector(rec.labels))
-        present = present_classes(image_scores, tags, cfg.mined)
-        seg = mine_image(ps, scores, present, ds.categories, cfg.mined)
-        images.append({"id": rec.id, "file_name": rec.file_name,
-                       "height": image.shape[0], "width": image.shape[1]})
-        segs.append(seg)
-        dets.extend(detections(ps, scores, ds.categories, rec.id, cfg.mined))
+    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
+    with Prefetcher(ds.read, range(len(ds)), threads) as reads:
+        for i, (image, ps) in zip(it, reads):
+            rec = ds.records[i]
+            scores, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
+                                                   cfg.input.max_size, flip=False)
+            tags = [ds.categories.index(c) for c in rec.labels]
+            all_scores.append(image_scores)
+            all_tags.append(ds.categories.tag_vector(rec.labels))
+            present = present_classes(image_scores, tags, cfg.mined)
+            seg = mine_image(ps, scores, present, ds.categories, cfg.mined)
+            images.append({"id": rec.id, "file_name": rec.file_name,
+                           "height": image.shape[0], "width": image.shape[1]})
+            segs.append(seg)
+            dets.extend(detections(ps, scores, ds.categories, rec.id, cfg.mined))
     write_panoptic_dataset(out / "panoptic.json", images, list(ds.categories.categories), segs)
     atomic_write_json(out / "detections.json", dets)
     _save_presence(out.parent, np.stack(all_scores), np.stack(all_tags), ds.categories, cfg)
@@ -261,9 +263,10 @@ def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Co
     from jtsm.engine.inference import score_proposals
 
     scores, tags = [], []
-    for i in range(len(ds)):
-        image, ps = ds.read(i)
-        _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
-        scores.append(y)
-        tags.append(ds.categories.tag_vector(ds.records[i].labels))
+    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
+    with Prefetcher(ds.read, range(len(ds)), threads) as reads:
+        for i, (image, ps) in enumerate(reads):
+            _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
+            scores.append(y)
+            tags.append(ds.categories.tag_vector(ds.records[i].labels))
     _save_presence(run_dir, np.stack(scores), np.stack(tags), ds.categories, cfg)

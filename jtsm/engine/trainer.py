@@ -20,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +46,7 @@ from jtsm.engine.distributed import (
     get_world_size,
     is_main,
 )
+from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import atomic_write_bytes
 
@@ -216,6 +217,25 @@ def train(
     local = batch // world
     slots = range(rank * local, (rank + 1) * local)
     model.train()
+    keys = ((sample_index(seed, n, it * batch + j), item_seed(seed, it, j))
+            for it in range(start, solver.max_iter) for j in slots)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with Prefetcher(lambda key: task.load(key[0], np.random.default_rng(key[1])), keys,
+                    loader_threads(solver.load_threads, device), ahead=2 * local) as items:
+        _loop(model, wrapped, items, opt, solver, bn_sync, slots, seed, start, stage, paths,
+              config, on_log)
+    if paths is not None and is_main():
+        save_checkpoint(paths.run / f"{stage}_final.pt", model.state_dict())
+    return model
+
+
+def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch.optim.Optimizer,
+          solver: SolverConfig, bn_sync: RunningStatsSync, slots: range, seed: int, start: int,
+          stage: str, paths: _Paths | None, config: dict[str, Any] | None,
+          on_log: Callable[[dict[str, Any]], None] | None) -> None:
+    """Iterations ``start .. solver.max_iter`` of :func:`train`, the batch slots' items taken
+    from ``items`` in order."""
+    world, local = get_world_size(), len(slots)
     t_last = time.perf_counter()
     for it in range(start, solver.max_iter):
         lr = lr_at(solver, it)
@@ -225,8 +245,7 @@ def train(
         bn_sync.snapshot()
         logged: dict[str, float] = {}
         for k, j in enumerate(slots):
-            index = sample_index(seed, n, it * batch + j)
-            item = task.load(index, np.random.default_rng(item_seed(seed, it, j)))
+            item = next(items)
             torch.manual_seed(item_seed(seed, it, j, stream=1))
             sync = k == local - 1
             ctx = wrapped.no_sync() if (world > 1 and not sync) else nullcontext()
@@ -270,9 +289,6 @@ def train(
             if paths is not None and (done % solver.checkpoint_period == 0
                                       or done == solver.max_iter):
                 _save(paths, stage, done, model, opt, config)
-    if paths is not None and is_main():
-        save_checkpoint(paths.run / f"{stage}_final.pt", model.state_dict())
-    return model
 
 
 def _save(paths: _Paths, stage: str, done: int, model: nn.Module, opt: torch.optim.Optimizer,

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from jtsm.config import InputConfig
 from jtsm.data.coco_panoptic import load_panoptic_json
@@ -58,6 +59,29 @@ def test_untagged_images_are_skipped_with_a_count(synth_dir, synth_proposals, tm
     assert ds.skipped_untagged == 1 and len(ds) == len(d["images"]) - 1
 
 
+def test_the_cache_serves_the_same_items_within_its_budget(synth_dir, synth_proposals):
+    cached, plain = _ds(synth_dir, synth_proposals), _ds(synth_dir, synth_proposals, cache_mb=0)
+    for i in (0, 1, 0, 2, 1):  # repeats come from the cache
+        a, b = cached.load(i, np.random.default_rng(i)), plain.load(i, np.random.default_rng(i))
+        assert torch.equal(a.image, b.image) and torch.equal(a.tags, b.tags)
+        assert np.array_equal(a.proposals.superpixels, b.proposals.superpixels)
+        assert (a.proposals.membership != b.proposals.membership).nnz == 0
+        assert np.array_equal(a.proposals.boxes, b.proposals.boxes)
+    image, ps = cached.read(0)
+    assert cached.read(0)[0] is image and cached.read(0)[1] is ps
+    assert not image.flags.writeable and not ps.superpixels.flags.writeable
+    assert plain.read(0)[0] is not plain.read(0)[0] and plain._cached_bytes == 0
+    for i in range(len(cached)):
+        cached.read(i)
+    total = cached._cached_bytes  # everything: far under the default 1024 MB
+    assert len(cached._images) == len(cached._proposals) == len(cached)
+    small = _ds(synth_dir, synth_proposals, cache_mb=total / 2 / 2**20)
+    for i in range(len(small)):
+        small.read(i)
+    assert 0 < small._cached_bytes <= total / 2
+    assert 0 < len(small._proposals) < len(small)
+
+
 def test_proposals_of_another_size_are_refused(synth_dir, synth_proposals, tmp_path):
     from jtsm.proposals.store import ProposalStore
 
@@ -65,9 +89,10 @@ def test_proposals_of_another_size_are_refused(synth_dir, synth_proposals, tmp_p
     image, ps = ds.read(0)
     store = ProposalStore(tmp_path)
     store.save(ds.records[0].file_name, ps.resize(20, 30))
-    ds.store = store
+    fresh = _ds(synth_dir, synth_proposals)  # ds holds image 0's proposals in its cache now
+    fresh.store = store
     with pytest.raises(DataError, match="proposals are for a 30x20 image"):
-        ds.read(0)
+        fresh.read(0)
 
 
 def test_tag_batches(synth_dir, synth_proposals):
@@ -161,6 +186,22 @@ def test_scale_and_jitter_helpers():
     assert np.array_equal(hsv_jitter(img, 1.0, np.random.default_rng(0)), img)
     out = hsv_jitter(img, 1.5, np.random.default_rng(0))
     assert out.shape == img.shape and not np.array_equal(out, img)
+
+
+
+def test_hsv_jitter_equals_the_per_pixel_float_formula():
+    """The 256-level table gives exactly ``uint8(clip(float32(v) * f, 0, 255))`` per pixel."""
+    import cv2
+
+    img = np.random.default_rng(1).integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+        for ch in (1, 2):
+            f = float(np.exp(rng.uniform(-np.log(1.5), np.log(1.5))))
+            hsv[..., ch] = np.clip(hsv[..., ch] * f, 0, 255)
+        slow = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+        assert np.array_equal(hsv_jitter(img, 1.5, np.random.default_rng(seed)), slow)
 
 
 def test_the_area_floor_measures_the_mask_or_the_box():

@@ -159,3 +159,45 @@ def test_lr_mults_scale_the_step_of_their_parameters_only(tmp_path):
         assert not torch.equal(plain[k], start[k])
     for k in ("net.0.weight", "net.1.weight"):
         assert torch.equal(fast[k], plain[k])
+
+
+def test_prefetching_threads_give_the_same_weights(tmp_path):
+    """Items are loaded ahead on 0 (in the loop), 1 or 3 threads: the same training."""
+    states = []
+    for threads in (0, 1, 3):
+        model = ToyModel()
+        train(model, ToyTask(), _solver(load_threads=threads), seed=2, run_dir=None)
+        states.append(model.state_dict())
+    for other in states[1:]:
+        for k, a in states[0].items():
+            assert torch.equal(a, other[k]), k
+
+
+def test_prefetcher_keeps_the_order_and_raises_at_the_failing_item():
+    import threading
+    import time
+
+    from jtsm.engine.loader import Prefetcher
+
+    class Slow:
+        def load(self, index, rng):
+            time.sleep(float(rng.uniform(0, 0.01)))  # later keys often finish first
+            if index == 7:
+                raise ValueError("bad item 7")
+            return index, float(rng.random())
+
+    keys = [(i, 100 + i) for i in range(12)]
+    before = threading.active_count()
+    slow = Slow()
+    with Prefetcher(lambda k: slow.load(k[0], np.random.default_rng(k[1])), keys, threads=3,
+                    ahead=5) as loader:
+        got = [next(loader) for _ in range(7)]
+        with pytest.raises(ValueError, match="bad item 7"):
+            next(loader)
+    assert [g[0] for g in got] == list(range(7))
+    rngs = [np.random.default_rng(100 + i) for i in range(7)]
+    assert [g[1] for g in got] == [(r.uniform(0, 0.01), float(r.random()))[1] for r in rngs]
+    assert threading.active_count() == before  # leaving it joined the threads
+    for threads in (0, 2):  # both end where the keys end
+        with Prefetcher(lambda k: k * 2, range(3), threads=threads) as doubled:
+            assert list(doubled) == [0, 2, 4]
