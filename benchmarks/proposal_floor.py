@@ -26,7 +26,8 @@ from jtsm.evaluation.recall import best_overlaps
 from jtsm.proposals.store import ProposalStore
 
 FLOORS: tuple[tuple[str, float], ...] = (
-    ("mask", 0.0), ("mask", 0.01), ("mask", 0.02), ("box", 0.02), ("box", 0.03), ("box", 0.04))
+    ("mask", 0.0), ("mask", 0.01), ("mask", 0.02), ("box", 0.02), ("box", 0.03), ("box", 0.04),
+    ("pixels", 128), ("pixels", 256))  # pixels: at the middle train scale (128 px short side)
 
 
 def main() -> None:
@@ -51,8 +52,10 @@ def main() -> None:
         ps = store.load(str(im["file_name"]), expect_size=pan.image_size)
         h, w = ps.image_size
         for i, (kind, floor) in enumerate(FLOORS):
-            sel = select_proposals(ps, InputConfig(max_proposals=args.top,
-                                                   min_proposal_area=floor, proposal_area=kind))
+            cfg = InputConfig(max_proposals=args.top, min_proposal_pixels=floor) \
+                if kind == "pixels" else \
+                InputConfig(max_proposals=args.top, min_proposal_area=floor, proposal_area=kind)
+            sel = select_proposals(ps, cfg)
             best[i].append(best_overlaps(sel, pan.ids, things, [None])[0])
             kept[i].append(len(sel))
             small[i].append(float((sel.areas() < 0.02 * h * w).mean()) if len(sel) else 0.0)
@@ -61,7 +64,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     for i, (kind, floor) in enumerate(FLOORS):
         b = np.concatenate(best[i]) if best[i] else np.zeros(0)
-        name = "none" if floor == 0 else f"{kind} >= {100 * floor:g}%"
+        name = "none" if floor == 0 else f"mask >= {floor:g} px at the train scale" \
+            if kind == "pixels" else f"{kind} >= {100 * floor:g}%"
         print(f"| {name} | {100 * (b >= 0.5).mean():.1f}% | {np.mean(kept[i]):.0f} "
               f"| {100 * np.mean(small[i]):.1f}% |")
 

@@ -70,6 +70,7 @@ class InputConfig:
     hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
     max_proposals: int = 4000
     min_proposal_area: float = 0.0  # drop proposals smaller than this fraction of the image
+    min_proposal_pixels: float = 0.0  # ... or than this many pixels at the middle train scale
     proposal_area: str = "mask"  # what min_proposal_area measures: "mask" pixels or "box"
     test_scales: list[int] = field(default_factory=lambda: [128])
     cache_mb: float = 1024.0  # decoded images + proposals kept in memory in training (0: none)
@@ -205,6 +206,8 @@ class Config:
             ("input.min_proposal_area", self.input.min_proposal_area,
              0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
             ("input.cache_mb", self.input.cache_mb, self.input.cache_mb >= 0, ">= 0"),
+            ("input.min_proposal_pixels", self.input.min_proposal_pixels,
+             self.input.min_proposal_pixels >= 0, ">= 0"),
             ("input.proposal_area", self.input.proposal_area,
              self.input.proposal_area in ("mask", "box"), "mask or box"),
             ("warmup.scales", self.warmup.scales, all(x >= 16 for x in self.warmup.scales),

@@ -82,18 +82,28 @@ def _proposal_bytes(ps: ProposalSet) -> int:
 
 
 def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
-    """Drop proposals under ``cfg.min_proposal_area`` (fraction of the image; their mask's
-    pixels, or their box's with ``cfg.proposal_area == "box"``, which keeps thin and hollow
-    objects whose masks are small), keep the best ``cfg.max_proposals``; the same selection
-    for training and prediction."""
-    if cfg.min_proposal_area > 0:
-        h, w = ps.image_size
+    """Drop proposals under the area floor, keep the best ``cfg.max_proposals``; the same
+    selection for training and prediction.
+
+    The floor is the larger of ``cfg.min_proposal_area`` (a fraction of the image) and
+    ``cfg.min_proposal_pixels`` (pixels once the image is resized to the middle training
+    scale, the size the network sees: a floor tied to the feature grid, not to how large a
+    dataset's objects are). Measured on the proposal's mask, or on its box with
+    ``cfg.proposal_area == "box"`` (which keeps thin and hollow objects whose masks are small).
+    """
+    h, w = ps.image_size
+    floor = cfg.min_proposal_area * h * w
+    if cfg.min_proposal_pixels > 0 and h * w > 0:
+        train = sorted(cfg.train_scales)
+        sh, sw = resize_to_scale(h, w, train[len(train) // 2], cfg.max_size)
+        floor = max(floor, cfg.min_proposal_pixels * (h * w) / (sh * sw))
+    if floor > 0:
         if cfg.proposal_area == "box":
             b = ps.boxes
             area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
         else:
             area = ps.areas()
-        ps = ps[area >= cfg.min_proposal_area * h * w]
+        ps = ps[area >= floor]
     return ps.topk(cfg.max_proposals)
 
 

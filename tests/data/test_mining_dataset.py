@@ -231,3 +231,9 @@ def test_the_area_floor_measures_the_mask_or_the_box():
     assert kept(min_proposal_area=0.0) == [0, 1, 2]
     assert kept(min_proposal_area=0.15, proposal_area="mask") == [2]
     assert kept(min_proposal_area=0.15, proposal_area="box") == [0, 2]
+    # in pixels at the middle train scale: a 40x40 image seen at 20 px has 1/4 of its pixels
+    # there (blob 16, ring 56, solid 100), at 80 px 4x (blob 256)
+    assert kept(min_proposal_pixels=17, train_scales=[10, 20, 30]) == [0, 2]
+    assert kept(min_proposal_pixels=57, train_scales=[20]) == [2]
+    assert kept(min_proposal_pixels=250, train_scales=[80]) == [0, 1, 2]
+    assert kept(min_proposal_pixels=250, train_scales=[80], min_proposal_area=0.15) == [2]
