@@ -14,7 +14,8 @@ Prints, in one run: the milliseconds to load a MIL item and a warm-up image from
 from the cache; then the CPU preset's tag warm-up steps (16 images) and MIL steps (one image,
 300 proposals) of :func:`jtsm.engine.trainer.train` under three settings, taking turns for
 ``--rounds`` rounds, as the median seconds per step (the loop's own clock, data loading
-included) and the ratio to loading from the files in the loop (what the code did before):
+included) and the ratio to loading from the files in the loop (what the code did before, but
+for the jitter's 256-level table, which both settings use):
 
     python benchmarks/bench_data_loading.py [--data D --proposals P] [--steps 30] [--rounds 3]
 
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthdata import synth_with_proposals  # benchmarks/synthdata.py (on sys.path)
 
 from jtsm.config import load_config
 from jtsm.data.labels import read_image_labels
@@ -50,18 +52,6 @@ from jtsm.presets import PRESETS
 
 SETTINGS = (("files each time, in the loop", 0.0, 0), ("cache, in the loop", 1024.0, 0),
             ("cache, 1 loader thread", 1024.0, 1))
-
-
-def _make_data(root: Path) -> tuple[Path, Path]:
-    from jtsm.data.synth import write_synth_dataset
-    from jtsm.proposals.runner import list_images, run_proposals
-
-    data, props = root / "data", root / "props"
-    write_synth_dataset(data, 64, 4, seed=0)
-    items = list_images(data / "images", data / "annotations/panoptic_train.json")
-    for _ in run_proposals(items, props, method="selective-search", max_proposals=2000):
-        pass
-    return data, props
 
 
 def _step_seconds(module: torch.nn.Module, task: object, solver: object) -> list[float]:
@@ -92,7 +82,8 @@ def main() -> None:
     warm_name, mil_name = "tag warm-up step (16 images)", "MIL step (1 image, 300 proposals)"
     steps: dict[str, dict[str, list[float]]] = {warm_name: {}, mil_name: {}}
     with tempfile.TemporaryDirectory() as tmp:
-        data, props = (args.data, args.proposals) if args.data else _make_data(Path(tmp))
+        data, props = (args.data, args.proposals) if args.data else \
+            synth_with_proposals(Path(tmp), 64)
         base = load_config(overrides=PRESETS["cpu"])
         labels = read_image_labels(data / "annotations/panoptic_train.json")
         sets = {name: MiningDataset(labels, data / "images", props,

@@ -20,16 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from synthdata import synth_with_proposals  # benchmarks/synthdata.py (on sys.path)
 
 from jtsm.config import load_config
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset
-from jtsm.data.synth import SynthConfig, write_synth_dataset
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mine import MilTrainModule, build_mining_model
 from jtsm.ops.binned_max import kernel_available
 from jtsm.presets import PRESETS
-from jtsm.proposals.runner import list_images, run_proposals
 
 
 def _best(fn, repeat: int) -> float:
@@ -53,11 +52,8 @@ def main() -> None:
                          "nothing to compare")
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="jtsm_bench_mil_"))
+    synth_with_proposals(tmp, args.images)
     ann = tmp / "data/annotations/panoptic_train.json"
-    write_synth_dataset(tmp / "data", args.images, 0, SynthConfig(height=128, width=128), seed=0)
-    for _ in run_proposals(list_images(tmp / "data/images", ann), tmp / "props",
-                           method="selective-search", max_proposals=2000):
-        pass
     cfg = load_config(overrides=PRESETS["cpu"])
     ds = MiningDataset(read_image_labels(ann), tmp / "data/images", tmp / "props", cfg.input)
     torch.manual_seed(0)

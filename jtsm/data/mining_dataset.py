@@ -46,6 +46,12 @@ class MiningItem:
     image_id: int
 
 
+def middle_scale(train_scales: Sequence[int]) -> int:
+    """The middle of the training short sides (the size the warm-up and the floors use)."""
+    train = sorted(train_scales)
+    return train[len(train) // 2]
+
+
 def resize_to_scale(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
     """Size ``(h', w')`` with short side ``short`` and long side at most ``max_size``."""
     s = short / min(h, w)
@@ -94,8 +100,7 @@ def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
     h, w = ps.image_size
     floor = cfg.min_proposal_area * h * w
     if cfg.min_proposal_pixels > 0 and h * w > 0:
-        train = sorted(cfg.train_scales)
-        sh, sw = resize_to_scale(h, w, train[len(train) // 2], cfg.max_size)
+        sh, sw = resize_to_scale(h, w, middle_scale(cfg.train_scales), cfg.max_size)
         floor = max(floor, cfg.min_proposal_pixels * (h * w) / (sh * sw))
     if floor > 0:
         if cfg.proposal_area == "box":
@@ -245,8 +250,7 @@ class TagBatchDataset:
         self.batch = batch
         self.mosaic = mosaic
         self.grayscale = grayscale
-        train = sorted(base.cfg.train_scales)
-        self.size = train[len(train) // 2]
+        self.size = middle_scale(base.cfg.train_scales)
         self.scales = tuple(int(s) for s in scales) or (self.size,)
 
     def __len__(self) -> int:

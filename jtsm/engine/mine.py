@@ -37,7 +37,7 @@ from jtsm.fileio import atomic_write_json
 from jtsm.modeling.model import MiningConfig as ModelConfig
 from jtsm.modeling.model import MiningModel
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.structures import CategoryMap
+from jtsm.structures import CategoryMap, ProposalSet
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine",
            "warmup_solver", "warmup_stride", "write_presence"]
@@ -214,6 +214,13 @@ def run_mine(
     return summary
 
 
+def _read_all(ds: MiningDataset, cfg: Config, model: MiningModel
+              ) -> Prefetcher[int, tuple[np.ndarray, ProposalSet]]:
+    """``ds.read(i)`` for every image in order, ahead on ``solver.load_threads`` threads."""
+    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
+    return Prefetcher(ds.read, range(len(ds)), threads)
+
+
 def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
                 progress: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Mined segments (tags known) and detections of every training image, as COCO files."""
@@ -225,8 +232,7 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     it = range(len(ds))
     if progress is not None:
         it = progress(it, len(ds), "mined outputs")
-    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
-    with Prefetcher(ds.read, range(len(ds)), threads) as reads:
+    with _read_all(ds, cfg, model) as reads:
         for i, (image, ps) in zip(it, reads):
             rec = ds.records[i]
             scores, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
@@ -263,8 +269,7 @@ def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Co
     from jtsm.engine.inference import score_proposals
 
     scores, tags = [], []
-    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
-    with Prefetcher(ds.read, range(len(ds)), threads) as reads:
+    with _read_all(ds, cfg, model) as reads:
         for i, (image, ps) in enumerate(reads):
             _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
             scores.append(y)
