@@ -111,7 +111,8 @@ def main() -> None:
         t = time.perf_counter()
         with warmup_stride(model, cfg.warmup.stride):
             batches = TagBatchDataset(ds, cfg.warmup.batch, cfg.warmup.mosaic, cfg.warmup.scales,
-                                     cfg.warmup.grayscale)
+                                     cfg.warmup.grayscale, cfg.warmup.small_scale,
+                                     cfg.warmup.small_iters)
             train(warm, batches, warmup_solver(cfg), cfg.seed,
                   None)
         print(f"warm-up: {cfg.warmup.iters} iterations, {time.perf_counter() - t:.0f} s")

@@ -118,6 +118,8 @@ class WarmupConfig:
     grayscale: float = 0.0  # probability that an image is shown in grey (no hue to go by)
     scales: list[int] = field(default_factory=list)  # short sides drawn per item; empty:
     #                                                  the middle of input.train_scales
+    small_scale: int = 0  # progressive resizing: the short side of the first small_iters
+    small_iters: int = 0  # iterations' images (0: off); the rest at the usual scale
 
 
 @dataclass
@@ -213,6 +215,10 @@ class Config:
             ("warmup.scales", self.warmup.scales, all(x >= 16 for x in self.warmup.scales),
              "sizes >= 16"),
             ("warmup.mosaic", self.warmup.mosaic, 0 <= self.warmup.mosaic <= 1, "in [0, 1]"),
+            ("warmup.small_scale", self.warmup.small_scale,
+             self.warmup.small_scale == 0 or self.warmup.small_scale >= 16, "0 (off) or >= 16"),
+            ("warmup.small_iters", self.warmup.small_iters,
+             0 <= self.warmup.small_iters <= self.warmup.iters, "in [0, warmup.iters]"),
             ("warmup.grayscale", self.warmup.grayscale, 0 <= self.warmup.grayscale <= 1,
              "in [0, 1]"),
             ("warmup.weight_decay", self.warmup.weight_decay,

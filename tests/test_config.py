@@ -30,6 +30,8 @@ def test_json_config(tmp_path):
     ("solver.nope=1", "unknown config key 'solver.nope'"),
     ("input.hflip=maybe", "expected true or false"),
     ("warmup.grayscale=1.5", "warmup.grayscale=1.5 is out of range"),
+    ("warmup.small_iters=10", "warmup.small_iters=10 is out of range"),  # > warmup.iters (0)
+    ("warmup.small_scale=8", "warmup.small_scale=8 is out of range"),
     ("seed", "must look like key=value"),
 ])
 def test_bad_values_named(override, msg):

@@ -242,26 +242,42 @@ class TagBatchDataset:
     ``mosaic``: the probability that a batch slot holds a 2x2 mosaic of four random tagged
     images instead of one, each tile the slot's size halved, its tags the union of the four
     (exact: every pixel of each image is in its tile, only smaller).
+    ``small_scale``, ``small_iters``: progressive resizing; items of the first ``small_iters``
+    iterations (:meth:`load_at`) have short side ``small_scale`` instead (0: off).
     """
 
     def __init__(self, base: MiningDataset, batch: int, mosaic: float = 0.0,
-                 scales: Sequence[int] = (), grayscale: float = 0.0) -> None:
+                 scales: Sequence[int] = (), grayscale: float = 0.0,
+                 small_scale: int = 0, small_iters: int = 0) -> None:
         self.base = base
         self.batch = batch
         self.mosaic = mosaic
         self.grayscale = grayscale
         self.size = middle_scale(base.cfg.train_scales)
         self.scales = tuple(int(s) for s in scales) or (self.size,)
+        self.small_scale = int(small_scale)
+        self.small_iters = int(small_iters) if small_scale > 0 else 0
 
     def __len__(self) -> int:
         return len(self.base)
 
     def load(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch led by image ``index``: ``images (B, 3, H, W)`` in 0..255, ``tags (B, C)``."""
+        return self._load(index, rng, None)
+
+    def load_at(self, index: int, rng: np.random.Generator, iteration: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`load` for training iteration ``iteration`` (the small scale before
+        ``small_iters``; after it, the same items as :meth:`load`)."""
+        return self._load(index, rng, self.small_scale if iteration < self.small_iters else None)
+
+    def _load(self, index: int, rng: np.random.Generator, size: int | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.base)
         picks = [index] + [int(i) for i in rng.integers(0, n, self.batch - 1)]
-        # one scale: no draw, so the default warm-up's random stream is what it was
-        size = self.scales[int(rng.integers(0, len(self.scales)))] if len(self.scales) > 1 \
-            else self.scales[0]
+        if size is None:  # one scale: no draw, so the default warm-up's stream is as it was
+            size = self.scales[int(rng.integers(0, len(self.scales)))] \
+                if len(self.scales) > 1 else self.scales[0]
         images, tags = [], []
         for i in picks:
             img, labels = self._image(i, size, rng)

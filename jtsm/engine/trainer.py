@@ -58,7 +58,11 @@ class TrainingDiverged(JtsmError):
 
 
 class TrainTask(Protocol):
-    """What the loop trains on: ``len(task)`` items; ``task.load(i, rng)`` one augmented item."""
+    """What the loop trains on: ``len(task)`` items; ``task.load(i, rng)`` one augmented item.
+
+    A task whose items change with the schedule (progressive resizing) also has
+    ``load_at(i, rng, iteration)``, which the loop then calls instead.
+    """
 
     def __len__(self) -> int: ...
 
@@ -217,16 +221,23 @@ def train(
     local = batch // world
     slots = range(rank * local, (rank + 1) * local)
     model.train()
-    keys = ((sample_index(seed, n, it * batch + j), item_seed(seed, it, j))
+    keys = ((sample_index(seed, n, it * batch + j), item_seed(seed, it, j), it)
             for it in range(start, solver.max_iter) for j in slots)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with Prefetcher(lambda key: task.load(key[0], np.random.default_rng(key[1])), keys,
+    with Prefetcher(lambda key: _load_item(task, *key), keys,
                     loader_threads(solver.load_threads, device), ahead=2 * local) as items:
         _loop(model, wrapped, items, opt, solver, bn_sync, slots, seed, start, stage, paths,
               config, on_log)
     if paths is not None and is_main():
         save_checkpoint(paths.run / f"{stage}_final.pt", model.state_dict())
     return model
+
+
+def _load_item(task: TrainTask, index: int, seed: int, iteration: int) -> Any:
+    """Item ``index`` of ``task`` drawn with ``seed``, for ``iteration`` if the task asks."""
+    rng = np.random.default_rng(seed)
+    load_at = getattr(task, "load_at", None)
+    return load_at(index, rng, iteration) if load_at is not None else task.load(index, rng)
 
 
 def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch.optim.Optimizer,

@@ -237,3 +237,17 @@ def test_the_area_floor_measures_the_mask_or_the_box():
     assert kept(min_proposal_pixels=57, train_scales=[20]) == [2]
     assert kept(min_proposal_pixels=250, train_scales=[80]) == [0, 1, 2]
     assert kept(min_proposal_pixels=250, train_scales=[80], min_proposal_area=0.15) == [2]
+
+
+def test_progressive_resizing_uses_the_small_scale_before_small_iters(synth_dir, synth_proposals):
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64])
+    tb = TagBatchDataset(ds, 3, small_scale=40, small_iters=5)
+    early, _ = tb.load_at(1, np.random.default_rng(3), 4)
+    assert early.shape[2] == 40  # the 96x112 images' short side
+    # from small_iters on, exactly the items of load() (no change to the usual stream)
+    late = tb.load_at(1, np.random.default_rng(3), 5)
+    usual = TagBatchDataset(ds, 3).load(1, np.random.default_rng(3))
+    assert all(torch.equal(a, b) for a, b in zip(late, usual))
+    off = TagBatchDataset(ds, 3, small_scale=0, small_iters=5).load_at(
+        1, np.random.default_rng(3), 0)
+    assert all(torch.equal(a, b) for a, b in zip(off, usual))

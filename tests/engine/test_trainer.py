@@ -201,3 +201,20 @@ def test_prefetcher_keeps_the_order_and_raises_at_the_failing_item():
     for threads in (0, 2):  # both end where the keys end
         with Prefetcher(lambda k: k * 2, range(3), threads=threads) as doubled:
             assert list(doubled) == [0, 2, 4]
+
+
+def test_tasks_with_load_at_get_each_item_s_iteration():
+    """A task with ``load_at`` is told the iteration of every item it loads (resumed too)."""
+
+    class Scheduled(ToyTask):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[int] = []
+
+        def load_at(self, index, rng, iteration):
+            self.seen.append(iteration)
+            return self.load(index, rng)
+
+    task = Scheduled()
+    train(ToyModel(), task, _solver(max_iter=6, ims_per_batch=3), seed=0, run_dir=None)
+    assert task.seen == [it for it in range(6) for _ in range(3)]
