@@ -204,7 +204,7 @@ def test_prefetcher_keeps_the_order_and_raises_at_the_failing_item():
 
 
 def test_tasks_with_load_at_get_each_item_s_iteration():
-    """A task with ``load_at`` is told the iteration of every item it loads (resumed too)."""
+    """A task with ``load_at`` is told the iteration of every item it loads."""
 
     class Scheduled(ToyTask):
         def __init__(self) -> None:
