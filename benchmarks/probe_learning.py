@@ -110,11 +110,8 @@ def main() -> None:
         warm = TagWarmupModule(model)
         t = time.perf_counter()
         with warmup_stride(model, cfg.warmup.stride):
-            batches = TagBatchDataset(ds, cfg.warmup.batch, cfg.warmup.mosaic, cfg.warmup.scales,
-                                     cfg.warmup.grayscale, cfg.warmup.small_scale,
-                                     cfg.warmup.small_iters)
-            train(warm, batches, warmup_solver(cfg), cfg.seed,
-                  None)
+            train(warm, TagBatchDataset.from_config(ds, cfg.warmup), warmup_solver(cfg),
+                  cfg.seed, None)
         print(f"warm-up: {cfg.warmup.iters} iterations, {time.perf_counter() - t:.0f} s")
         size = TagBatchDataset(ds, 1).size
         for split in ("train", "val"):

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from jtsm.config import InputConfig
+from jtsm.config import InputConfig, WarmupConfig
 from jtsm.data.labels import ImageLabels, LabelSet
 from jtsm.errors import DataError
 from jtsm.fileio import read_image, safe_join
@@ -257,6 +257,12 @@ class TagBatchDataset:
         self.scales = tuple(int(s) for s in scales) or (self.size,)
         self.small_scale = int(small_scale)
         self.small_iters = int(small_iters) if small_scale > 0 else 0
+
+    @classmethod
+    def from_config(cls, base: MiningDataset, warmup: WarmupConfig) -> TagBatchDataset:
+        """The warm-up's batches as ``warmup.*`` describes them (``jtsm mine``'s warm-up)."""
+        return cls(base, warmup.batch, warmup.mosaic, warmup.scales, warmup.grayscale,
+                   warmup.small_scale, warmup.small_iters)
 
     def __len__(self) -> int:
         return len(self.base)

@@ -193,10 +193,7 @@ def run_mine(
     conf = config_to_dict(cfg)
     if cfg.warmup.iters > 0:
         with warmup_stride(model, cfg.warmup.stride):
-            tag_batches = TagBatchDataset(ds, cfg.warmup.batch, cfg.warmup.mosaic,
-                                          cfg.warmup.scales, cfg.warmup.grayscale,
-                                          cfg.warmup.small_scale, cfg.warmup.small_iters)
-            train(TagWarmupModule(model), tag_batches,
+            train(TagWarmupModule(model), TagBatchDataset.from_config(ds, cfg.warmup),
                   warmup_solver(cfg), cfg.seed, out, resume=resume, config=conf,
                   stage="warmup", on_log=on_log)
     wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jtsm.config import InputConfig
+from jtsm.config import InputConfig, WarmupConfig
 from jtsm.data.coco_panoptic import load_panoptic_json
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, hsv_jitter, resize_to_scale
@@ -208,7 +208,7 @@ def test_the_area_floor_measures_the_mask_or_the_box():
     """``input.proposal_area``: a hollow square (its mask 15% of its box) under a 10% floor is
     dropped when masks are measured and kept when boxes are; a small solid blob is dropped
     either way; without a floor everything stays."""
-    from jtsm.config import InputConfig
+    from jtsm.config import InputConfig, WarmupConfig
     from jtsm.data.mining_dataset import select_proposals
     from jtsm.structures import ProposalSet
 
@@ -244,6 +244,9 @@ def test_progressive_resizing_uses_the_small_scale_before_small_iters(synth_dir,
     tb = TagBatchDataset(ds, 3, small_scale=40, small_iters=5)
     early, _ = tb.load_at(1, np.random.default_rng(3), 4)
     assert early.shape[2] == 40  # the 96x112 images' short side
+    from_cfg = TagBatchDataset.from_config(
+        ds, WarmupConfig(iters=10, batch=3, small_scale=40, small_iters=5))
+    assert torch.equal(from_cfg.load_at(1, np.random.default_rng(3), 4)[0], early)
     # from small_iters on, exactly the items of load() (no change to the usual stream)
     late = tb.load_at(1, np.random.default_rng(3), 5)
     usual = TagBatchDataset(ds, 3).load(1, np.random.default_rng(3))
