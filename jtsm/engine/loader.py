@@ -29,7 +29,7 @@ def loader_threads(threads: int, device: torch.device) -> int:
     """``solver.load_threads`` for a model on ``device``: ``-1`` (the default) is 1 thread on a
     GPU, whose step leaves the CPU free to load, and 0 on a CPU, where the step's own threads
     already use every core (a loader thread there made steps slower, warm-up 1.08x and MIL
-    1.03x on 2 cores, ``benchmarks/bench_data_loading.py``)."""
+    1.03-1.07x on 2 cores, ``benchmarks/bench_data_loading.py``)."""
     if threads >= 0:
         return threads
     return 1 if device.type == "cuda" else 0
