@@ -208,7 +208,7 @@ def test_the_area_floor_measures_the_mask_or_the_box():
     """``input.proposal_area``: a hollow square (its mask 15% of its box) under a 10% floor is
     dropped when masks are measured and kept when boxes are; a small solid blob is dropped
     either way; without a floor everything stays."""
-    from jtsm.config import InputConfig, WarmupConfig
+    from jtsm.config import InputConfig
     from jtsm.data.mining_dataset import select_proposals
     from jtsm.structures import ProposalSet
 
