@@ -89,6 +89,8 @@ class SolverConfig:
     warmup_factor: float = 0.1
     steps: list[int] = field(default_factory=lambda: [700])
     gamma: float = 0.1
+    schedule: str = "step"  # step: x gamma at each of steps; cosine: after the linear warmup,
+    #                         half a cosine from lr down to 0 at max_iter (steps unused)
     ims_per_batch: int = 4
     checkpoint_period: int = 200
     log_period: int = 10
@@ -120,6 +122,8 @@ class WarmupConfig:
     #                                                  the middle of input.train_scales
     small_scale: int = 0  # progressive resizing: the short side of the first small_iters
     small_iters: int = 0  # iterations' images (0: off); the rest at the usual scale
+    schedule: str = "step"  # step: x0.1 at 80% of iters; cosine: ramp_iters up, then cosine to 0
+    ramp_iters: int = 0  # linear lr ramp from 0.1 x lr over the first ramp_iters iterations
 
 
 @dataclass
@@ -234,6 +238,12 @@ class Config:
             ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
             ("solver.load_threads", self.solver.load_threads, self.solver.load_threads >= -1,
              ">= 0, or -1"),
+            ("solver.schedule", self.solver.schedule, self.solver.schedule in ("step", "cosine"),
+             "step or cosine"),
+            ("warmup.schedule", self.warmup.schedule, self.warmup.schedule in ("step", "cosine"),
+             "step or cosine"),
+            ("warmup.ramp_iters", self.warmup.ramp_iters,
+             0 <= self.warmup.ramp_iters <= self.warmup.iters, "in [0, warmup.iters]"),
             ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),
             ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
             ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),

@@ -153,12 +153,14 @@ class TagWarmupModule(nn.Module):
 
 
 def warmup_solver(cfg: Config) -> SolverConfig:
-    """The warm-up's schedule: ``warmup.*`` over ``solver.*``, x0.1 at 80%, no lr ramp."""
+    """The warm-up's schedule: ``warmup.*`` over ``solver.*``; ``warmup.schedule`` ``step``:
+    x0.1 at 80%, ``cosine``: down to 0; either after a ``warmup.ramp_iters`` linear ramp."""
     return replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
                    optimizer=cfg.warmup.optimizer, ims_per_batch=cfg.warmup.items,
                    weight_decay=(cfg.solver.weight_decay if cfg.warmup.weight_decay < 0
                                  else cfg.warmup.weight_decay),
-                   warmup_iters=0, steps=[int(cfg.warmup.iters * 0.8)])
+                   schedule=cfg.warmup.schedule, warmup_iters=cfg.warmup.ramp_iters,
+                   warmup_factor=0.1, gamma=0.1, steps=[int(cfg.warmup.iters * 0.8)])
 
 
 def run_mine(

@@ -83,8 +83,14 @@ def sample_index(seed: int, n: int, position: int) -> int:
 
 
 def lr_at(solver: SolverConfig, iteration: int) -> float:
-    """Learning rate at ``iteration``: linear warmup, then x gamma at each step."""
-    lr = solver.lr * solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
+    """Learning rate at ``iteration``: linear warmup, then x gamma at each step (``step``) or
+    half a cosine from ``lr`` at the end of the warmup to 0 at ``max_iter`` (``cosine``)."""
+    if solver.schedule == "cosine":
+        span = max(solver.max_iter - solver.warmup_iters, 1)
+        t = min(max(iteration - solver.warmup_iters, 0) / span, 1.0)
+        lr = solver.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    else:
+        lr = solver.lr * solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
     if iteration < solver.warmup_iters:
         alpha = iteration / max(solver.warmup_iters, 1)
         lr *= solver.warmup_factor * (1 - alpha) + alpha

@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -10,6 +11,7 @@ from jtsm.config import load_config
 from jtsm.data.coco_panoptic import load_panoptic_json
 from jtsm.engine.checkpoint import load_checkpoint
 from jtsm.engine.mine import run_mine
+from jtsm.errors import ConfigError
 from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
@@ -163,3 +165,20 @@ def test_warmup_schedule_takes_its_own_weight_decay_or_the_solvers():
     assert (sol.max_iter, sol.steps, sol.weight_decay) == (100, [80], 0.001)
     cfg = load_config(overrides=["warmup.iters=100", "warmup.weight_decay=0.05"])
     assert warmup_solver(cfg).weight_decay == 0.05 and cfg.solver.weight_decay == 5e-4
+    assert (sol.schedule, sol.warmup_iters) == ("step", 0)  # the solver's 50-iteration ramp: no
+
+
+def test_warmup_cosine_schedule_and_ramp_come_from_warmup_not_the_solver():
+    from jtsm.engine.mine import warmup_solver
+    from jtsm.engine.trainer import lr_at
+
+    cfg = load_config(overrides=["warmup.iters=100", "warmup.lr=0.002", "warmup.ramp_iters=10",
+                                 "warmup.schedule=cosine", "solver.schedule=step"])
+    sol = warmup_solver(cfg)
+    assert (sol.schedule, sol.warmup_iters, sol.max_iter) == ("cosine", 10, 100)
+    assert lr_at(sol, 0) == pytest.approx(0.0002) and lr_at(sol, 10) == pytest.approx(0.002)
+    assert lr_at(sol, 100) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="warmup.schedule"):
+        load_config(overrides=["warmup.schedule=linear"])
+    with pytest.raises(ConfigError, match="warmup.ramp_iters"):
+        load_config(overrides=["warmup.iters=10", "warmup.ramp_iters=11"])

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,19 @@ def test_lr_schedule():
     assert lr_at(s, 10) == pytest.approx(1.0)
     assert lr_at(s, 25) == pytest.approx(0.1)
     assert lr_at(s, 30) == pytest.approx(0.01)
+
+
+def test_cosine_schedule_ramps_then_falls_to_zero_at_max_iter():
+    s = SolverConfig(lr=1.0, max_iter=110, warmup_iters=10, warmup_factor=0.1, steps=[20],
+                     schedule="cosine")
+    assert lr_at(s, 0) == pytest.approx(0.1)
+    assert lr_at(s, 5) == pytest.approx(0.55)
+    assert lr_at(s, 10) == pytest.approx(1.0)
+    assert lr_at(s, 60) == pytest.approx(0.5)  # halfway down; the step at 20 is not applied
+    assert lr_at(s, 35) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(s, 110) == pytest.approx(0.0, abs=1e-12)
+    lrs = [lr_at(s, i) for i in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
 def test_sample_order_is_epoch_permutations():
