@@ -9,10 +9,12 @@ each one's ratio to the default (width 32, contiguous, eager), all measured in t
 - ``--widths``: ``backbone.width`` values (compute grows as the width's square);
 - channels-last memory format at width 32;
 - ``torch.compile`` at width 32 (``--compile``; its first step, the compilation, is printed
-  apart and not in the median).
+  apart and not in the median);
+- bfloat16 autocast at width 32 (``--bf16``: convolutions in bf16, as ``torch.autocast("cpu")``
+  runs them; fast only where the CPU has bf16 instructions and oneDNN uses them).
 
     python benchmarks/bench_warmup_step.py [--batch 16] [--items 2] [--size 128] \
-        [--steps 15] [--threads 2] [--widths 16 24] [--compile]
+        [--steps 15] [--threads 2] [--widths 16 24] [--compile] [--bf16]
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class _Step:
     """``jtsm mine``'s warm-up module (backbone, tag classifier, BCE) and an AdamW optimiser."""
 
     def __init__(self, width: int, classes: int, channels_last: bool, compiled: bool,
-                 items: int) -> None:
+                 items: int, bf16: bool = False) -> None:
         torch.manual_seed(0)
         self.items = items
+        self.bf16 = bf16
         model = MiningModel(MiningConfig(num_classes=classes, backbone="tiny", norm="bn",
                                          stride=16, width=width))
         self.module = TagWarmupModule(model)
@@ -52,7 +55,9 @@ class _Step:
         self.opt.zero_grad(set_to_none=True)
         for im, tg in zip(images.chunk(self.items), tags.chunk(self.items)):
             # gradient accumulation over the step's items, as the trainer (BN per item)
-            (self.module((im, tg))["loss_tags"] / self.items).backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                loss = self.module((im, tg))["loss_tags"]
+            (loss / self.items).backward()
         self.opt.step()
         return time.perf_counter() - t
 
@@ -68,6 +73,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 24, 32])
     ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument("--bf16", action="store_true", help="also time bfloat16 autocast")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -75,15 +81,18 @@ def main() -> None:
     tags = (torch.rand(args.batch, args.classes, generator=g) < 0.4).float()
 
     widths = sorted(set(args.widths) | {32})  # 32, the default, is what the ratios are to
-    runs: list[tuple[str, int, bool, bool]] = [(f"width {w}", w, False, False) for w in widths]
-    runs.append(("width 32, channels-last", 32, True, False))
+    runs: list[tuple[str, int, bool, bool, bool]] = [(f"width {w}", w, False, False, False)
+                                                      for w in widths]
+    runs.append(("width 32, channels-last", 32, True, False, False))
     if args.compile:
-        runs.append(("width 32, torch.compile", 32, False, True))
+        runs.append(("width 32, torch.compile", 32, False, True, False))
+    if args.bf16:
+        runs.append(("width 32, bf16 autocast", 32, False, False, True))
     print(f"# tag warm-up step: {args.batch} images of {args.size} px, stride 16, "
           f"{args.threads} threads, torch {torch.__version__}")
     medians: dict[str, float] = {}
-    for name, width, cl, comp in runs:
-        step = _Step(width, args.classes, cl, comp, args.items)
+    for name, width, cl, comp, bf16 in runs:
+        step = _Step(width, args.classes, cl, comp, args.items, bf16)
         first = step(images, tags)
         medians[name] = statistics.median(step(images, tags) for _ in range(args.steps))
         extra = f"  (first step {first:.1f} s: compilation)" if comp else ""

@@ -4,7 +4,7 @@
     python benchmarks/generalise.py --out /tmp/gen --quick    # a smoke budget (minutes)
 
 Every preset of this project was tuned on the default classes of ``jtsm data synth`` (five
-shapes, four textures, 128x128 px). This generates 1000 + 100 images of the *other* classes of
+shapes, four textures, 128x128 px). This generates 2000 + 100 images of the *other* classes of
 the generator's pools (``cross hexagon crescent bar halfdisc`` / ``checker blotches hatch
 rings``) at another size and seed, runs proposals -> mine -> relabel -> refine -> predict ->
 eval exactly as ``jtsm demo`` does, and prints the same table: val PQ of the refined and of the

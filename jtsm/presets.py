@@ -19,6 +19,7 @@ CPU: dict[str, Any] = {
     "warmup.lr": 1e-3, "warmup.stride": 16,
     "mining.pooling": "moi", "mining.pool_size": 7, "mining.compensation": "code",
     "mining.fc_dim": 256, "mining.dropout": 0.5, "mining.refine_heads": 4,
+    "mining.train_backbone": False,
     "input.train_scales": [112, 128, 144], "input.test_scales": [128],
     "input.max_proposals": 300, "input.min_proposal_area": 0.02,
     "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,

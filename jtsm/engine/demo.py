@@ -68,7 +68,9 @@ def run_demo(
     out = Path(out)
     data, props = out / "data", out / "proposals"
     mine_dir, relabel_dir, refine_dir = out / "mine", out / "relabel", out / "refine"
-    n_train, n_val, size = (60, 20, 96) if quick else (1000, 100, 128)
+    # 2000 training images, not 1000: the from-scratch warm-up memorises 1000 (held-out classes:
+    # CorLoc 71% -> 82%, mined val PQ 46.5 -> 53.0 with 2000; README, "Training")
+    n_train, n_val, size = (60, 20, 96) if quick else (2000, 100, 128)
     synth = synth or SynthConfig(height=size, width=size)
     ann = data / "annotations"
     images = data / "images"
