@@ -87,6 +87,20 @@ def test_refine_resume_equals_an_uninterrupted_run(tmp_path, mine_run, synth_dir
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_refine_trains_the_backbone_over_a_run_mined_with_it_frozen(tmp_path, mine_run,
+                                                                    synth_dir):
+    """``mining.train_backbone=false`` (the cpu preset) freezes the backbone in MIL only: refine
+    over such a run still trains it (Eq. 1 jointly with the new branches)."""
+    frozen = ["mining.train_backbone=false"]
+    cfg = load_config(overrides=[*MINE, *REFINE, *frozen])
+    run_refine(cfg, mine_run, synth_dir / "annotations/panoptic_train.json",
+               synth_dir / "images", tmp_path / "r")
+    before, after = _state(mine_run), _state(tmp_path / "r")
+    conv = [k for k in before if k.startswith("backbone.") and k.endswith("weight")
+            and before[k].ndim == 4]
+    assert conv and all(not torch.equal(before[k], after[k]) for k in conv)
+
+
 def test_refine_refuses_pseudo_labels_of_other_classes(tmp_path, mine_run, synth_dir):
     d = json.loads((synth_dir / "annotations/panoptic_train.json").read_text())
     d["categories"] = d["categories"][:-1]
