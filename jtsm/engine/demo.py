@@ -69,7 +69,7 @@ def run_demo(
     data, props = out / "data", out / "proposals"
     mine_dir, relabel_dir, refine_dir = out / "mine", out / "relabel", out / "refine"
     # 2000 training images, not 1000: the from-scratch warm-up memorises 1000 (held-out classes:
-    # CorLoc 71% -> 82%, mined val PQ 46.5 -> 53.0 with 2000; README, "Training")
+    # CorLoc 71% -> 82%, mined val PQ 46.5 -> 53.0; README, "More images, not more iterations")
     n_train, n_val, size = (60, 20, 96) if quick else (2000, 100, 128)
     synth = synth or SynthConfig(height=size, width=size)
     ann = data / "annotations"
