@@ -120,8 +120,8 @@ def main() -> None:
             print(f"  tag AP {split}: mean {np.mean(aps):.3f} ({per})")
     if not args.warmup_only:
         t = time.perf_counter()
-        train(MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0), ds, cfg.solver,
-              cfg.seed, None, find_unused=True)
+        train(MilTrainModule.from_config(model, cfg), ds, cfg.solver, cfg.seed, None,
+              find_unused=True)
         print(f"MIL: {cfg.solver.max_iter} iterations, {time.perf_counter() - t:.0f} s")
         per_class, tags = corloc(model, ds, train_json, cfg, args.corloc_images)
         per = " ".join(f"{n} {v:.2f}" for n, v in per_class.items())

@@ -113,6 +113,14 @@ class MilTrainModule(nn.Module):
             for p in model.backbone.parameters():
                 p.requires_grad_(False)
 
+    @classmethod
+    def from_config(cls, model: MiningModel, cfg: Config) -> MilTrainModule:
+        """The MIL stage as ``jtsm mine`` runs it: after a tag warm-up (``warmup.iters > 0``)
+        batch-norm statistics frozen; the backbone trained unless ``mining.train_backbone``
+        is false."""
+        return cls(model, freeze_norm=cfg.warmup.iters > 0,
+                   train_backbone=cfg.mining.train_backbone)
+
     def train(self, mode: bool = True) -> MilTrainModule:
         super().train(mode)
         if self.freeze_norm:
@@ -198,8 +206,7 @@ def run_mine(
             train(TagWarmupModule(model), TagBatchDataset.from_config(ds, cfg.warmup),
                   warmup_solver(cfg), cfg.seed, out, resume=resume, config=conf,
                   stage="warmup", on_log=on_log)
-    wrapper = MilTrainModule(model, freeze_norm=cfg.warmup.iters > 0,
-                             train_backbone=cfg.mining.train_backbone)
+    wrapper = MilTrainModule.from_config(model, cfg)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
           on_log=on_log, find_unused=True)
     summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,

@@ -123,6 +123,23 @@ def test_mil_with_a_frozen_backbone_trains_the_head_only(tmp_path, synth_dir, sy
     assert head and any(not torch.equal(final[k], mid["model." + k]) for k in head)
 
 
+def test_mil_module_from_config_follows_the_preset():
+    """``jtsm mine`` and benchmarks/probe_learning.py build the MIL stage the same way: the
+    ``cpu`` preset freezes the backbone and its BN statistics, the defaults train both."""
+    from jtsm.engine.mine import MilTrainModule, build_mining_model
+    from jtsm.presets import PRESETS
+    from jtsm.structures import CategoryMap
+
+    cats = CategoryMap.from_coco([{"id": 1, "name": "a", "isthing": 1}, {"id": 2, "name": "b",
+                                                                 "isthing": 0}])
+    for overrides, frozen in ((PRESETS["cpu"], True), ([], False)):
+        cfg = load_config(overrides=overrides)
+        m = MilTrainModule.from_config(build_mining_model(cfg, cats), cfg)
+        grads = {p.requires_grad for p in m.model.backbone.parameters()}
+        assert grads == {not frozen}
+        assert m.freeze_norm == (cfg.warmup.iters > 0)
+
+
 def test_a_workers_error_reaches_the_user_as_one_line(tmp_path, synth_dir, synth_proposals):
     """``--nproc 2``: a worker's config error is the command's one-line error (not
     ``ProcessRaisedException``), exit code 1."""
@@ -163,9 +180,9 @@ def test_warmup_schedule_takes_its_own_weight_decay_or_the_solvers():
     cfg = load_config(overrides=["warmup.iters=100", "solver.weight_decay=0.001"])
     sol = warmup_solver(cfg)
     assert (sol.max_iter, sol.steps, sol.weight_decay) == (100, [80], 0.001)
+    assert (sol.schedule, sol.warmup_iters) == ("step", 0)  # not the solver's 50-iteration ramp
     cfg = load_config(overrides=["warmup.iters=100", "warmup.weight_decay=0.05"])
     assert warmup_solver(cfg).weight_decay == 0.05 and cfg.solver.weight_decay == 5e-4
-    assert (sol.schedule, sol.warmup_iters) == ("step", 0)  # the solver's 50-iteration ramp: no
 
 
 def test_warmup_cosine_schedule_and_ramp_come_from_warmup_not_the_solver():

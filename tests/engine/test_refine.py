@@ -87,10 +87,11 @@ def test_refine_resume_equals_an_uninterrupted_run(tmp_path, mine_run, synth_dir
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_refine_trains_the_backbone_over_a_run_mined_with_it_frozen(tmp_path, mine_run,
-                                                                    synth_dir):
-    """``mining.train_backbone=false`` (the cpu preset) freezes the backbone in MIL only: refine
-    over such a run still trains it (Eq. 1 jointly with the new branches)."""
+def test_refine_trains_the_backbone_when_mining_train_backbone_is_false(tmp_path, mine_run,
+                                                                       synth_dir):
+    """``mining.train_backbone=false`` (the cpu preset) freezes the backbone in MIL only: a
+    refine config that carries it (as the demo's refine config, built over the mining
+    preset, does) still trains the backbone (Eq. 1 jointly with the new branches)."""
     frozen = ["mining.train_backbone=false"]
     cfg = load_config(overrides=[*MINE, *REFINE, *frozen])
     run_refine(cfg, mine_run, synth_dir / "annotations/panoptic_train.json",
