@@ -26,13 +26,7 @@ from jtsm.config import Config, apply_overrides, load_config
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, resize_to_scale, to_tensor
 from jtsm.engine.inference import score_proposals
-from jtsm.engine.mine import (
-    MilTrainModule,
-    TagWarmupModule,
-    build_mining_model,
-    warmup_solver,
-    warmup_stride,
-)
+from jtsm.engine.mine import MilTrainModule, TagWarmupModule, build_mining_model, train_warmup
 from jtsm.engine.trainer import train
 from jtsm.evaluation.detection import box_iou
 from jtsm.fileio import read_image, safe_join
@@ -107,11 +101,8 @@ def main() -> None:
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))
     elif cfg.warmup.iters > 0:
-        warm = TagWarmupModule(model)
         t = time.perf_counter()
-        with warmup_stride(model, cfg.warmup.stride):
-            train(warm, TagBatchDataset.from_config(ds, cfg.warmup), warmup_solver(cfg),
-                  cfg.seed, None)
+        warm = train_warmup(model, ds, cfg, None)
         print(f"warm-up: {cfg.warmup.iters} iterations, {time.perf_counter() - t:.0f} s")
         size = TagBatchDataset(ds, 1).size
         for split in ("train", "val"):

@@ -124,6 +124,9 @@ class WarmupConfig:
     small_iters: int = 0  # iterations' images (0: off); the rest at the usual scale
     schedule: str = "step"  # step: x0.1 at 80% of iters; cosine: ramp_iters up, then cosine to 0
     ramp_iters: int = 0  # linear lr ramp from 0.1 x lr over the first ramp_iters iterations
+    whiten_images: int = 0  # > 0: the stem conv starts as a whitening of the patches of this
+    #                         many training images (jtsm/modeling/whitening.py); 0: random init
+    whiten_eps: float = 0.01  # added to the patch covariance's eigenvalues (normalised units)
 
 
 @dataclass
@@ -242,6 +245,9 @@ class Config:
              "step or cosine"),
             ("warmup.schedule", self.warmup.schedule, self.warmup.schedule in ("step", "cosine"),
              "step or cosine"),
+            ("warmup.whiten_images", self.warmup.whiten_images, self.warmup.whiten_images >= 0,
+             ">= 0"),
+            ("warmup.whiten_eps", self.warmup.whiten_eps, self.warmup.whiten_eps > 0, "> 0"),
             ("warmup.ramp_iters", self.warmup.ramp_iters,
              0 <= self.warmup.ramp_iters <= self.warmup.iters, "in [0, warmup.iters]"),
             ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),

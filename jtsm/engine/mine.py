@@ -28,7 +28,14 @@ from torch import nn
 
 from jtsm.config import Config, SolverConfig, config_to_dict
 from jtsm.data.labels import read_image_labels
-from jtsm.data.mining_dataset import MiningDataset, MiningItem, TagBatchDataset
+from jtsm.data.mining_dataset import (
+    MiningDataset,
+    MiningItem,
+    TagBatchDataset,
+    middle_scale,
+    resize_to_scale,
+    to_tensor,
+)
 from jtsm.engine.distributed import barrier, is_main
 from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.engine.trainer import train
@@ -40,7 +47,8 @@ from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import CategoryMap, ProposalSet
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine",
-           "warmup_solver", "warmup_stride", "write_presence"]
+           "train_warmup", "warmup_solver", "warmup_stride", "whiten_stem",
+           "write_presence"]
 
 
 def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
@@ -160,6 +168,32 @@ class TagWarmupModule(nn.Module):
         return {"loss_tags": F.binary_cross_entropy_with_logits(logits, tags.to(logits.device))}
 
 
+def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
+    """Initialise the backbone's first conv as a whitening of training-image patches.
+
+    Takes the first ``warmup.whiten_images`` images, resized as the warm-up sees them (short
+    side the middle training scale) and normalised as the model's input, and sets the stem's
+    filters by :func:`jtsm.modeling.whitening.whiten_first_conv` (pixels only, no labels).
+    Deterministic: every rank of a group computes the same weights.
+    """
+    import cv2
+
+    from jtsm.modeling.whitening import whiten_first_conv
+
+    size = middle_scale(ds.cfg.train_scales)
+    mean, std = model.pixel_mean.cpu()[0], model.pixel_std.cpu()[0]
+
+    def images() -> Iterator[torch.Tensor]:
+        for i in range(min(cfg.warmup.whiten_images, len(ds))):
+            img = ds.image(i)
+            h, w = resize_to_scale(*img.shape[:2], size, ds.cfg.max_size)
+            if (h, w) != img.shape[:2]:
+                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+            yield (to_tensor(img) - mean) / std
+
+    whiten_first_conv(model.backbone, images(), eps=cfg.warmup.whiten_eps, seed=cfg.seed)
+
+
 def warmup_solver(cfg: Config) -> SolverConfig:
     """The warm-up's schedule: ``warmup.*`` over ``solver.*``; ``warmup.schedule`` ``step``:
     x0.1 at 80%, ``cosine``: down to 0; either after a ``warmup.ramp_iters`` linear ramp."""
@@ -169,6 +203,21 @@ def warmup_solver(cfg: Config) -> SolverConfig:
                                  else cfg.warmup.weight_decay),
                    schedule=cfg.warmup.schedule, warmup_iters=cfg.warmup.ramp_iters,
                    warmup_factor=0.1, gamma=0.1, steps=[int(cfg.warmup.iters * 0.8)])
+
+
+def train_warmup(model: MiningModel, ds: MiningDataset, cfg: Config,
+                 run_dir: str | os.PathLike[str] | None, **kwargs: Any) -> TagWarmupModule:
+    """The tag warm-up as ``jtsm mine`` runs it: the stem whitened first when
+    ``warmup.whiten_images > 0`` (a resumed run's checkpoint replaces it), then
+    ``warmup.iters`` iterations at ``warmup.stride``; ``kwargs`` go to :func:`train`
+    (``resume``, ``config``, ``on_log``). Returns the trained warm-up module (its classifier)."""
+    if cfg.warmup.whiten_images > 0:
+        whiten_stem(model, ds, cfg)
+    warm = TagWarmupModule(model)
+    with warmup_stride(model, cfg.warmup.stride):
+        train(warm, TagBatchDataset.from_config(ds, cfg.warmup), warmup_solver(cfg), cfg.seed,
+              run_dir, stage="warmup", **kwargs)
+    return warm
 
 
 def run_mine(
@@ -202,10 +251,7 @@ def run_mine(
     model = build_mining_model(cfg, ds.categories)
     conf = config_to_dict(cfg)
     if cfg.warmup.iters > 0:
-        with warmup_stride(model, cfg.warmup.stride):
-            train(TagWarmupModule(model), TagBatchDataset.from_config(ds, cfg.warmup),
-                  warmup_solver(cfg), cfg.seed, out, resume=resume, config=conf,
-                  stage="warmup", on_log=on_log)
+        train_warmup(model, ds, cfg, out, resume=resume, config=conf, on_log=on_log)
     wrapper = MilTrainModule.from_config(model, cfg)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
           on_log=on_log, find_unused=True)

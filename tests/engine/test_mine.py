@@ -199,3 +199,57 @@ def test_warmup_cosine_schedule_and_ramp_come_from_warmup_not_the_solver():
         load_config(overrides=["warmup.schedule=linear"])
     with pytest.raises(ConfigError, match="warmup.ramp_iters"):
         load_config(overrides=["warmup.iters=10", "warmup.ramp_iters=11"])
+
+
+def test_whiten_stem_whitens_the_training_images_patches(synth_dir, synth_proposals):
+    """``warmup.whiten_images``: the stem's responses to the patches of those images (resized
+    and normalised as the warm-up sees them) are decorrelated with unit variance."""
+    from jtsm.data.labels import read_image_labels
+    from jtsm.data.mining_dataset import MiningDataset
+    from jtsm.engine.mine import build_mining_model, whiten_stem
+    from jtsm.modeling.whitening import first_conv, sample_patches
+
+    cfg = load_config(overrides=["backbone.norm=bn", "warmup.whiten_images=5",
+                                 "warmup.whiten_eps=1e-6", "input.train_scales=[64]"])
+    ds = MiningDataset(read_image_labels(synth_dir / "annotations/panoptic_train.json"),
+                       synth_dir / "images", synth_proposals, cfg.input)
+    model = build_mining_model(cfg, ds.categories)
+    before = first_conv(model.backbone).weight.detach().clone()
+    whiten_stem(model, ds, cfg)
+    conv = first_conv(model.backbone)
+    assert not torch.equal(conv.weight, before)
+    import cv2
+    imgs = []
+    for i in range(5):
+        img = cv2.resize(ds.image(i), (75, 64), interpolation=cv2.INTER_LINEAR)  # 96x112 -> 64
+        x = torch.from_numpy(img).permute(2, 0, 1).float()[None]
+        imgs.append(((x - model.pixel_mean) / model.pixel_std)[0])
+    patches = sample_patches(imgs, conv, 256, seed=cfg.seed).double()
+    y = (patches - patches.mean(0)) @ conv.weight.detach().flatten(1).double().T
+    k = conv.out_channels // 2
+    assert torch.allclose(torch.cov(y[:, :k].T), torch.eye(k, dtype=torch.float64), atol=1e-3)
+
+
+def test_run_mine_starts_the_warmup_from_the_whitened_stem(tmp_path, synth_dir, synth_proposals):
+    """The config reaches the run: with a learning rate too small to move the weights, the
+    warm-up's stem is the whitening whiten_stem computes; without the option, it is not."""
+    from jtsm.data.labels import read_image_labels
+    from jtsm.data.mining_dataset import MiningDataset
+    from jtsm.engine.mine import build_mining_model, whiten_stem
+
+    over = TINY + ["backbone.norm=bn", "warmup.lr=1e-30", "warmup.weight_decay=0"]
+    stems = {}
+    for name, extra in (("off", []), ("on", ["warmup.whiten_images=4"])):
+        cfg = load_config(overrides=over + extra)
+        run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
+                 synth_proposals, tmp_path / name, write_outputs=False)
+        stems[name] = load_checkpoint(tmp_path / name / "warmup_final.pt")[
+            "backbone.body.0.weight"]
+    ds = MiningDataset(read_image_labels(synth_dir / "annotations/panoptic_train.json"),
+                       synth_dir / "images", synth_proposals, cfg.input)
+    torch.manual_seed(cfg.seed)
+    model = build_mining_model(cfg, ds.categories)
+    whiten_stem(model, ds, cfg)
+    expect = model.backbone.body[0].weight.detach()
+    assert torch.allclose(stems["on"], expect, atol=1e-6)
+    assert not torch.allclose(stems["off"], expect, atol=1e-3)
