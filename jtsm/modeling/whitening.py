@@ -4,10 +4,10 @@ The stem's filters are set to the principal directions of the training images' o
 each scaled by ``1 / sqrt(eigenvalue + eps)`` and used with both signs (so a ReLU after it
 keeps either side): the first layer then starts as a whitening transform of its input patches,
 decorrelated and of unit variance, instead of random filters. No labels are used, only pixels
-of the training images. It is the data-dependent initialisation of Coates & Ng's single-layer
-networks, and of the fast CIFAR-10 training recipes (tysam-code's hlb-cifar10, Keller Jordan's
-airbench); with the tiny backbone it takes the tag warm-up past the plateau it otherwise sits
-on at the start (README, "Whitening the stem").
+of the training images. Whitened patches are what Coates & Ng's single-layer networks learn
+on, and fast CIFAR-10 training recipes (hlb-cifar10, airbench) start their first layer this
+way; with the tiny backbone it takes the tag warm-up past the plateau it otherwise sits on at
+the start (README, "Whitening the stem").
 """
 
 from __future__ import annotations
