@@ -49,10 +49,11 @@ from jtsm.presets import PRESETS
 def _prepare(out: Path, quick: bool) -> tuple[Path, Path, Path]:
     """Synthetic data (as the demo's) and selective-search proposals, made once."""
     from jtsm.data.synth import SynthConfig, write_synth_dataset
+    from jtsm.engine.demo import demo_sizes
     from jtsm.proposals.runner import list_images, run_proposals
 
     data, props = out / "data", out / "proposals"
-    n_train, n_val, size = (60, 20, 96) if quick else (1000, 100, 128)
+    n_train, n_val, size = demo_sizes(quick)
     ann = data / "annotations"
     if not (ann / "panoptic_val.json").is_file():
         write_synth_dataset(data, n_train, n_val, SynthConfig(height=size, width=size), seed=0)
