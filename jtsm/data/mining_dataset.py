@@ -60,6 +60,15 @@ def resize_to_scale(h: int, w: int, short: int, max_size: int) -> tuple[int, int
     return max(1, round(h * s)), max(1, round(w * s))
 
 
+def resize_short_side(image: np.ndarray, short: int, max_size: int) -> np.ndarray:
+    """``(H, W, 3)`` image resized (bilinear) to :func:`resize_to_scale`'s size; the same
+    array when it already has it."""
+    h, w = resize_to_scale(*image.shape[:2], short, max_size)
+    if (h, w) == image.shape[:2]:
+        return image
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def hsv_jitter(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
     """Scale saturation and value (exposure) by random factors in ``[1/factor, factor]``."""
     if factor <= 1:
@@ -301,9 +310,7 @@ class TagBatchDataset:
         """Image ``i`` resized to short side ``size``, flipped and jittered; its tags."""
         rec = self.base.records[i]
         img = self.base.image(i)
-        h, w = resize_to_scale(*img.shape[:2], size, self.base.cfg.max_size)
-        if (h, w) != img.shape[:2]:
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        img = resize_short_side(img, size, self.base.cfg.max_size)
         if self.base.cfg.hflip and rng.random() < 0.5:
             img = np.ascontiguousarray(img[:, ::-1])
         img = hsv_jitter(img, self.base.cfg.hsv_jitter, rng)

@@ -33,7 +33,7 @@ from jtsm.data.mining_dataset import (
     MiningItem,
     TagBatchDataset,
     middle_scale,
-    resize_to_scale,
+    resize_short_side,
     to_tensor,
 )
 from jtsm.engine.distributed import barrier, is_main
@@ -176,8 +176,6 @@ def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
     filters by :func:`jtsm.modeling.whitening.whiten_first_conv` (pixels only, no labels).
     Deterministic: every rank of a group computes the same weights.
     """
-    import cv2
-
     from jtsm.modeling.whitening import whiten_first_conv
 
     size = middle_scale(ds.cfg.train_scales)
@@ -185,10 +183,7 @@ def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
 
     def images() -> Iterator[torch.Tensor]:
         for i in range(min(cfg.warmup.whiten_images, len(ds))):
-            img = ds.image(i)
-            h, w = resize_to_scale(*img.shape[:2], size, ds.cfg.max_size)
-            if (h, w) != img.shape[:2]:
-                img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+            img = resize_short_side(ds.image(i), size, ds.cfg.max_size)
             yield (to_tensor(img) - mean) / std
 
     whiten_first_conv(model.backbone, images(), eps=cfg.warmup.whiten_eps, seed=cfg.seed)
