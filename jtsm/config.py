@@ -33,7 +33,8 @@ class BackboneConfig:
     ``norm``: ``bn``, ``frozen_bn``, ``gn``, or ``auto`` (frozen_bn with weights, else the
     backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only
     (8, 16). ``width``: ``tiny`` only, the stem's channels (stages 2x, 4x, 8x; compute grows
-    as its square).
+    as its square). ``precision``: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the
+    device runs it natively; :mod:`jtsm.modeling.precision`), in training and inference.
     """
 
     name: str = "tiny"
@@ -42,6 +43,7 @@ class BackboneConfig:
     freeze_at: int = -1
     stride: int = 8
     width: int = 32
+    precision: str = "fp32"
 
 
 @dataclass
@@ -193,6 +195,8 @@ class Config:
              "-1..5"),
             ("backbone.stride", self.backbone.stride, self.backbone.stride in (8, 16), "8 or 16"),
             ("backbone.width", self.backbone.width, 4 <= self.backbone.width <= 256, "4..256"),
+            ("backbone.precision", self.backbone.precision,
+             self.backbone.precision in ("fp32", "bf16", "auto"), "fp32, bf16 or auto"),
             ("mining.pooling", self.mining.pooling,
              self.mining.pooling in ("moi", "moi-tps", "roi-pool", "roi-align"),
              "moi, moi-tps, roi-pool or roi-align"),

@@ -79,3 +79,9 @@ def test_example_configs_load():
     root = Path(__file__).resolve().parents[1]
     for f in sorted((root / "examples/configs").glob("*.toml")):
         load_config(f)
+
+
+def test_an_unknown_precision_is_refused_naming_the_key():
+    assert load_config(overrides=["backbone.precision=bf16"]).backbone.precision == "bf16"
+    with pytest.raises(ConfigError, match="backbone.precision='fp16'"):
+        load_config(overrides=["backbone.precision=fp16"])

@@ -43,6 +43,7 @@ from jtsm.errors import ConfigError
 from jtsm.fileio import atomic_write_json
 from jtsm.modeling.model import MiningConfig as ModelConfig
 from jtsm.modeling.model import MiningModel
+from jtsm.modeling.precision import run_module
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import CategoryMap, ProposalSet
 
@@ -71,6 +72,7 @@ def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
         num_refine=m.refine_heads,
         refine_iou=m.refine_iou_threshold,
         refine_overlap=m.refine_iou,
+        precision=b.precision,
     ))
 
 
@@ -153,13 +155,15 @@ class TagWarmupModule(nn.Module):
     def __init__(self, model: MiningModel) -> None:
         super().__init__()
         self.backbone = model.backbone
+        self.precision = model.cfg.precision
         self.register_buffer("pixel_mean", model.pixel_mean.clone(), False)
         self.register_buffer("pixel_std", model.pixel_std.clone(), False)
         self.classifier = nn.Linear(2 * model.backbone.out_channels, model.cfg.num_classes)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Tag logits ``(B, C)`` of ``(B, 3, S, S)`` images in 0..255."""
-        f = self.backbone((images.to(self.pixel_mean.device) - self.pixel_mean) / self.pixel_std)
+        x = (images.to(self.pixel_mean.device) - self.pixel_mean) / self.pixel_std
+        f = run_module(self.backbone, x, self.precision)
         return self.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
 
     def forward(self, item: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from jtsm.modeling.backbone import build_backbone
 from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
 from jtsm.modeling.mining import MiningHead
 from jtsm.modeling.pooling import build_pooler
+from jtsm.modeling.precision import run_module
 from jtsm.ops.boxes import box_iou
 from jtsm.ops.proposal_tensors import ProposalTensors
 
@@ -47,6 +48,7 @@ class MiningConfig:
     refine_overlap: str = "box"  # or "mask"
     mil_eps: float = 1e-6
     mil_reduction: str = "sum"
+    precision: str = "fp32"  # the backbone's: fp32 | bf16 | auto (jtsm.modeling.precision)
 
     @classmethod
     def paper(cls, num_classes: int = 21, weights: str | None = None) -> MiningConfig:
@@ -103,8 +105,10 @@ class MiningModel(nn.Module):
         return self.mine(self.features(image), proposals)
 
     def features(self, image: Tensor) -> Tensor:
-        """Backbone features ``(N, C_feat, H/stride, W/stride)`` of ``(N, 3, H, W)`` 0..255."""
-        return self.backbone((image - self.pixel_mean) / self.pixel_std)
+        """Backbone features ``(N, C_feat, H/stride, W/stride)`` float32 of ``(N, 3, H, W)``
+        0..255 (computed in ``cfg.precision``)."""
+        return run_module(self.backbone, (image - self.pixel_mean) / self.pixel_std,
+                          self.cfg.precision)
 
     def mine(self, feats: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
         """The mining head's outputs for one image's features ``(1, C_feat, h, w)``."""

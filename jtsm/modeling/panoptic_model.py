@@ -3,7 +3,8 @@
 All three branches read the same backbone features. ``forward(image, proposals)`` returns the
 mining branch's outputs (so proposal scoring works as for a :class:`MiningModel`); the
 refinement branches are called on the features: :meth:`PanopticModel.mask_logits` on boxes and
-:meth:`PanopticModel.semantic_logits` on the whole map.
+:meth:`PanopticModel.semantic_logits` on the whole map. Their conv heads run in the backbone's
+``cfg.precision`` (:mod:`jtsm.modeling.precision`); their logits are float32.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import Tensor
 
 from jtsm.modeling.heads import MaskHead, SemanticHead
 from jtsm.modeling.model import MiningConfig, MiningModel
+from jtsm.modeling.precision import run_module
 from jtsm.ops.roi_align import roi_align
 
 __all__ = ["PanopticModel"]
@@ -50,9 +52,10 @@ class PanopticModel(MiningModel):
                          sampling_ratio=2, aligned=True)
         pixels = roi_align((image - self.pixel_mean) / self.pixel_std, boxes, self.mask_size,
                            1.0, sampling_ratio=2, aligned=True)
-        return self.mask_head(torch.cat([rois, pixels], 1))
+        return run_module(self.mask_head, torch.cat([rois, pixels], 1), self.cfg.precision)
 
     def semantic_logits(self, feats: Tensor, size: tuple[int, int]) -> Tensor:
         """``(N, num_stuff, H, W)`` stuff logits upsampled (bilinear) to the image ``size``."""
-        return F.interpolate(self.semantic_head(feats), size=size, mode="bilinear",
+        logits = run_module(self.semantic_head, feats, self.cfg.precision)
+        return F.interpolate(logits, size=size, mode="bilinear",
                              align_corners=False)

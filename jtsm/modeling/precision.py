@@ -1,0 +1,61 @@
+"""Compute precision of the convolutional parts: float32, or bfloat16 autocast.
+
+``backbone.precision`` chooses it: ``fp32``; ``bf16`` (``torch.autocast`` with bfloat16:
+convolutions and matrix products in bfloat16, weights, statistics and gradients' accumulation
+in float32); ``auto``: ``bf16`` where it is faster: a CPU with AMX tiles (oneDNN's bf16
+matrix units; a tag warm-up step 0.64x the fp32 time, ``benchmarks/bench_warmup_step.py
+--bf16``) or a CUDA GPU that supports bf16; else ``fp32`` (on a CPU with AVX-512 BF16 but no
+AMX the same step took 1.16x the fp32 time).
+
+Only modules run through :func:`run_module` (the backbone, the refinement branches' conv
+heads) change precision; their outputs come back as float32, so pooling, the mining head and
+every loss see float32 whatever the setting.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+from torch import Tensor, nn
+
+from jtsm.errors import ConfigError
+
+__all__ = ["PRECISIONS", "bf16_supported", "compute_dtype", "run_module"]
+
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@cache
+def bf16_supported(device_type: str) -> bool:
+    """Whether ``device_type`` (``"cpu"``, ``"cuda"``) runs bfloat16 convolutions faster than
+    float32: CUDA with bf16 support; a CPU with AMX tiles and oneDNN."""
+    if device_type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device_type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3
+        try:
+            return bool(amx is not None and amx() and torch.backends.mkldnn.is_available())
+        except RuntimeError:
+            return False
+    return False
+
+
+def compute_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+    """The dtype ``precision`` (one of :data:`PRECISIONS`) means on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    kind = torch.device(device).type
+    if precision == "bf16" or (precision == "auto" and bf16_supported(kind)):
+        return torch.bfloat16
+    return torch.float32
+
+
+def run_module(module: nn.Module, x: Tensor, precision: str) -> Tensor:
+    """``module(x)`` under ``precision``'s autocast; the result as float32 (shape unchanged)."""
+    dtype = compute_dtype(precision, x.device)
+    if dtype == torch.float32:
+        return module(x)
+    with torch.autocast(x.device.type, dtype=dtype):
+        y = module(x)
+    return y.float()
