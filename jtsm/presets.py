@@ -15,6 +15,7 @@ __all__ = ["PRESETS"]
 CPU: dict[str, Any] = {
     "proposals": "selective-search",
     "backbone.name": "tiny", "backbone.norm": "bn", "backbone.stride": 8,
+    "backbone.precision": "auto",
     "warmup.iters": 2000, "warmup.batch": 8, "warmup.items": 2, "warmup.optimizer": "adamw",
     "warmup.lr": 1e-3, "warmup.stride": 16, "warmup.whiten_images": 200,
     "mining.pooling": "moi", "mining.pool_size": 7, "mining.compensation": "code",
