@@ -10,8 +10,9 @@ each one's ratio to the default (width 32, contiguous, eager), all measured in t
 - channels-last memory format at width 32;
 - ``torch.compile`` at width 32 (``--compile``; its first step, the compilation, is printed
   apart and not in the median);
-- bfloat16 autocast at width 32 (``--bf16``: convolutions in bf16, as ``torch.autocast("cpu")``
-  runs them; fast only where the CPU has bf16 instructions and oneDNN uses them).
+- bfloat16 autocast at width 32 (``--bf16``: ``backbone.precision=bf16``, the convolutions in
+  bf16 as ``torch.autocast("cpu")`` runs them; fast where the CPU has AMX, which ``auto`` checks:
+  :mod:`jtsm.modeling.precision`).
 
     python benchmarks/bench_warmup_step.py [--batch 16] [--items 2] [--size 128] \
         [--steps 15] [--threads 2] [--widths 16 24] [--compile] [--bf16]
@@ -27,6 +28,7 @@ import torch
 
 from jtsm.engine.mine import TagWarmupModule
 from jtsm.modeling.model import MiningConfig, MiningModel
+from jtsm.modeling.precision import bf16_supported
 
 
 class _Step:
@@ -36,9 +38,9 @@ class _Step:
                  items: int, bf16: bool = False) -> None:
         torch.manual_seed(0)
         self.items = items
-        self.bf16 = bf16
         model = MiningModel(MiningConfig(num_classes=classes, backbone="tiny", norm="bn",
-                                         stride=16, width=width))
+                                         stride=16, width=width,
+                                         precision="bf16" if bf16 else "fp32"))
         self.module = TagWarmupModule(model)
         if channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
@@ -55,8 +57,7 @@ class _Step:
         self.opt.zero_grad(set_to_none=True)
         for im, tg in zip(images.chunk(self.items), tags.chunk(self.items)):
             # gradient accumulation over the step's items, as the trainer (BN per item)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                loss = self.module((im, tg))["loss_tags"]
+            loss = self.module((im, tg))["loss_tags"]
             (loss / self.items).backward()
         self.opt.step()
         return time.perf_counter() - t
@@ -89,7 +90,8 @@ def main() -> None:
     if args.bf16:
         runs.append(("width 32, bf16 autocast", 32, False, False, True))
     print(f"# tag warm-up step: {args.batch} images of {args.size} px, stride 16, "
-          f"{args.threads} threads, torch {torch.__version__}")
+          f"{args.threads} threads, torch {torch.__version__}; backbone.precision=auto here "
+          f"means {'bf16' if bf16_supported('cpu') else 'fp32'}")
     medians: dict[str, float] = {}
     for name, width, cl, comp, bf16 in runs:
         step = _Step(width, args.classes, cl, comp, args.items, bf16)
