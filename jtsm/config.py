@@ -19,8 +19,11 @@ from typing import Any
 
 from jtsm.errors import ConfigError
 
-__all__ = ["BackboneConfig", "Config", "InputConfig", "MinedConfig", "MiningConfig", "RefineConfig",
+__all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "MinedConfig", "MiningConfig", "RefineConfig",
            "SolverConfig", "WarmupConfig", "config_to_dict", "load_config", "apply_overrides"]
+
+
+PRECISIONS = ("fp32", "bf16", "auto")  # backbone.precision; jtsm.modeling.precision reads it
 
 
 @dataclass
@@ -33,8 +36,9 @@ class BackboneConfig:
     ``norm``: ``bn``, ``frozen_bn``, ``gn``, or ``auto`` (frozen_bn with weights, else the
     backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only
     (8, 16). ``width``: ``tiny`` only, the stem's channels (stages 2x, 4x, 8x; compute grows
-    as its square). ``precision``: ``fp32``, ``bf16`` (autocast) or ``auto`` (bf16 where the
-    device runs it natively; :mod:`jtsm.modeling.precision`), in training and inference.
+    as its square). ``precision``: one of :data:`PRECISIONS`, ``fp32``, ``bf16`` (autocast) or
+    ``auto`` (bf16 on an AMX CPU or a bf16 GPU; :mod:`jtsm.modeling.precision`), in training
+    and inference.
     """
 
     name: str = "tiny"
@@ -196,7 +200,7 @@ class Config:
             ("backbone.stride", self.backbone.stride, self.backbone.stride in (8, 16), "8 or 16"),
             ("backbone.width", self.backbone.width, 4 <= self.backbone.width <= 256, "4..256"),
             ("backbone.precision", self.backbone.precision,
-             self.backbone.precision in ("fp32", "bf16", "auto"), "fp32, bf16 or auto"),
+             self.backbone.precision in PRECISIONS, ", ".join(PRECISIONS)),
             ("mining.pooling", self.mining.pooling,
              self.mining.pooling in ("moi", "moi-tps", "roi-pool", "roi-align"),
              "moi, moi-tps, roi-pool or roi-align"),

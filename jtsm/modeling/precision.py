@@ -19,11 +19,10 @@ from functools import cache
 import torch
 from torch import Tensor, nn
 
+from jtsm.config import PRECISIONS
 from jtsm.errors import ConfigError
 
 __all__ = ["PRECISIONS", "bf16_supported", "compute_dtype", "run_module"]
-
-PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @cache
