@@ -20,7 +20,8 @@ from typing import Any
 from jtsm.errors import ConfigError
 
 __all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "MinedConfig",
-           "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "config_to_dict", "load_config", "apply_overrides"]
+           "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "config_to_dict",
+           "load_config", "apply_overrides"]
 
 
 PRECISIONS = ("fp32", "bf16", "auto")  # backbone.precision; jtsm.modeling.precision reads it
