@@ -42,7 +42,7 @@ def _comparison(result: dict) -> str:
     """Mined-only vs refined PQ on the val split, and the pseudo labels' PQ on train."""
     rows = [("mined only (jtsm mine)", result["pq_mined"]),
             ("refined (JTSM: relabel + refine)", result["pq"]),
-            ("pseudo labels, train split", result["pq_pseudo_train"])]
+            ("pseudo labels (relabelled train)", result["pq_pseudo_train"])]
     lines = [f"{'PQ %':34}{'All':>7}{'Things':>8}{'Stuff':>7}"]
     for name, pq in rows:
         lines.append(f"{name:34}" + "".join(

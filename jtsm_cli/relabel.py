@@ -24,10 +24,16 @@ from jtsm_cli.common import progress, quiet_option, report
 @click.option("--workers", type=click.IntRange(0, 1024), default=0,
               help="Processes (0: all cores).")
 @click.option("--shard", metavar="I/N", help="Do every N-th image from the I-th (job arrays).")
+@click.option("--max-images", type=click.IntRange(1), default=None,
+              help="Relabel only a random sample of N images (for a refine run that reads no "
+                   "more; panoptic.json lists the sample).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the --max-images sample.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
 def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | None, out: str,
-            evidence: str, workers: int, shard: str | None, as_json: bool, quiet: bool) -> None:
+            evidence: str, workers: int, shard: str | None, max_images: int | None, seed: int,
+            as_json: bool, quiet: bool) -> None:
     """Re-estimate every mined segment with bottom-up evidence (GrabCut) into pseudo labels.
 
     \b
@@ -43,6 +49,7 @@ def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | Non
     t0 = time.perf_counter()
     summary = run_relabel(run_dir, images, out, evidence, dataset, proposals,
                           workers=workers or None, shard=parse_shard(shard),
+                          max_images=max_images, seed=seed,
                           progress=lambda it, n, label: progress(it, n, label, quiet))
 
     def line(s: dict) -> str:

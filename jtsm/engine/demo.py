@@ -20,7 +20,7 @@ from jtsm.config import Config, load_config
 if TYPE_CHECKING:
     from jtsm.data.synth import SynthConfig
 
-__all__ = ["demo_config", "demo_sizes", "refine_config", "run_demo"]
+__all__ = ["demo_config", "demo_sizes", "refine_config", "relabel_budget", "run_demo"]
 
 
 def demo_sizes(quick: bool) -> tuple[int, int, int]:
@@ -47,6 +47,13 @@ def refine_config(mine_cfg: Config, quick: bool) -> Config:
 
     return load_config(overrides=PRESETS["cpu-refine-quick" if quick else "cpu-refine"],
                        base=copy.deepcopy(mine_cfg))
+
+
+def relabel_budget(refine_cfg: Config) -> int:
+    """How many training images the demo relabels: as many as its refine run reads
+    (``solver.max_iter x solver.ims_per_batch``, one epoch), so no GrabCut result goes unused.
+    The sample is random (``jtsm relabel --max-images``); refine then trains on it."""
+    return refine_cfg.solver.max_iter * refine_cfg.solver.ims_per_batch
 
 
 def run_demo(
@@ -116,13 +123,16 @@ def run_demo(
         f"{mine_dir} ({times['mine']:.0f}s)")
 
     done = stage("relabel")
+    rcfg = refine_config(cfg, quick)
+    n_relabel = relabel_budget(rcfg)
     run_relabel(mine_dir, images, relabel_dir, evidence="grabcut", proposals=props,
-                progress=progress)
+                progress=progress, max_images=n_relabel, seed=seed)
     done()
-    say(f"relabel: GrabCut on the mined segments -> {relabel_dir} ({times['relabel']:.0f}s)")
+    say(f"relabel: GrabCut on the mined segments of {min(n_relabel, n_train)} of the {n_train} "
+        f"training images (as many as refine reads) -> {relabel_dir} "
+        f"({times['relabel']:.0f}s)")
 
     done = stage("refine")
-    rcfg = refine_config(cfg, quick)
     if not (refine_dir / "model_final.pt").is_file():
         run_refine(rcfg, mine_dir, relabel_dir / "panoptic.json", images, refine_dir,
                    proposals=props, resume=True, on_log=on_log)
@@ -140,6 +150,20 @@ def run_demo(
     say(f"predict: val split, mining run and refined run -> {out}/val_* "
         f"({times['predict']:.0f}s)")
     corloc = evaluate_corloc(ann / "panoptic_train.json", mine_dir / "mined/detections.json")
-    pseudo = evaluate_pq(ann / "panoptic_train.json", relabel_dir / "panoptic.json")
+    pseudo = evaluate_pq(_gt_of(ann / "panoptic_train.json", relabel_dir / "panoptic.json",
+                                relabel_dir / "gt_sampled.json"),
+                         relabel_dir / "panoptic.json", gt_dir=ann / "panoptic_train")
     return {"pq": results["refined"], "pq_mined": results["mined"], "pq_pseudo_train": pseudo,
             "corloc": corloc, "seconds": times, "out": str(out)}
+
+
+def _gt_of(gt_json: Path, pred_json: Path, out: Path) -> Path:
+    """A copy of ``gt_json`` restricted to the images ``pred_json`` lists (the relabelled
+    sample), written to ``out``, so the pseudo labels are scored on the images they cover."""
+    from jtsm.fileio import atomic_write_json, read_json
+
+    gt, ids = read_json(gt_json), {im["id"] for im in read_json(pred_json)["images"]}
+    atomic_write_json(out, {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
+                            "annotations": [a for a in gt["annotations"]
+                                            if a["image_id"] in ids]})
+    return out

@@ -26,7 +26,7 @@ from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
 from jtsm.plugins import EvidenceMethod, get_evidence
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
 
-__all__ = ["relabel_image", "run_relabel"]
+__all__ = ["relabel_image", "run_relabel", "sample_images"]
 
 
 def relabel_image(image: np.ndarray, mined: PanopticSeg, categories: CategoryMap,
@@ -92,6 +92,19 @@ def _relabel_one(im: dict[str, Any]) -> int:
     return 1
 
 
+def sample_images(images: list[dict[str, Any]], max_images: int | None,
+                  seed: int = 0) -> list[dict[str, Any]]:
+    """``max_images`` of ``images`` drawn at random with ``seed`` (all of them when there are
+    no more, or ``max_images`` is ``None``), in their original order."""
+    if max_images is not None and max_images < 1:
+        raise DataError(f"max_images must be at least 1, got {max_images}")
+    if max_images is None or len(images) <= max_images:
+        return list(images)
+    keep = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7]).choice(
+        len(images), max_images, replace=False)
+    return [images[i] for i in sorted(keep.tolist())]
+
+
 def _listed_ids(dataset: str | os.PathLike[str]) -> set[int]:
     """Image ids of a COCO-style json (``images[].id``); a malformed one names the file."""
     d = read_json(dataset)
@@ -117,6 +130,8 @@ def run_relabel(
     workers: int | None = None,
     shard: tuple[int, int] = (0, 1),
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Relabel the mined training segments of a mining run into ``out/panoptic.json`` + PNGs.
 
@@ -124,7 +139,9 @@ def run_relabel(
     its superpixels to evidence methods that take them (``superpixel-snap``). ``workers``
     processes (default: all cores); ``shard=(i, n)`` does every n-th image from the i-th, and
     ``panoptic.json`` is written once every image's part exists (by the last shard to finish,
-    or by any rerun).
+    or by any rerun). ``max_images``: relabel only a random sample of that many images
+    (drawn with ``seed``, kept in the mined order), for a refine run that reads no more
+    (``panoptic.json`` then lists the sample; a rerun draws the same one).
 
     Raises:
         DataError: the run has no mined outputs, or an image/PNG is missing or bad.
@@ -136,6 +153,8 @@ def run_relabel(
     if dataset is not None:
         listed = _listed_ids(dataset)
         mined.images = [im for im in mined.images if int(im["id"]) in listed]
+    available = len(mined.images)
+    mined.images = sample_images(mined.images, max_images, seed)
     takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
     out = Path(out)
 
@@ -170,7 +189,8 @@ def run_relabel(
             results = pool.map(_relabel_one, todo, chunksize=4)
             for _ in (progress(results, len(todo), label) if progress else results):
                 pass
-    summary: dict[str, Any] = {"images": len(mine_share), "relabelled": len(todo),
+    summary: dict[str, Any] = {"images": len(mine_share), "sampled_from": available,
+                               "relabelled": len(todo),
                                "already_done": len(mine_share) - len(todo), "evidence": evidence}
     missing = sum(1 for im in mined.images if not done(im))
     if missing:

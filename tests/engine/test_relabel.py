@@ -101,3 +101,33 @@ def test_shards_and_workers_give_the_same_pseudo_labels(tmp_path, mined_run, syn
         assert np.array_equal(sa.ids, sb.ids) and sa.segments == sb.segments
     r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "x"), "--shard", "3/2"])
     assert r.exit_code == 1 and "--shard '3/2'" in r.output
+
+
+def test_max_images_relabels_a_seeded_sample_the_same_as_a_full_run(tmp_path, mined_run, synth_dir,
+                                                                     synth_proposals):
+    base = ["relabel", "--run", str(mined_run), "--images", str(synth_dir / "images"),
+            "--proposals", str(synth_proposals), "--evidence", "superpixel-snap", "--json",
+            "--workers", "1"]
+    full = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "all")])
+    assert full.exit_code == 0, full.output
+    r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "s5"), "--max-images", "5"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["relabelled"] == 5 and res["sampled_from"] == 12 and res["complete"] is True
+    a = load_panoptic_json(tmp_path / "all/panoptic.json")
+    s = load_panoptic_json(tmp_path / "s5/panoptic.json")
+    ids = [im["id"] for im in s.images]
+    assert len(set(ids)) == 5 and set(ids) < {im["id"] for im in a.images}
+    assert ids == [im["id"] for im in a.images if im["id"] in set(ids)]  # mined order kept
+    assert len(list((tmp_path / "s5/panoptic").glob("*.png"))) == 5
+    for i in ids:  # a sampled image gets exactly the labels a full run gives it
+        sa, ss = a.read(i), s.read(i)
+        assert np.array_equal(sa.ids, ss.ids) and sa.segments == ss.segments
+    again = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "s5"), "--max-images", "5"])
+    assert json.loads(again.output)["relabelled"] == 0  # the same sample: nothing left to do
+    other = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "o"), "--max-images", "5",
+                                            "--seed", "1"])
+    assert other.exit_code == 0, other.output
+    assert [im["id"] for im in load_panoptic_json(tmp_path / "o/panoptic.json").images] != ids
+    r = CliRunner().invoke(cli, base + ["--out", str(tmp_path / "z"), "--max-images", "0"])
+    assert r.exit_code == 2 and "--max-images" in r.output  # a usage error, as click gives
