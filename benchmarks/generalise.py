@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| | PQ | SQ | RQ | PQ things | PQ stuff |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, key in (("val, refined", "pq"), ("val, mined only", "pq_mined"),
-                      ("pseudo labels, train", "pq_pseudo_train")):
+                      ("pseudo labels, relabelled train", "pq_pseudo_train")):
         a = r[key]
         print(f"| {name} | {100 * a['All']['pq']:.1f} | {100 * a['All']['sq']:.1f} | "
               f"{100 * a['All']['rq']:.1f} | {100 * a['Things']['pq']:.1f} | "
