@@ -22,7 +22,7 @@ CPU: dict[str, Any] = {
     "mining.fc_dim": 256, "mining.dropout": 0.5, "mining.refine_heads": 4,
     "mining.train_backbone": False,
     "input.train_scales": [112, 128, 144], "input.test_scales": [128],
-    "input.max_proposals": 300, "input.min_proposal_area": 0.02,
+    "input.max_proposals": 300, "input.min_proposal_area": 0.01,
     "solver.optimizer": "adamw", "solver.lr": 1e-4, "solver.ims_per_batch": 1,
     "solver.max_iter": 2200, "solver.warmup_iters": 20, "solver.steps": [1800],
     "solver.checkpoint_period": 500,
