@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jtsm.config import Config, load_config
+from jtsm.engine.demo import relabel_budget
 from jtsm.engine.mine import run_mine
 from jtsm.engine.predict import predict_images
 from jtsm.engine.refine import run_refine
@@ -187,7 +188,11 @@ def main() -> None:
         relabel = ab.out / "runs/relabel_grabcut"
         if not (relabel / "panoptic.json").is_file():
             t = time.perf_counter()
-            run_relabel(base, ab.images, relabel, evidence="grabcut", proposals=ab.props)
+            # as the demo: GrabCut on as many training images as the refine run reads
+            rcfg = load_config(overrides=PRESETS["cpu-refine-quick" if ab.quick else "cpu-refine"],
+                               base=load_run(base).config)
+            run_relabel(base, ab.images, relabel, evidence="grabcut", proposals=ab.props,
+                        max_images=relabel_budget(rcfg))
             _save_seconds(relabel, time.perf_counter() - t)
         relabel_sec = _seconds(relabel)
         rows = [
