@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from jtsm.config import Config, load_config
-from jtsm.engine.demo import relabel_budget
+from jtsm.engine.demo import refine_config, relabel_budget
 from jtsm.engine.mine import run_mine
 from jtsm.engine.predict import predict_images
 from jtsm.engine.refine import run_refine
@@ -189,10 +189,9 @@ def main() -> None:
         if not (relabel / "panoptic.json").is_file():
             t = time.perf_counter()
             # as the demo: GrabCut on as many training images as the refine run reads
-            rcfg = load_config(overrides=PRESETS["cpu-refine-quick" if ab.quick else "cpu-refine"],
-                               base=load_run(base).config)
             run_relabel(base, ab.images, relabel, evidence="grabcut", proposals=ab.props,
-                        max_images=relabel_budget(rcfg))
+                        max_images=relabel_budget(refine_config(load_run(base).config,
+                                                                ab.quick)))
             _save_seconds(relabel, time.perf_counter() - t)
         relabel_sec = _seconds(relabel)
         rows = [

@@ -79,6 +79,7 @@ def run_demo(
     from jtsm.engine.runs import load_run
     from jtsm.evaluation.detection import evaluate_corloc
     from jtsm.evaluation.panoptic import evaluate_pq
+    from jtsm.fileio import read_json
     from jtsm.proposals.runner import list_images, run_proposals
 
     out = Path(out)
@@ -150,20 +151,9 @@ def run_demo(
     say(f"predict: val split, mining run and refined run -> {out}/val_* "
         f"({times['predict']:.0f}s)")
     corloc = evaluate_corloc(ann / "panoptic_train.json", mine_dir / "mined/detections.json")
-    pseudo = evaluate_pq(_gt_of(ann / "panoptic_train.json", relabel_dir / "panoptic.json",
-                                relabel_dir / "gt_sampled.json"),
-                         relabel_dir / "panoptic.json", gt_dir=ann / "panoptic_train")
+    sampled = [im["id"] for im in read_json(relabel_dir / "panoptic.json")["images"]]
+    pseudo = evaluate_pq(ann / "panoptic_train.json", relabel_dir / "panoptic.json",
+                         image_ids=sampled)  # scored on the images relabelled
     return {"pq": results["refined"], "pq_mined": results["mined"], "pq_pseudo_train": pseudo,
             "corloc": corloc, "seconds": times, "out": str(out)}
 
-
-def _gt_of(gt_json: Path, pred_json: Path, out: Path) -> Path:
-    """A copy of ``gt_json`` restricted to the images ``pred_json`` lists (the relabelled
-    sample), written to ``out``, so the pseudo labels are scored on the images they cover."""
-    from jtsm.fileio import atomic_write_json, read_json
-
-    gt, ids = read_json(gt_json), {im["id"] for im in read_json(pred_json)["images"]}
-    atomic_write_json(out, {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
-                            "annotations": [a for a in gt["annotations"]
-                                            if a["image_id"] in ids]})
-    return out

@@ -401,7 +401,8 @@ class _Folder:
 
 
 def _build_jobs(
-    gt_json: Path, pred_json: Path, gt_dir: Path | None, pred_dir: Path | None
+    gt_json: Path, pred_json: Path, gt_dir: Path | None, pred_dir: Path | None,
+    image_ids: set[int] | None = None,
 ) -> tuple[list[_Job], CategoryMap]:
     from jtsm.data.coco_panoptic import load_panoptic_json, png_dir_for
 
@@ -417,6 +418,8 @@ def _build_jobs(
     gt_root, pred_root = _Folder(ds.png_dir), _Folder(pdir)
     jobs = []
     for image_id, ann in ds.annotations.items():
+        if image_ids is not None and image_id not in image_ids:
+            continue
         im = records.get(image_id, {})
         desc = f"image {image_id} ({im.get('file_name', ann['file_name'])})"
         pred = preds.get(image_id)
@@ -442,6 +445,7 @@ def evaluate_pq(
     pred_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    image_ids: Iterable[int] | None = None,
 ) -> dict[str, Any]:
     """PQ of a COCO panoptic prediction against a COCO panoptic ground truth.
 
@@ -449,6 +453,7 @@ def evaluate_pq(
         gt_json: ground-truth json (its PNG folder: ``gt_dir`` or the json's stem beside it).
         pred_json: prediction json, needing only ``annotations`` (PNG folder: ``pred_dir`` or
             the json's stem beside it). Every gt image must have a prediction.
+        image_ids: score only these ground-truth images (e.g. the sample a prediction covers).
         workers: processes (default: all cores; 1 runs in this process).
         progress: called with (images finished, total images) as chunks finish.
 
@@ -460,6 +465,7 @@ def evaluate_pq(
         Path(gt_json), Path(pred_json),
         Path(gt_dir) if gt_dir is not None else None,
         Path(pred_dir) if pred_dir is not None else None,
+        None if image_ids is None else {int(i) for i in image_ids},
     )
     workers = max(1, workers or available_cores())
     # Fixed-size chunks summed in order: the result is the same for any worker count.

@@ -178,3 +178,16 @@ def test_gt_area_from_png_when_json_has_none(tmp_path: Path) -> None:
             del s["area"]
     gt.write_text(json.dumps(d))
     assert evaluate_pq(gt, pred, workers=1) == want
+
+
+def test_image_ids_score_only_those_images(tmp_path: Path) -> None:
+    gt, pred = write_pair_dataset(tmp_path, 8, 40, 60, seed=5, num_segments=6)
+    d = json.loads(gt.read_text())
+    keep = {im["id"] for im in d["images"][::3]}
+    sub = tmp_path / "gt_sub.json"  # the same ground truth, restricted by hand
+    sub.write_text(json.dumps({**d, "images": [im for im in d["images"] if im["id"] in keep],
+                               "annotations": [a for a in d["annotations"]
+                                               if a["image_id"] in keep]}))
+    restricted = evaluate_pq(gt, pred, image_ids=keep, workers=1)
+    assert restricted == evaluate_pq(sub, pred, gt_dir=tmp_path / gt.stem, workers=1)
+    assert restricted != evaluate_pq(gt, pred, workers=1)
