@@ -2,13 +2,12 @@
 #   make demo   - create/reuse .venv, install jtsm, run the end-to-end demo
 #   make test   - create/reuse .venv, install jtsm + test tools, run lint and the test suite
 #
-# TORCH_SPEC picks the torch build. The default, torch==2.13.0, resolves to the CPU wheel that
-# lies on this machine's disk (pip's find-links); on a machine with GPUs, the same spec from PyPI
-# is the CUDA build. Override it to choose another, e.g.
-#   make test TORCH_SPEC="torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124"
+# TORCH_SPEC picks the torch + torchvision builds, installed before jtsm. The default is PyPI's
+# build (CUDA, which runs on CPU-only machines too). Override it to choose another, e.g.
+#   make test TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= python3
 VENV ?= .venv
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.jtsm-installed
 
