@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from jtsm.errors import DataError
+from jtsm.errors import DataError, JtsmError
 
 __all__ = [
     "atomic_path",
@@ -32,8 +32,11 @@ __all__ = [
     "decode_image",
     "read_image",
     "read_image_and_size",
+    "read_image_size",
+    "apply_orientation",
     "read_json",
     "safe_join",
+    "write_error",
     "write_png",
 ]
 
@@ -46,20 +49,61 @@ MAX_SIDE = 4096
 #: when that fits. ``JTSM_MAX_IMAGE_PIXELS`` overrides it.
 MAX_PIXELS = 1 << 26  # 64 Mpx: 192 MB as RGB 8-bit
 
+def _umask() -> int:
+    """The process's umask, read without changing it (``/proc``), or by setting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _new_temp(path: Path, suffix: str) -> tuple[int, Path]:
+    """A temporary file beside ``path`` whose mode follows the umask (``mkstemp`` makes 0600,
+    which the rename would give the output); an OS error names ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp",
+                                   dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:  # pragma: no cover - file systems without modes
+        pass
+    return fd, Path(tmp)
+
+
+def write_error(path: str | os.PathLike[str], exc: BaseException) -> JtsmError:
+    """A one-line error for a failed write that names the file (disk full, no permission)."""
+    text = str(exc).strip()
+    why = getattr(exc, "strerror", None) or (text.splitlines()[0][:160] if text else "") \
+        or type(exc).__name__
+    return JtsmError(f"{path}: cannot write ({why})")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched; an ``OSError``
+    (disk full, no permission) becomes a :class:`JtsmError` naming ``path``. The file's mode
+    follows the umask (0644 under umask 022), as a plain ``open`` would give it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    fd, tmp_path = _new_temp(path, suffix)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise write_error(path, exc) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -88,16 +132,20 @@ class JsonListWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        self._tmp = Path(tmp)
+        fd, self._tmp = _new_temp(self.path, ".tmp")
         self._f = os.fdopen(fd, "w", encoding="utf-8")
-        self._f.write("[")
+        self._write("[")
         self.count = 0
 
+    def _write(self, text: str) -> None:
+        try:
+            self._f.write(text)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
+
     def add(self, item: Any) -> None:
-        self._f.write(("," if self.count else "") + json.dumps(item))
+        self._write(("," if self.count else "") + json.dumps(item))
         self.count += 1
 
     def extend(self, items: Any) -> None:
@@ -105,11 +153,15 @@ class JsonListWriter:
             self.add(item)
 
     def close(self) -> None:
-        self._f.write("]")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(self._tmp, self.path)
+        self._write("]")
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise write_error(self.path, exc) from None
 
     def abort(self) -> None:
         if not self._f.closed:
@@ -253,8 +305,16 @@ def decode_image(data: np.ndarray, path: str | os.PathLike[str],
     return img
 
 
-def _header_size(data: np.ndarray) -> tuple[int, int, str] | None:
-    """``(height, width, format)`` from the file header (no pixel decoding), or ``None``."""
+#: EXIF orientation -> how to turn the stored pixels into what a viewer shows (TIFF/EXIF tag
+#: 0x0112): ``(transpose first, then rotate k quarter turns anticlockwise, then flip left-right)``.
+_ORIENT = {1: (False, 0, False), 2: (False, 0, True), 3: (False, 2, False), 4: (False, 2, True),
+           5: (True, 0, False), 6: (False, 3, False), 7: (True, 2, False), 8: (False, 1, False)}
+
+
+def _header(data: np.ndarray) -> tuple[int, int, str, int] | None:
+    """``(height, width, format, orientation)`` from the file header (no pixel decoding), or
+    ``None`` when PIL does not know the format. The size is the stored one; ``orientation`` is
+    the EXIF orientation (1-8, 1 when absent or invalid)."""
     from PIL import Image
 
     old = Image.MAX_IMAGE_PIXELS
@@ -264,11 +324,91 @@ def _header_size(data: np.ndarray) -> tuple[int, int, str] | None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(memoryview(data).cast("B"))) as im:
                 w, h = im.size
-                return int(h), int(w), str(im.format or "")
+                tags = getattr(im, "tag_v2", None)
+                if tags is not None and 256 in tags and 257 in tags:  # TIFF: the stored size
+                    w, h = int(tags[256]), int(tags[257])  # (PIL may report it turned)
+                try:
+                    o = int(im.getexif().get(0x0112, 1))
+                except Exception:  # noqa: BLE001 - a damaged EXIF block: shown unrotated
+                    o = 1
+                return int(h), int(w), str(im.format or ""), (o if o in _ORIENT else 1)
     except Exception:  # noqa: BLE001 - unknown to PIL: OpenCV may still decode it
         return None
     finally:
         Image.MAX_IMAGE_PIXELS = old
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """``img`` (``(H, W, ...)``) turned as a viewer shows a file with this EXIF orientation
+    (1-8; 5-8 swap height and width)."""
+    transpose, k, flip = _ORIENT.get(int(orientation), (False, 0, False))
+    if transpose:
+        img = np.swapaxes(img, 0, 1)
+    if k:
+        img = np.rot90(img, k)
+    if flip:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img)
+
+
+def _check_jpeg_complete(data: np.ndarray, path: Path) -> None:
+    """A JPEG must reach its end-of-image marker after its first scan: libjpeg decodes a cut
+    file as grey rows without an error, which would train on made-up pixels."""
+    buf = memoryview(data).cast("B")
+    n, pos = len(buf), 2
+    while pos + 4 <= n:  # marker segments up to the first scan (EXIF thumbnails hold FFD9)
+        if buf[pos] != 0xFF:
+            break
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:
+            pos += 2
+            continue
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, FF always stuffed
+            pos += 2 + length
+            break
+        pos += 2 + length
+    else:
+        raise DataError(f"{path}: truncated JPEG (cut before its image data)")
+    rest = data[pos:]
+    hits = np.flatnonzero(rest[:-1] == 0xFF)
+    if not (hits.size and np.any(rest[hits + 1] == 0xD9)):
+        raise DataError(f"{path}: truncated JPEG (no end-of-image marker); the file was cut "
+                        "short, re-copy it")
+
+
+def _read_bytes(path: Path) -> np.ndarray:
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected an image") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    if data.size == 0:
+        raise DataError(f"{path}: empty file")
+    return data
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an image as a viewer shows it (EXIF orientation applied), read
+    from the header alone (the pixels are decoded only for formats PIL cannot size)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    header = _header(data)
+    if header is None:
+        h, w = read_image_and_size(path)[1]
+        return h, w
+    h, w, _, o = header
+    if h < 1 or w < 1:
+        raise DataError(f"{path}: image header says {w}x{h} pixels")
+    return (w, h) if o >= 5 else (h, w)
 
 
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
@@ -277,26 +417,23 @@ _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
 
 def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = None
                         ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Like :func:`read_image`; also returns the file's own ``(height, width)``."""
+    """Like :func:`read_image`; also returns the file's own ``(height, width)`` as a viewer
+    shows it (EXIF orientation applied)."""
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected an image") from None
-    if data.size == 0:
-        raise DataError(f"{path}: empty file")
+    data = _read_bytes(path)
     side = max_side or _env_limit("JTSM_MAX_IMAGE_SIDE", MAX_SIDE)
     limit = pixel_limit()
     flags = cv2.IMREAD_UNCHANGED
-    header = _header_size(data)
+    header = _header(data)
+    orientation = 1
     if header is not None:
-        h, w, fmt = header
+        h, w, fmt, orientation = header
         if h < 1 or w < 1:
             raise DataError(f"{path}: image header says {w}x{h} pixels")
         k = 1
-        if fmt == "JPEG":  # libjpeg decodes at 1/k scale directly: memory shrinks by k^2
+        if fmt in ("JPEG", "MPO"):
+            _check_jpeg_complete(data, path)
+            # libjpeg decodes at 1/k scale directly: memory shrinks by k^2
             k = next((k for k in (8, 4, 2) if max(h, w) // k >= side), 1)
             if k > 1:
                 flags = _REDUCED[k] | cv2.IMREAD_IGNORE_ORIENTATION
@@ -304,9 +441,18 @@ def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = Non
             raise DataError(
                 f"{path}: image is {w}x{h} ({h * w / 1e6:.0f} Mpx), over the decoding limit of "
                 f"{limit / 1e6:.0f} Mpx (set JTSM_MAX_IMAGE_PIXELS to raise it)")
-    img = _to_rgb_uint8(decode_image(data, path, flags), path)
+    else:  # no size known before decoding: the pixel limit could not hold
+        raise DataError(f"{path}: not an image format jtsm reads (JPEG, PNG, TIFF, BMP, WebP, "
+                        "PPM/PGM), or a damaged header")
+    # IMREAD_UNCHANGED and IGNORE_ORIENTATION leave EXIF alone (OpenCV's TIFF reader alone
+    # turns the pixels itself): turned here, so every format ends up as a viewer shows it
+    turn = 1 if header is not None and header[2] == "TIFF" else orientation
+    img = apply_orientation(_to_rgb_uint8(decode_image(data, path, flags), path), turn)
     del data
-    h0, w0 = (header[0], header[1]) if header is not None else img.shape[:2]
+    if header is not None:
+        h0, w0 = (header[1], header[0]) if orientation >= 5 else (header[0], header[1])
+    else:
+        h0, w0 = img.shape[:2]
     h, w = img.shape[:2]
     if max(h, w) > side:
         s = side / max(h, w)
@@ -316,14 +462,16 @@ def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = Non
 
 
 def read_image(path: str | os.PathLike[str], max_side: int | None = None) -> np.ndarray:
-    """Read an image as RGB ``uint8`` ``(H, W, 3)``.
+    """Read an image as RGB ``uint8`` ``(H, W, 3)``, turned as a viewer shows it (EXIF
+    orientation applied, for every format).
 
-    Greyscale, RGBA, 16-bit and palette images are converted. A zero-byte, truncated or
-    undecodable file raises :class:`DataError` naming it. An image whose long side is over
-    ``max_side`` (default :data:`MAX_SIDE`, or ``JTSM_MAX_IMAGE_SIDE``) is downscaled (area
-    interpolation) so that its long side is ``max_side``; memory stays bounded: the header's
-    size is checked before decoding against :data:`MAX_PIXELS` (``JTSM_MAX_IMAGE_PIXELS``), and
-    large JPEGs are decoded at a reduced scale.
+    Greyscale, RGBA (alpha dropped), 16-bit and palette images are converted. A zero-byte,
+    truncated (PNG or JPEG) or undecodable file raises :class:`DataError` naming it. An image
+    whose long side is over ``max_side`` (default :data:`MAX_SIDE`, or ``JTSM_MAX_IMAGE_SIDE``)
+    is downscaled (area interpolation) so that its long side is ``max_side``; memory stays
+    bounded: the header's size is checked before decoding against :data:`MAX_PIXELS`
+    (``JTSM_MAX_IMAGE_PIXELS``), for every format, and large JPEGs are decoded at a reduced
+    scale.
     """
     return read_image_and_size(path, max_side)[0]
 

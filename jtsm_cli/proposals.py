@@ -45,6 +45,8 @@ def _parse_opt(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--shard", metavar="I/N", help="Only shard I of N (0 <= I < N), for job arrays.")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. mode=quality or mcg_dir=DIR (repeatable).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a store made with another method, --max or --opt.")
 @click.option("--skip-bad", is_flag=True, help="Exit 0 even if some images could not be read.")
 @click.option("--viz", default=0, type=click.IntRange(0), metavar="N",
               help="Also write OUT/viz/*.png with the top proposals of N images.")
@@ -59,6 +61,7 @@ def proposals(
     workers: int,
     shard: str | None,
     opts: tuple[str, ...],
+    overwrite: bool,
     skip_bad: bool,
     viz: int,
     as_json: bool,
@@ -92,7 +95,8 @@ def proposals(
     summary = RunSummary()
     t0 = time.perf_counter()
     try:
-        results = run_proposals(items, out, method, max_proposals, workers or None, options)
+        results = run_proposals(items, out, method, max_proposals, workers or None, options,
+                                overwrite=overwrite)
         for r in progress(results, len(items), f"proposals ({method})", quiet):
             summary.add(r)
             if r.status == "bad":

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from jtsm.errors import DataError
-from jtsm.fileio import atomic_path
+from jtsm.fileio import atomic_path, write_error
 
 __all__ = ["last_marker", "latest_checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]
 
@@ -26,11 +26,24 @@ def last_marker(stage: str) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """``torch.save`` to a temp file and rename (a kill never leaves a partial file)."""
+    """``torch.save`` to a temp file and rename (a kill never leaves a partial file); a failed
+    write (disk full) raises :class:`JtsmError` naming ``path``, not torch's C++ message."""
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch reports a short write as inline_container.cc ...
+            raise write_error(path, OSError(_torch_write_reason(exc))) from None
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+
+
+def _torch_write_reason(exc: RuntimeError) -> str:
+    """The part of torch's serialisation error a user can act on."""
+    text = str(exc)
+    for needle in ("No space left", "File too large", "Permission denied", "file write failed"):
+        if needle.lower() in text.lower():
+            return needle if needle != "file write failed" else "write failed (disk full?)"
+    return "write failed"
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -227,7 +227,7 @@ def _process(item: ImageItem) -> ImageResult:
     except DataError as exc:
         return ImageResult(item.name, "bad", error=str(exc))
     h, w = image.shape[:2]
-    ProposalStore(job["out"]).save(item.name, ps)
+    ProposalStore(job["out"]).save(item.name, ps, job["job"])
     return ImageResult(item.name, "done", len(ps), time.perf_counter() - t0, h, w)
 
 
@@ -239,6 +239,7 @@ def run_proposals(
     workers: int | None = None,
     options: Mapping[str, Any] | None = None,
     skip_existing: bool = True,
+    overwrite: bool = False,
 ) -> Iterator[ImageResult]:
     """Compute and store proposals; yields one result per image (order not guaranteed).
 
@@ -252,17 +253,30 @@ def run_proposals(
             process).
         options: extra keyword options for the generator (e.g. ``mcg_dir``, ``mode``).
         skip_existing: images whose proposal file exists are skipped (resume after a kill).
+        overwrite: replace a store made by another job (other method, ``--max`` or options)
+            instead of refusing it.
+
+    The store records its job in ``STORE/meta.json`` (and each file the job's digest): a rerun
+    with the same settings continues it; other settings are refused before anything is written,
+    so one store never mixes two methods.
 
     Raises:
-        PluginError: unknown method. JtsmError: a method crashed (the image is named).
+        PluginError: unknown method. JtsmError: a method crashed (the image is named), or the
+        store holds another job's proposals.
     """
     from jtsm.plugins import get_proposal_generator
 
     get_proposal_generator(method)  # fail early on an unknown name
     store = ProposalStore(out)
+    fp = store_fingerprint(method, max_proposals, options)
+    digest = _claim_store(store, fp, overwrite)
     todo: list[ImageItem] = []
     for item in items:
         if skip_existing and store.exists(item.name):
+            stamp = store.file_job(item.name)
+            if stamp and stamp != digest:
+                raise JtsmError(f"{store.path_for(item.name)}: made by another proposal job "
+                                "than STORE/meta.json records; --overwrite replaces the store")
             yield ImageResult(item.name, "skipped")
         else:
             todo.append(item)
@@ -273,6 +287,7 @@ def run_proposals(
         "max_proposals": max_proposals,
         "options": dict(options or {}),
         "out": str(out),
+        "job": digest,
     }
     n = workers or available_cores()
     n = min(n, len(todo))
@@ -282,6 +297,39 @@ def run_proposals(
             yield _process(item)
         return
     yield from _pool_map(todo, job, n)
+
+
+def store_fingerprint(method: str, max_proposals: int | None,
+                      options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fingerprint of a proposal job (:mod:`jtsm.engine.fingerprint`)."""
+    from jtsm.engine.fingerprint import fingerprint
+
+    return fingerprint("proposals", {}, {"method": method, "max": max_proposals,
+                                         "opt": dict(sorted((options or {}).items()))})
+
+
+#: What ``--overwrite`` removes from a proposal store.
+STORE_ENTRIES = ("**/*.npz", "index*.json", "meta.json", "viz")
+
+
+def _claim_store(store: ProposalStore, fp: dict[str, Any], overwrite: bool) -> str:
+    """Check (or replace, with ``overwrite``) the job a store records, then record ``fp``;
+    returns the job digest its files carry."""
+    from jtsm.engine.fingerprint import check_folder, clear_folder, fingerprint_digest
+
+    action = check_folder(store.root, fp, resume=False, overwrite=overwrite,
+                          what="proposal store", markers=("meta.json", "index.json"),
+                          resume_implied=True)
+    if action == "new" and store.root.is_dir() and next(store.root.rglob("*.npz"), None):
+        if not overwrite:
+            raise JtsmError(f"{store.root}: holds proposal files that record no job (made by an "
+                            "older jtsm); --overwrite replaces them, or choose another --out")
+        action = "overwrite"
+    if action == "overwrite":
+        clear_folder(store.root, STORE_ENTRIES, "proposal store")
+    if action != "resume":
+        store.write_meta({"fingerprint": fp})
+    return fingerprint_digest(fp)
 
 
 def _pool_map(todo: list[ImageItem], job: dict[str, Any], n: int) -> Iterator[ImageResult]:

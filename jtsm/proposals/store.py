@@ -16,13 +16,19 @@ key            dtype, shape            meaning
 ``scores``     float32 (P,)            higher is better, proposals stored best first
 ``boxes``      float32 (P, 4)          XYXY, exclusive right/bottom edge
 ``image``      str                     the image's file name (relative to the image root)
+``job``        str                     digest of the job that made it (``STORE/meta.json``);
+                                       absent in files of older versions
 ============== ======================= ==================================================
 
-``path_for("a/b.jpg")`` is ``root/a/b.npz``. A missing or corrupt file raises
+``path_for("a/b.jpg")`` is ``root/a/b.jpg.npz``: the key is the image's whole path relative to
+the image root, so ``x.jpg`` and ``x.png`` of one folder get files of their own, and
+:meth:`ProposalStore.load` checks the name stored in the file. A missing or corrupt file raises
 :class:`jtsm.errors.DataError` naming it; ``expect_size`` detects a file made for another
 image size. Writes are atomic (:mod:`jtsm.fileio`), so a killed run leaves whole files only.
 The index files ``index*.json`` list ``{image: {"file", "proposals", "height", "width"}}``;
-every shard writes its own, :meth:`ProposalStore.index` merges them.
+every shard writes its own, :meth:`ProposalStore.index` merges them. ``STORE/meta.json``
+records the fingerprint of the job that made the store (method, ``--max``, options), so a
+rerun with other settings is refused rather than mixed in (:mod:`jtsm.engine.fingerprint`).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ VERSION = 1
 SUFFIX = ".npz"
 
 
-def _encode(ps: ProposalSet, image: str) -> bytes:
+def _encode(ps: ProposalSet, image: str, job: str = "") -> bytes:
     m = ps.membership
     s = ps.num_superpixels
     idx = m.indices.astype(np.int64)
@@ -72,13 +78,15 @@ def _encode(ps: ProposalSet, image: str) -> bytes:
         scores=ps.scores.astype(np.float32),
         boxes=ps.boxes.astype(np.float32),
         image=np.array(image),
+        job=np.array(job),
     )
     return buf.getvalue()
 
 
-def save_proposals(path: str | os.PathLike[str], ps: ProposalSet, image: str = "") -> None:
+def save_proposals(path: str | os.PathLike[str], ps: ProposalSet, image: str = "",
+                   job: str = "") -> None:
     """Write ``ps`` to ``path`` atomically (see the module docstring for the format)."""
-    atomic_write_bytes(path, _encode(ps, image))
+    atomic_write_bytes(path, _encode(ps, image, job))
 
 
 def _array(z: Mapping[str, np.ndarray], key: str, path: Path, kinds: str, ndim: int
@@ -151,6 +159,13 @@ MAX_UNUSED_IDS = 1 << 20
 MAX_UNPACKED_BYTES = 4 << 30
 
 
+def _check_name(stored: Any, image: str, path: Path) -> None:
+    """The name stored in a file is the image it is loaded for (an empty one is not checked)."""
+    name = str(stored) if stored is not None and getattr(stored, "ndim", 0) == 0 else ""
+    if name and name != image:
+        raise DataError(f"{path}: holds the proposals of {name!r}, not of {image!r}")
+
+
 def _check_unpacked_size(npz: Any, path: Path) -> None:
     infos = getattr(getattr(npz, "zip", None), "infolist", lambda: [])()
     total = sum(i.file_size for i in infos)
@@ -159,13 +174,15 @@ def _check_unpacked_size(npz: Any, path: Path) -> None:
 
 
 def load_proposals(
-    path: str | os.PathLike[str], expect_size: tuple[int, int] | None = None
+    path: str | os.PathLike[str], expect_size: tuple[int, int] | None = None,
+    expect_image: str | None = None,
 ) -> ProposalSet:
     """Read a proposal file.
 
     Raises:
         DataError: the file is missing, not a proposal file, corrupt, or (with
-            ``expect_size=(H, W)``) made for an image of another size.
+            ``expect_size=(H, W)``) made for an image of another size, or (with
+            ``expect_image``) made for an image of another name.
     """
     path = Path(path)
     try:
@@ -188,6 +205,8 @@ def load_proposals(
         ps = _decode(z, path)
     except KeyError as exc:
         raise DataError(f"{path}: corrupt proposal file (missing {exc})") from None
+    if expect_image is not None:
+        _check_name(z.get("image"), expect_image, path)
     if expect_size is not None and tuple(expect_size) != ps.image_size:
         h, w = ps.image_size
         eh, ew = expect_size
@@ -211,21 +230,23 @@ class ProposalStore:
         return f"ProposalStore({str(self.root)!r})"
 
     def path_for(self, image: str) -> Path:
-        """File of image ``image`` (a path relative to the image root): ``a/b.jpg -> a/b.npz``.
+        """File of image ``image`` (a path relative to the image root):
+        ``a/b.jpg -> a/b.jpg.npz`` (the whole name, so ``b.jpg`` and ``b.png`` differ).
 
         Raises:
             DataError: the name is absolute or escapes the root.
         """
         rel = PurePosixPath(str(image).replace("\\", "/"))
-        return safe_join(self.root, str(rel.with_suffix(SUFFIX)))
+        return safe_join(self.root, str(rel) + SUFFIX)
 
     def exists(self, image: str) -> bool:
         return self.path_for(image).is_file()
 
-    def save(self, image: str, ps: ProposalSet) -> Path:
-        """Write the proposals of ``image`` atomically; returns the file's path."""
+    def save(self, image: str, ps: ProposalSet, job: str = "") -> Path:
+        """Write the proposals of ``image`` atomically (``job``: the digest of the job making
+        them, see :meth:`read_meta`); returns the file's path."""
         path = self.path_for(image)
-        save_proposals(path, ps, image)
+        save_proposals(path, ps, image, job)
         return path
 
     def load(
@@ -239,8 +260,79 @@ class ProposalStore:
         Raises:
             DataError: missing or corrupt file, or made for another image size.
         """
-        ps = load_proposals(self.path_for(image), expect_size)
+        ps = load_proposals(self.path_for(image), expect_size, expect_image=image)
         return ps if max_proposals is None else ps.topk(max_proposals)
+
+    # ---- provenance and checks -------------------------------------------------------------
+    def read_meta(self) -> dict[str, Any] | None:
+        """``STORE/meta.json`` (the fingerprint of the job that made the store), if any."""
+        path = self.root / "meta.json"
+        if not path.is_file():
+            return None
+        meta = read_json(path)
+        if not isinstance(meta, dict):
+            raise DataError(f"{path}: malformed store metadata (not a JSON object)")
+        return meta
+
+    def write_meta(self, meta: Mapping[str, Any]) -> None:
+        """Write ``STORE/meta.json`` atomically."""
+        atomic_write_json(self.root / "meta.json", dict(meta), indent=2)
+
+    def file_job(self, image: str) -> str:
+        """The job digest stored in the file of ``image`` ("" for files without one)."""
+        path = self.path_for(image)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return str(npz["job"]) if "job" in npz.files else ""
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError,
+                zlib.error):
+            return ""  # a damaged file is reported by load and check_files
+
+    def check_files(self, images: list[tuple[str, tuple[int, int] | None]]) -> None:
+        """Check every image's file before a stage uses the store: it exists, is a whole
+        archive (its directory, the small arrays and the member sizes), was made for that image
+        name and, where ``(H, W)`` is given, for an image of that size. Cheap: no membership or
+        superpixel map is decoded.
+
+        Raises:
+            DataError: the first bad file, named, with what is wrong and how many more are bad.
+        """
+        bad: list[str] = []
+        for image, size in images:
+            path = self.path_for(image)
+            try:
+                self._check_file(path, image, size)
+            except DataError as exc:
+                bad.append(str(exc))
+        if bad:
+            more = f" (and {len(bad) - 1} more bad proposal files)" if len(bad) > 1 else ""
+            raise DataError(f"{bad[0]}{more}")
+
+    def _check_file(self, path: Path, image: str, size: tuple[int, int] | None) -> None:
+        if not path.is_file():
+            raise DataError(f"{path}: no such proposal file; make it with jtsm proposals "
+                            f"--out {self.root}")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                _check_unpacked_size(npz, path)
+                h, w = (int(v) for v in npz["image_size"])
+                _check_name(npz["image"] if "image" in npz.files else None, image, path)
+                infos = {i.filename: i.file_size for i in npz.zip.infolist()}
+                spx = infos.get("superpixels.npy")
+                if spx is None or spx < h * w * 2:
+                    raise DataError(f"{path}: corrupt proposal file (superpixel map of "
+                                    f"{spx} bytes for a {w}x{h} image)")
+                int(npz["indptr"].shape[0])
+        except DataError:
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
+                IndexError, MemoryError, NotImplementedError, zlib.error) as exc:
+            msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            raise DataError(f"{path}: corrupt proposal file ({type(exc).__name__}: {msg})"
+                            ) from None
+        if size is not None and (h, w) != tuple(size):
+            raise DataError(f"{path}: proposals are for a {w}x{h} image, but {image} is "
+                            f"{size[1]}x{size[0]}")
 
     # ---- index -----------------------------------------------------------------------------
     def write_index(self, entries: Mapping[str, Mapping[str, Any]], name: str = "index") -> Path:

@@ -64,8 +64,8 @@ def test_hand_made_case(tmp_path):
 
 def test_missing_or_mismatched_proposals_are_named(tmp_path):
     gt, props = _hand_made(tmp_path)
-    (props / "img1.npz").unlink()
-    with pytest.raises(DataError, match="img1.npz"):
+    (props / "img1.jpg.npz").unlink()
+    with pytest.raises(DataError, match="img1.jpg.npz"):
         evaluate_recall(gt, props)
     ProposalStore(props).save("img1.jpg", ProposalSet.from_masks(np.ones((1, 5, 6), bool)))
     with pytest.raises(DataError, match="6x5 image, but the image is 6x4"):

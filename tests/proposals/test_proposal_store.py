@@ -42,14 +42,14 @@ def test_round_trip_is_exact(tmp_path_factory, seed, p, s):
 def test_store_paths_save_load_and_topk(tmp_path):
     store = ProposalStore(tmp_path / "props")
     ps = _random_set(0).sorted()
-    assert store.path_for("a/b/c.jpg") == (tmp_path / "props" / "a" / "b" / "c.npz").resolve()
+    assert store.path_for("a/b/c.jpg") == (tmp_path / "props" / "a" / "b" / "c.jpg.npz").resolve()
     assert not store.exists("a/b/c.jpg")
     store.save("a/b/c.jpg", ps)
     assert store.exists("a/b/c.jpg")
     _same(ps, store.load("a/b/c.jpg"))
     top = store.load("a/b/c.jpg", max_proposals=3)
     assert len(top) == 3 and np.array_equal(top.scores, np.sort(ps.scores)[::-1][:3])
-    assert [p.name for p in (tmp_path / "props" / "a" / "b").iterdir()] == ["c.npz"]  # no temp
+    assert [p.name for p in (tmp_path / "props" / "a" / "b").iterdir()] == ["c.jpg.npz"]  # no temp
     for bad in ("../escape.jpg", "/abs.jpg"):
         with pytest.raises(DataError):
             store.path_for(bad)
@@ -59,7 +59,7 @@ def test_missing_corrupt_and_wrong_size_files_name_the_file(tmp_path):
     store = ProposalStore(tmp_path)
     with pytest.raises(DataError, match="no such proposal file") as e:
         store.load("missing.jpg")
-    assert "missing.npz" in str(e.value)
+    assert "missing.jpg.npz" in str(e.value)
     ps = _random_set(1)
     path = store.save("img.png", ps)
     data = path.read_bytes()
@@ -102,12 +102,12 @@ def test_index_merges_shards(tmp_path):
     store.save("c/d.png", ps)
     assert store.read_entry("c/d.png") == store.entry("c/d.png", ps)  # header only
     store.path_for("c/d.png").write_bytes(b"PK\x03\x04 broken")
-    with pytest.raises(DataError, match="d.npz"):
+    with pytest.raises(DataError, match="d.png.npz"):
         store.read_entry("c/d.png")
     store.write_index({"b.jpg": store.entry("b.jpg", ps)}, "index.shard1-of-2")
     idx = store.index()
     assert set(idx) == {"a.jpg", "b.jpg"}
-    assert idx["a.jpg"] == {"file": "a.npz", "proposals": 9, "height": 13, "width": 17}
+    assert idx["a.jpg"] == {"file": "a.jpg.npz", "proposals": 9, "height": 13, "width": 17}
     (tmp_path / "index.json").write_text("[1]")
     with pytest.raises(DataError, match="index.json"):
         store.index()

@@ -93,9 +93,9 @@ def test_bad_image_is_reported_not_fatal_and_pool_works(image_dir, tmp_path):
     assert path.name == "index.shard1-of-2.json"
     idx = ProposalStore(out).index()
     assert set(idx) == {"a.png", "b.png", "e.png", "sub/c.png", "sub/d.jpg.png"}
-    assert idx["sub/c.png"]["file"] == "sub/c.npz"
+    assert idx["sub/c.png"]["file"] == "sub/c.png.npz"
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temp files left
-    assert os.path.exists(out / "sub" / "d.jpg.npz")
+    assert os.path.exists(out / "sub" / "d.jpg.png.npz")
 
 
 def test_unknown_method_fails_early(image_dir, tmp_path):
