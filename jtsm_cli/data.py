@@ -100,3 +100,47 @@ def voc(voc_dir: str, out: str, sbd_dir: str | None, as_json: bool, quiet: bool)
         return
     click.echo(f"Wrote {out}: {counts['train_images']} train images "
                f"({counts['sbd_images']} from SBD), {counts['val_images']} val images")
+
+
+@data.command()
+@click.argument("tags_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--images", required=True, type=click.Path(exists=True),
+              help="Folder the tags file's image names are relative to (or one image, or a "
+                   "text file listing image paths).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Labels json to write (what mine, relabel and refine read as --dataset).")
+@click.option("--stuff", default="", metavar="NAMES",
+              help="Comma-separated classes that are stuff (sky, grass, road: regions without "
+                   "instances); all other tags are things.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def tags(tags_file: str, images: str, out: str, stuff: str, as_json: bool) -> None:
+    """Turn a tags file into the labels json every stage reads.
+
+    \b
+    TAGS_FILE is a CSV or TSV, one image per line: file,tags (tags separated by ';' or
+    spaces; a 'file,tags' header line is optional), e.g.
+        file,tags
+        beach.jpg,person;dog;sand
+        street.jpg,person car road
+    or a json whose images carry label names or ids, or a COCO panoptic/instances json.
+    Image sizes are stored as a viewer shows them (EXIF orientation applied).
+    Example:
+        jtsm data tags photos/tags.csv --images photos --out photos/labels.json --stuff sand,road
+    """
+    from jtsm.data.tags import labels_json
+    from jtsm.fileio import atomic_write_json
+
+    d = labels_json(tags_file, images, [s for s in stuff.split(",") if s.strip()])
+    atomic_write_json(out, d, indent=1)
+    cats = d["categories"]
+    counts = {"out": out, "images": len(d["images"]),
+              "tagged": sum(bool(im["labels"]) for im in d["images"]),
+              "things": [c["name"] for c in cats if c["isthing"]],
+              "stuff": [c["name"] for c in cats if not c["isthing"]]}
+    if as_json:
+        echo_json(counts)
+        return
+    click.echo(f"Wrote {out}: {counts['images']} images ({counts['tagged']} tagged), "
+               f"{len(cats)} classes")
+    click.echo(f"  things: {', '.join(counts['things']) or '-'}")
+    click.echo(f"  stuff:  {', '.join(counts['stuff']) or '-'}")

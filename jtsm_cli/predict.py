@@ -12,8 +12,8 @@ from jtsm_cli.common import progress, quiet_option, report
 @click.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Run folder of jtsm mine or jtsm refine.")
-@click.option("--images", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Image folder.")
+@click.option("--images", required=True, type=click.Path(exists=True),
+              help="Image folder, one image, or a text file listing image paths.")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False),
               help="A json listing the images (ids are kept, so eval can match them).")
 @click.option("--proposals", type=click.Path(exists=True, file_okay=False),

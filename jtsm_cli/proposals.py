@@ -30,8 +30,9 @@ def _parse_opt(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--images", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Image folder (searched recursively unless --dataset is given).")
+@click.option("--images", required=True, type=click.Path(path_type=Path),
+              help="Image folder (searched recursively unless --dataset is given), one image, "
+                   "or a text file listing image paths.")
 @click.option("--dataset", type=click.Path(dir_okay=False, path_type=Path),
               help="COCO json: only its images (file_name relative to --images).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),

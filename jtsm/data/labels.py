@@ -5,7 +5,8 @@ Three kinds of json give them, detected from their content:
 - **COCO panoptic**: ``annotations[*].segments_info[*].category_id`` (crowd segments count:
   the class occurs in the image);
 - **COCO instances**: ``annotations[*]`` with ``image_id`` and ``category_id``;
-- **labels json**: ``images[*].labels``, a list of category ids (no masks at all).
+- **labels json**: ``images[*].labels``, a list of category ids or names (no masks at
+  all); ``jtsm data tags`` writes one from a CSV/TSV of tags.
 """
 
 from __future__ import annotations
@@ -133,12 +134,23 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
                 raise DataError(f"{path}: annotations[{i}] is not an object")
             add(ann.get("image_id"), ann.get("category_id"), f"annotations[{i}]")
     else:
+        by_name = {str(c["name"]): int(c["id"]) for c in catmap.categories}
         for iid, im in records.items():
             labels = im.get("labels", [])
+            where = f"image {iid} ({im['file_name']})"
             if not isinstance(labels, list):
-                raise DataError(f"{path}: image {iid}: 'labels' must be a list of category ids")
-            for cid in labels:
-                add(iid, cid, "labels")
+                raise DataError(f"{path}: {where}: 'labels' must be a list of category ids or "
+                                f"names, got {labels!r:.60}")
+            for label in labels:  # a category id, or its name
+                if isinstance(label, str) and not label.strip().lstrip("-").isdigit():
+                    if label not in by_name:
+                        raise DataError(f"{path}: {where}: unknown category name {label!r} "
+                                        f"(categories: {', '.join(sorted(by_name))})")
+                    label = by_name[label]
+                elif isinstance(label, bool) or not isinstance(label, (int, str)):
+                    raise DataError(f"{path}: {where}: label {label!r:.40} is neither a "
+                                    "category id nor a name")
+                add(iid, label, where)
     images = tuple(
         ImageLabels(iid, str(im["file_name"]), _opt_int(im.get("height")),
                     _opt_int(im.get("width")), tuple(sorted(tags[iid])))

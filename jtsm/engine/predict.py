@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from jtsm.data.coco_panoptic import PanopticDataset, PanopticWriter
+from jtsm.data.images import image_root
 from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
@@ -67,7 +68,53 @@ def _instances(seg: PanopticSeg, image_id: int, thing_ids: set[int]) -> list[dic
     return out
 
 
+#: The entries of a predict output folder, replaced together.
+PREDICT_ENTRIES = ("panoptic.json", "panoptic", "instances.json", "detections.json", "viz",
+                   "meta.json")
+
+
 def predict_images(
+    run: Run,
+    images: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    dataset: str | os.PathLike[str] | None = None,
+    proposals: str | os.PathLike[str] | None = None,
+    tta: bool = False,
+    progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    viz: int = 0,
+) -> dict[str, Any]:
+    """Predict every image into ``out`` (see :func:`_predict_into` for the files).
+
+    The outputs are written into a hidden sibling folder and replace the previous ones of
+    ``out`` as a set at the end (:mod:`jtsm.engine.staging`): a run that fails on a bad image,
+    or is killed, leaves the previous results whole. ``OUT/meta.json`` records what made them
+    (the run's id, the images, the dataset and the options).
+
+    Raises:
+        JtsmError: ``out`` is the run folder or its mined outputs.
+    """
+    from jtsm.engine import fingerprint as fpr
+    from jtsm.engine.staging import staged_folder
+    from jtsm.fileio import atomic_write_json
+
+    final = Path(out)
+    fpr.check_not_inside(final, "--out", {"--run": run.path})  # the run itself
+    if final.resolve() == (Path(run.path) / "mined").resolve():
+        raise DataError(f"--out {out} is the run's own mined outputs; choose another --out")
+    inputs = {"run": fpr.input_record(run.path, run.meta.get("run_id")),
+              "images": fpr.input_record(images),
+              "dataset": fpr.input_record(dataset, fpr.file_digest(dataset) if dataset else None),
+              "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
+    fp = fpr.fingerprint("predict", inputs, {"tta": tta, "viz": viz})
+    with staged_folder(final, PREDICT_ENTRIES) as stage:
+        summary = _predict_into(run, images, stage, dataset, proposals, tta, progress, viz)
+        atomic_write_json(stage / "meta.json", {"stage": "predict", "fingerprint": fp},
+                          indent=2)
+    summary["out"] = str(final)
+    return summary
+
+
+def _predict_into(
     run: Run,
     images: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -82,19 +129,17 @@ def predict_images(
     ``OUT/viz/<name>.png`` (image | prediction | ground truth when ``dataset`` is panoptic).
 
     Memory stays flat over any number of images: each PNG is written when its image is done,
-    and the result lists go to disk as they grow. The three json files are written last (old
-    ones are removed first), so a folder with a ``panoptic.json`` is complete. An image read
+    and the result lists go to disk as they grow. The three json files are written last. An image read
     downscaled (over :data:`jtsm.fileio.MAX_SIDE`) is answered at its own size.
     """
     cfg = run.config
     records = image_records(images, dataset)
+    root = image_root(images)  # a folder, one image file or a list file
     store = ProposalStore(proposals) if proposals is not None else None
     scales = cfg.input.test_scales if tta else cfg.input.test_scales[:1]
     cats = run.categories
     thing_ids = {cats.category_id(i) for i in range(cats.num_things)}
     out = Path(out)
-    for name in ("instances.json", "detections.json"):  # no old results beside new PNGs
-        (out / name).unlink(missing_ok=True)
     panoptic = PanopticWriter(out / "panoptic.json", list(cats.categories))
     insts, dets = JsonListWriter(out / "instances.json"), JsonListWriter(out / "detections.json")
     gt = _ground_truth(dataset) if viz else None
@@ -102,7 +147,7 @@ def predict_images(
     if progress is not None:
         it = progress(records, len(records), "predict")
     for rec in it:
-        image, size = read_image_and_size(safe_join(images, rec["file_name"]))
+        image, size = read_image_and_size(safe_join(root, rec["file_name"]))
         ps = _proposals(run, image, rec["file_name"], store)
         scores, image_scores = score_proposals(run.model, image, ps, scales,
                                                cfg.input.max_size, flip=tta)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from jtsm.data.images import IMAGE_EXTENSIONS, image_source
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import read_image, read_json, safe_join
 from jtsm.proposals.store import ProposalStore
@@ -37,7 +38,6 @@ __all__ = [
     "select_shard",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,9 @@ def list_images(
 ) -> list[ImageItem]:
     """Images under ``images`` (recursively, sorted), or those a COCO json lists.
 
+    ``images`` is a folder, one image file or a text file listing image paths
+    (:func:`jtsm.data.images.image_source`); a json's file names are relative to its root.
+
     ``exclude`` (the output folder) is never searched, so pictures written there by
     ``--viz`` are not taken for images when the output lies inside the image folder.
 
@@ -106,9 +109,8 @@ def list_images(
         DataError: the folder or json is missing/malformed, or a ``file_name`` escapes the
             image folder.
     """
-    root = Path(images)
-    if not root.is_dir():
-        raise DataError(f"{root}: no such image folder")
+    source = image_source(images)  # a folder, one image, or a list of image paths
+    root = source.root
     if dataset is not None:
         obj = read_json(dataset)
         recs = obj.get("images") if isinstance(obj, dict) else None
@@ -125,6 +127,8 @@ def list_images(
                 raise DataError(f"{dataset}: {exc}") from None
             items.append(ImageItem(name, path))
         return items
+    if source.names is not None:
+        return [ImageItem(name, root / name) for name in source.names]
     skip = Path(exclude).resolve() if exclude is not None else None
     found = [
         p for p in root.rglob("*")

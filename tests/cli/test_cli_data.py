@@ -76,3 +76,29 @@ def test_synth_help_lists_every_class_of_the_pools():
     words = set(re.findall(r"[a-z]+", r.output))  # whole words: "ring" is not "rings"
     for name in (*THING_SHAPES, *STUFF_TEXTURES):
         assert name in words, name
+
+
+def test_tags_command_writes_labels_and_errors_are_one_line(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "im").mkdir()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(tmp_path / "im" / "x.jpg")
+    (tmp_path / "tags.csv").write_text("file,tags\nx.jpg,person;grass\n")
+    out = tmp_path / "labels.json"
+    r = CliRunner().invoke(cli, ["data", "tags", str(tmp_path / "tags.csv"), "--images",
+                                 str(tmp_path / "im"), "--out", str(out), "--stuff", "grass",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["stuff"] == ["grass"]
+    d = json.loads(out.read_text())
+    assert d["images"][0] | {"labels": None} == {"id": 1, "file_name": "x.jpg", "height": 12,
+                                                 "width": 16, "labels": None}
+    assert r.exit_code == 0 and "Example" in CliRunner().invoke(
+        cli, ["data", "tags", "--help"]).output
+    (tmp_path / "tags.csv").write_text("x.jpg,person\ny.jpg,grass\n")
+    r = CliRunner().invoke(cli, ["data", "tags", str(tmp_path / "tags.csv"), "--images",
+                                 str(tmp_path / "im"), "--out", str(out)])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1, r.output
+    assert lines[0].startswith("Error: ") and "tags.csv: line 2: no image 'y.jpg'" in lines[0]
