@@ -29,16 +29,20 @@ from jtsm_cli.common import progress, quiet_option, report
                    "more; panoptic.json lists the sample).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the --max-images sample.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace labels another job (another run, --evidence or sample) left in "
+                   "--out instead of refusing them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
 def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | None, out: str,
             evidence: str, workers: int, shard: str | None, max_images: int | None, seed: int,
-            as_json: bool, quiet: bool) -> None:
+            overwrite: bool, as_json: bool, quiet: bool) -> None:
     """Re-estimate every mined segment with bottom-up evidence (GrabCut) into pseudo labels.
 
     \b
     Writes OUT/panoptic.json + OUT/panoptic/ PNGs (COCO panoptic, segments keep their score).
-    A rerun after an interruption only does the images still missing.
+    A rerun after an interruption only does the images still missing; a folder holding
+    another job's labels is refused (--overwrite replaces them).
     Example:
         jtsm relabel --run runs/mine --dataset data/annotations/panoptic_train.json \\
             --images data/images --proposals data/proposals --out runs/pseudo
@@ -49,7 +53,7 @@ def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | Non
     t0 = time.perf_counter()
     summary = run_relabel(run_dir, images, out, evidence, dataset, proposals,
                           workers=workers or None, shard=parse_shard(shard),
-                          max_images=max_images, seed=seed,
+                          max_images=max_images, seed=seed, overwrite=overwrite,
                           progress=lambda it, n, label: progress(it, n, label, quiet))
 
     def line(s: dict) -> str:

@@ -289,3 +289,77 @@ def check_resume_weights(out: str | os.PathLike[str], stages: Iterable[str],
                         f"{path}: checkpoint does not fit this config ({k} is {list(shape)}, "
                         f"the config's model has {list(want.shape)}); resume with the run's own "
                         "config, or --overwrite to start again")
+
+
+#: What ``--overwrite`` removes from a training run folder (nothing else of the folder).
+RUN_ENTRIES = ("config.json", "meta.json", "model_final.pt", "*_final.pt", "checkpoints",
+               "metrics.jsonl", "mined", "presence.json", "events.out.tfevents.*")
+
+
+def store_digest(proposals: str | os.PathLike[str] | None) -> str | None:
+    """The job digest a proposal store records (``None``: no store, or one without a record)."""
+    if proposals is None:
+        return None
+    from jtsm.proposals.store import ProposalStore
+
+    meta = ProposalStore(proposals).read_meta()
+    fp = (meta or {}).get("fingerprint")
+    return fingerprint_digest(fp) if isinstance(fp, dict) else None
+
+
+class RunStart:
+    """A training run's folder, checked: what :func:`prepare_run` decided, and
+    :meth:`begin`, which writes ``config.json`` and ``meta.json`` (rank 0, once the checks
+    passed on every rank)."""
+
+    def __init__(self, out: Path, action: str, fp: dict[str, Any],
+                 config: Mapping[str, Any]) -> None:
+        self.out, self.action, self.fingerprint, self.config = out, action, fp, dict(config)
+
+    def begin(self, meta: Mapping[str, Any]) -> None:
+        """Clear the folder (``--overwrite``), then write the config and ``meta.json`` (stage,
+        categories, absolute input paths, ``run_id``, ``fingerprint``)."""
+        from jtsm.fileio import atomic_write_json
+
+        if self.action == "overwrite":
+            clear_folder(self.out, RUN_ENTRIES)
+        run_id = run_id_of(self.out) if self.action == "resume" else new_run_id()
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / "config.json", self.config, indent=2)
+        atomic_write_json(self.out / "meta.json", {**meta, "run_id": run_id,
+                                                   "fingerprint": self.fingerprint}, indent=2)
+
+
+def prepare_run(out: str | os.PathLike[str], stage: str, config: Mapping[str, Any],
+                inputs: Mapping[str, Mapping[str, Any]], *, resume: bool, overwrite: bool,
+                proposals: str | os.PathLike[str] | None = None,
+                records: Iterable[Any] = (), stages: Iterable[str] = (),
+                model_state: Callable[[], Mapping[str, Any]] | None = None,
+                inside: Mapping[str, str | os.PathLike[str] | None] | None = None) -> RunStart:
+    """Every check of a training run, before a byte of it is written.
+
+    In order: ``out`` is not an input run or store (``inside``: ``{option: path}``); the folder
+    is new, the same job with ``--resume``, or ``--overwrite`` (:func:`check_folder`); every
+    image's proposal file is whole and made for that image (and its size, where ``records``
+    carry ``height``/``width``); on a resume, the checkpoints of ``stages`` fit the model of
+    ``config`` (``model_state`` builds its ``state_dict``).
+    """
+    from jtsm.fileio import MAX_SIDE
+    from jtsm.proposals.store import ProposalStore
+
+    out = Path(out)
+    check_not_inside(out, "--out", dict(inside or {}))
+    fp = fingerprint(stage, inputs, config=config)
+    action = check_folder(out, fp, resume=resume, overwrite=overwrite,
+                          current_config=config)
+    if proposals is not None:
+        side = int(os.environ.get("JTSM_MAX_IMAGE_SIDE") or MAX_SIDE)
+        checks = []
+        for rec in records:
+            h, w = getattr(rec, "height", None), getattr(rec, "width", None)
+            size = (int(h), int(w)) if h and w and max(h, w) <= side else None
+            checks.append((rec.file_name, size))
+        ProposalStore(proposals).check_files(checks)
+    if action == "resume" and model_state is not None:
+        check_resume_weights(out, stages, model_state)
+    return RunStart(out, action, fp, config)

@@ -98,9 +98,9 @@ def predict_images(
     from jtsm.fileio import atomic_write_json
 
     final = Path(out)
-    fpr.check_not_inside(final, "--out", {"--run": run.path})  # the run itself
-    if final.resolve() == (Path(run.path) / "mined").resolve():
-        raise DataError(f"--out {out} is the run's own mined outputs; choose another --out")
+    if final.resolve() in (Path(run.path).resolve(), (Path(run.path) / "mined").resolve()):
+        raise DataError(f"--out {out} is the run folder or its mined outputs (--run "
+                        f"{run.path}); writing there would replace them: choose another --out")
     inputs = {"run": fpr.input_record(run.path, run.meta.get("run_id")),
               "images": fpr.input_record(images),
               "dataset": fpr.input_record(dataset, fpr.file_digest(dataset) if dataset else None),
@@ -129,8 +129,8 @@ def _predict_into(
     ``OUT/viz/<name>.png`` (image | prediction | ground truth when ``dataset`` is panoptic).
 
     Memory stays flat over any number of images: each PNG is written when its image is done,
-    and the result lists go to disk as they grow. The three json files are written last. An image read
-    downscaled (over :data:`jtsm.fileio.MAX_SIDE`) is answered at its own size.
+    and the result lists go to disk as they grow. The three json files are written last. An
+    image read downscaled (over :data:`jtsm.fileio.MAX_SIDE`) is answered at its own size.
     """
     cfg = run.config
     records = image_records(images, dataset)

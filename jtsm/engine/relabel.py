@@ -6,7 +6,11 @@ background. The re-estimated masks are merged back into one panoptic segmentatio
 stuff, by score). Each segment keeps its ``score``, the weight the refine stage gives it.
 
 Per image, the result is written at once (PNG + a small json part), so a rerun after a kill
-only does the images that are missing; ``panoptic.json`` is assembled at the end.
+only does the images that are missing; ``panoptic.json`` is assembled at the end. The folder
+records its job (``OUT/meta.json``: the mining run's id, the mined labels' digest, the images,
+the evidence method and the proposal store it used) and every part carries the job's digest,
+so a part left by another run or another ``--evidence`` is never taken for done: such a folder
+is refused unless ``overwrite`` replaces it.
 """
 
 from __future__ import annotations
@@ -88,8 +92,48 @@ def _relabel_one(im: dict[str, Any]) -> int:
                         _JOB["method"], options=opts).with_stats()
     write_panoptic_png(out / "panoptic" / name, seg.ids)
     atomic_write_json(out / "parts" / (name + ".json"),
-                      {"image_id": im["id"], "file_name": name, "segments_info": seg.segments})
+                      {"image_id": im["id"], "file_name": name, "segments_info": seg.segments,
+                       "job": _JOB["job"]})
     return 1
+
+
+#: What ``overwrite`` removes from a relabel folder.
+RELABEL_ENTRIES = ("panoptic.json", "panoptic", "parts", "meta.json")
+
+
+def _part_job(path: Path) -> str | None:
+    """The job digest a part records (``None``: no part, or an unreadable one)."""
+    try:
+        part = read_json(path)
+    except DataError:
+        return None
+    return part.get("job") if isinstance(part, dict) else None
+
+
+def _claim(out: Path, run: str | os.PathLike[str], mined_json: Path,
+           images: str | os.PathLike[str], records: list[dict[str, Any]],
+           dataset: str | os.PathLike[str] | None, evidence: str,
+           proposals: str | os.PathLike[str] | None, overwrite: bool) -> str:
+    """Check ``out`` against this job before anything is written (clear it with
+    ``overwrite``), record the job in ``out/meta.json``; returns the digest parts carry."""
+    from jtsm.engine import fingerprint as fpr
+
+    fpr.check_not_inside(out, "--out", {"--run": run})
+    inputs = {"run": fpr.input_record(run, fpr.run_id_of(run)),
+              "mined": fpr.input_record(mined_json, fpr.file_digest(mined_json)),
+              "images": fpr.input_record(images, fpr.names_digest(
+                  f"{im['id']}:{im['file_name']}" for im in records))}
+    if dataset is not None:
+        inputs["dataset"] = fpr.input_record(dataset)
+    fp = fpr.fingerprint("relabel", inputs, {"evidence": evidence,
+                                             "proposals": fpr.store_digest(proposals)})
+    action = fpr.check_folder(out, fp, resume=False, overwrite=overwrite, what="relabel output",
+                              markers=RELABEL_ENTRIES, resume_implied=True)
+    if action == "overwrite":
+        fpr.clear_folder(out, RELABEL_ENTRIES, "relabel output")
+    if action != "resume":
+        atomic_write_json(out / "meta.json", {"stage": "relabel", "fingerprint": fp}, indent=2)
+    return fpr.fingerprint_digest(fp)
 
 
 def sample_images(images: list[dict[str, Any]], max_images: int | None,
@@ -132,6 +176,7 @@ def run_relabel(
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
     max_images: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Relabel the mined training segments of a mining run into ``out/panoptic.json`` + PNGs.
 
@@ -141,10 +186,12 @@ def run_relabel(
     ``panoptic.json`` is written once every image's part exists (by the last shard to finish,
     or by any rerun). ``max_images``: relabel only a random sample of that many images
     (drawn with ``seed``, kept in the mined order), for a refine run that reads no more
-    (``panoptic.json`` then lists the sample; a rerun draws the same one).
+    (``panoptic.json`` then lists the sample; a rerun draws the same one). ``overwrite``:
+    replace what another job left in ``out`` instead of refusing it.
 
     Raises:
         DataError: the run has no mined outputs, or an image/PNG is missing or bad.
+        JtsmError: ``out`` is the run or inside it, or holds another job's labels.
         PluginError: unknown evidence method.
     """
     method = get_evidence(evidence)
@@ -157,13 +204,15 @@ def run_relabel(
     mined.images = sample_images(mined.images, max_images, seed)
     takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
     out = Path(out)
+    job = _claim(out, run, mined_json, images, mined.images, dataset, evidence,
+                 proposals if takes_superpixels else None, overwrite)
 
     def part_of(im: dict[str, Any]) -> Path:
         return out / "parts" / (Path(im["file_name"]).with_suffix(".png").name + ".json")
 
     def done(im: dict[str, Any]) -> bool:
         name = Path(im["file_name"]).with_suffix(".png").name
-        return part_of(im).is_file() and (out / "panoptic" / name).is_file()
+        return _part_job(part_of(im)) == job and (out / "panoptic" / name).is_file()
 
     for im in mined.images:  # names that leave the image folder fail here, not in a worker
         try:
@@ -172,20 +221,20 @@ def run_relabel(
             raise DataError(f"{mined_json}: {exc}") from None
     mine_share = mined.images[shard[0]::shard[1]]
     todo = [im for im in mine_share if not done(im)]
-    job = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),
-           "out": str(out), "proposals": str(proposals) if proposals and takes_superpixels
-           else None}
+    spec = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),
+            "out": str(out), "proposals": str(proposals) if proposals and takes_superpixels
+            else None, "job": job}
     n = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     label = f"relabel ({evidence})"
     if n <= 1:
-        _init_worker(job)
+        _init_worker(spec)
         results: Iterable[int] = map(_relabel_one, todo)
         for _ in (progress(results, len(todo), label) if progress else results):
             pass
     else:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(n, initializer=_init_worker, initargs=(job,)) as pool:
+        with ProcessPoolExecutor(n, initializer=_init_worker, initargs=(spec,)) as pool:
             results = pool.map(_relabel_one, todo, chunksize=4)
             for _ in (progress(results, len(todo), label) if progress else results):
                 pass
@@ -196,7 +245,8 @@ def run_relabel(
     if missing:
         summary.update(complete=False, missing=missing)
         return summary
-    annotations = [read_json(part_of(im)) for im in mined.images]
+    annotations = [{k: v for k, v in read_json(part_of(im)).items() if k != "job"}
+                   for im in mined.images]
     atomic_write_json(out / "panoptic.json", {
         "images": mined.images, "annotations": annotations,
         "categories": list(mined.categories.categories),

@@ -189,23 +189,20 @@ def _predict_kills(tmp_path, mined_run, images, kills: list[int], rng: random.Ra
     ref = tmp_path / "ref"
     finish(jtsm("predict", "--run", mined_run, "--images", images, "--out", ref, "-q"))
     out = tmp_path / "killed"
-    # a complete earlier output (another setting) in the same folder: a killed rerun must not
-    # leave its json beside the new PNGs
+    # a complete earlier output (another setting) in the same folder: a killed rerun leaves it
+    # whole (the new files are written beside it and replace it as a set at the end)
     finish(jtsm("predict", "--run", mined_run, "--images", images, "--out", out, "--tta", "-q"))
+    earlier = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     cmd = jtsm("predict", "--run", mined_run, "--images", images, "--out", out, "-q")
+    staging = tmp_path / ".killed.partial"
     for k in kills:
-        before = {p: p.stat().st_mtime_ns for p in (out / "panoptic").glob("*.png")}
-
-        def rewritten(k: int = k, before: dict = before) -> bool:  # PNGs of this run
-            return sum(1 for p in (out / "panoptic").glob("*.png")
-                       if p.stat().st_mtime_ns != before.get(p)) >= k
-
-        killed = kill_when(cmd, rewritten, rng.uniform(0, 0.05))
+        killed = kill_when(cmd, at_least(k, staging / "panoptic", "*.png"), rng.uniform(0, 0.05))
         assert_whole(out)
         assert killed, "the run finished before it could be killed"
-        for name in ("panoptic.json", "instances.json", "detections.json"):
-            assert not (out / name).exists(), name
+        assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
+                if p.is_file()} == earlier
     finish(cmd)
+    assert not staging.exists()
     assert_whole(out)
     same_panoptic(ref / "panoptic.json", out / "panoptic.json")
     for name in ("instances.json", "detections.json"):
