@@ -78,10 +78,13 @@ def run_workers(worker: Callable[..., None], args: tuple[Any, ...], out: str, gp
 
 
 class TrainProgress:
-    """A rich progress bar per training stage on stderr (off when quiet or not a terminal)."""
+    """Training progress on stderr: a rich bar per stage on a terminal; otherwise (a scheduler's
+    log file, a pipe) the trainer's plain line every ``solver.log_period`` iterations, the
+    lines ``RUN/log.txt`` holds. Nothing when quiet."""
 
     def __init__(self, quiet: bool) -> None:
         self.enabled = not quiet and sys.stderr.isatty()
+        self.plain = not quiet and not self.enabled
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
 
@@ -99,6 +102,8 @@ class TrainProgress:
             self._progress.__exit__(*exc)
 
     def __call__(self, rec: dict[str, Any]) -> None:
+        if self.plain and rec.get("line"):
+            print(rec["line"], file=sys.stderr, flush=True)
         if self._progress is None:
             return
         stage = rec["stage"]

@@ -47,6 +47,7 @@ from jtsm.engine.distributed import (
     is_main,
 )
 from jtsm.engine.loader import Prefetcher, loader_threads
+from jtsm.engine.runlog import RunLog
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import atomic_write_bytes
 
@@ -254,6 +255,9 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
     from ``items`` in order."""
     world, local = get_world_size(), len(slots)
     t_last = time.perf_counter()
+    # plain progress lines: RUN/log.txt, TensorBoard when installed, and on_log's "line"
+    runlog = RunLog(paths.run if paths is not None and is_main() else None, stage, start,
+                    solver.max_iter)
     for it in range(start, solver.max_iter):
         lr = lr_at(solver, it)
         for g in opt.param_groups:
@@ -297,8 +301,9 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
             rec = {"stage": stage, "iteration": done, "max_iter": solver.max_iter, "lr": lr,
                    "loss": sum(logged.values()), **logged, "seconds": now - t_last}
             t_last = now
+            line = runlog.step(rec, done % solver.log_period == 0 or done == solver.max_iter)
             if on_log is not None:
-                on_log(rec)
+                on_log({**rec, "line": line} if line is not None else rec)
             if paths is not None and (done % solver.log_period == 0 or done == solver.max_iter):
                 paths.metrics.parent.mkdir(parents=True, exist_ok=True)
                 with open(paths.metrics, "a") as f:
@@ -306,6 +311,7 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
             if paths is not None and (done % solver.checkpoint_period == 0
                                       or done == solver.max_iter):
                 _save(paths, stage, done, model, opt, config)
+    runlog.close()
 
 
 def _save(paths: _Paths, stage: str, done: int, model: nn.Module, opt: torch.optim.Optimizer,
