@@ -1,6 +1,8 @@
-"""Pure-torch pooling ops: MoIPool (shape-invariant and TPS), RoIPool, RoIAlign, boxes.
+"""Pooling ops: MoIPool (shape-invariant and TPS), and the box conventions they share.
 
-Data flows one way: :mod:`jtsm.modeling` uses these; nothing here imports modeling.
+RoIPool, RoIAlign, NMS and box IoU are torchvision's (``torchvision.ops``); :mod:`jtsm.ops.roi_pool`
+and :mod:`jtsm.ops.roi_align` only adapt jtsm's box convention to them. Data flows one way:
+:mod:`jtsm.modeling` uses these; nothing here imports modeling.
 """
 
 from jtsm.ops.boxes import box_area, box_iou

@@ -1,15 +1,22 @@
-"""Box utilities shared by the pooling ops and the refinement heads.
+"""Box conventions shared by the pooling ops and the refinement heads.
 
-Boxes are ``float`` XYXY in image pixels with an exclusive right/bottom edge (as in
-:mod:`jtsm.structures`): ``[x0, y0, x1, y1]`` covers columns ``x0 .. x1-1``.
+jtsm's boxes (:mod:`jtsm.structures`) are ``float`` XYXY in image pixels with an exclusive
+right/bottom edge: ``[x0, y0, x1, y1]`` covers columns ``x0 .. x1-1``. That is also the
+continuous box RoIAlign and ``torchvision.ops.box_iou`` expect. RoIPool (Fast R-CNN,
+``torchvision.ops.roi_pool``) instead reads a box as the *pixel indices* of its first and last
+column and row, both inclusive; :func:`inclusive_boxes` converts.
+
+:func:`roi_pool_bins` reproduces ``torchvision.ops.roi_pool``'s sub-windows exactly, including
+its floating-point arithmetic in the features' precision, so MoIPool shares RoIPool's bins.
 """
 
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import Tensor
 
-__all__ = ["box_area", "box_iou", "cell_boxes", "bin_ranges"]
+__all__ = ["box_area", "box_iou", "inclusive_boxes", "round_half_away", "roi_pool_bins"]
 
 
 def box_area(boxes: Tensor) -> Tensor:
@@ -18,40 +25,56 @@ def box_area(boxes: Tensor) -> Tensor:
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Pairwise IoU ``(N, M)`` of ``(N, 4)`` and ``(M, 4)`` boxes; 0 where the union is empty."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    """``torchvision.ops.box_iou`` ``(N, M)``, with 0 where both boxes are empty.
 
-
-def cell_boxes(boxes: Tensor, spatial_scale: float) -> Tensor:
-    """RoIPool's rounded boxes on the feature map: ``(N, 4)`` -> ``(N, 4)`` int64 cell XYXY.
-
-    ``c0 = round(x0 * scale)``, ``c1 = max(round(x1 * scale), c0 + 1)`` with round half up,
-    exclusive right edge. Not clipped: bins outside the map come out empty.
+    An empty proposal has the box ``[0, 0, 0, 0]``; torchvision divides 0 by 0 there, and a NaN
+    overlap would compare false against every threshold instead of meaning "no overlap".
     """
-    cb = torch.floor(boxes.double() * spatial_scale + 0.5).long()
-    cb[:, 2] = torch.maximum(cb[:, 2], cb[:, 0] + 1)
-    cb[:, 3] = torch.maximum(cb[:, 3], cb[:, 1] + 1)
-    return cb
+    return torchvision.ops.box_iou(a, b).nan_to_num_(0.0)
 
 
-def bin_ranges(start: Tensor, length: Tensor, bins: int, limit: int) -> tuple[Tensor, Tensor]:
-    """RoIPool sub-windows along one axis (Eq. 5), in exact integer arithmetic.
+def inclusive_boxes(boxes: Tensor) -> Tensor:
+    """Exclusive-edge boxes ``(N, 4)`` -> RoIPool's inclusive pixel boxes
+    ``[x0, y0, x1-1, y1-1]``."""
+    return boxes - boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
 
-    Bin ``u`` of a box starting at ``start`` with ``length`` cells covers
-    ``[start + floor(length*u/bins), start + ceil(length*(u+1)/bins))``, clipped to
-    ``[0, limit)``.
+
+def round_half_away(x: Tensor) -> Tensor:
+    """C's ``round``: to the nearest integer, halves away from zero (``torch.round`` rounds
+    halves to even)."""
+    frac = x - torch.floor(x)
+    return torch.where(frac == 0.5, x + 0.5 * torch.sign(x), torch.round(x))
+
+
+def roi_pool_bins(
+    boxes: Tensor, spatial_scale: float, ph: int, pw: int, height: int, width: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``torchvision.ops.roi_pool``'s bins of inclusive pixel boxes on an ``height x width`` map.
+
+    Per box (torchvision's kernel, in ``dtype`` arithmetic as it computes in the features'
+    type): ``start = round(x0 * scale)``, ``end = round(x1 * scale)`` (both inclusive),
+    ``n = max(end - start + 1, 1)`` cells, bin ``v`` covers
+    ``[start + floor(v * n / pw), start + ceil((v + 1) * n / pw))`` with ``n / pw`` a
+    ``dtype`` division, clipped to ``[0, width)``; rows alike.
 
     Arguments:
-        start, length: ``(N,)`` int64.
+        boxes: ``(N, 4)`` inclusive XYXY pixel boxes (:func:`inclusive_boxes`).
     Returns:
-        ``lo, hi``: ``(N, bins)`` int64, ``hi <= lo`` for an empty bin.
+        ``lo_r, hi_r`` ``(N, ph)`` and ``lo_c, hi_c`` ``(N, pw)`` int64, ``hi <= lo`` for an
+        empty bin.
     """
-    u = torch.arange(bins, device=start.device)
-    lo = start[:, None] + torch.div(length[:, None] * u, bins, rounding_mode="floor")
-    hi = start[:, None] - torch.div(-length[:, None] * (u + 1), bins, rounding_mode="floor")
-    return lo.clamp(0, limit), hi.clamp(0, limit)
+    b = boxes.to(dtype) * torch.tensor(spatial_scale, dtype=dtype)
+    cb = round_half_away(b).long()
+
+    def axis(start: Tensor, end: Tensor, bins: int, limit: int) -> tuple[Tensor, Tensor]:
+        n = (end - start + 1).clamp(min=1).to(dtype)
+        size = n / bins
+        u = torch.arange(bins, device=boxes.device, dtype=dtype)
+        lo = torch.floor(u[None, :] * size[:, None]).long() + start[:, None]
+        hi = torch.ceil((u[None, :] + 1) * size[:, None]).long() + start[:, None]
+        return lo.clamp(0, limit), hi.clamp(0, limit)
+
+    lo_r, hi_r = axis(cb[:, 1], cb[:, 3], ph, height)
+    lo_c, hi_c = axis(cb[:, 0], cb[:, 2], pw, width)
+    return lo_r, hi_r, lo_c, hi_c

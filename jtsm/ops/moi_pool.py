@@ -1,16 +1,30 @@
-"""Shape-invariant MoIPool (paper Sec. 3.3, Eq. 5-8).
+"""Shape-invariant MoIPool (paper Sec. 3.3, Eq. 5-8), on RoIPool's bins.
 
-For each proposal, a feature cell is *on* when some pixel of its footprint belongs to the
-segment (Eq. 6); the footprint of cell ``i`` is image rows ``[floor(i*s), ceil((i+1)*s))``
-(columns alike), ``s = 1 / spatial_scale``. RoIPool's bins over the proposal's rounded box then
-take the max over on-cells only (Eq. 5); an empty bin gives 0. The pooled map is scaled by a
-compensation term (Eq. 7-8), see :func:`compensation`.
+Conventions (those of ``torchvision.ops.roi_pool``, so a rectangle segment pools exactly as
+RoIPool pools its box, forward and backward):
+
+- **Cells a segment turns on (Eq. 6).** Pixel ``p`` (row or column index) belongs to feature
+  cell ``round(p * spatial_scale)`` (halves away from zero, clipped to the map), i.e. cell
+  ``i``'s footprint is the pixels that round to it; the footprints partition the image. A
+  cell is *on* for a proposal when a pixel of its footprint belongs to the segment.
+- **Bins (Eq. 5).** A proposal's box ``[x0, y0, x1, y1]`` (:mod:`jtsm.structures`: exclusive
+  right/bottom edge) spans the pixels ``x0 .. x1-1``; its bins are RoIPool's bins of the
+  inclusive box ``[x0, y0, x1-1, y1-1]`` (:func:`jtsm.ops.boxes.roi_pool_bins`): cells
+  ``round(x0 * s) .. round((x1-1) * s)``, split into ``floor``/``ceil`` sub-windows. Every
+  on-cell of a segment lies inside its box's cells, so a rectangle's on-cells are exactly its
+  box's cells. Pixel-to-cell rounding and bins use the features' floating-point precision
+  (float64 for float64 features, else float32), as torchvision's kernels do.
+- Each bin takes the max over its on-cells only; a bin with none gives 0. The pooled map is
+  then scaled by the compensation term (Eq. 7-8), see :func:`compensation`.
 
 Nothing here builds dense ``proposal x H x W`` masks. Per image, the sparse superpixel x cell
-incidence (which cells each superpixel's pixels fall in) is computed once; per chunk of
-proposals the cell-on map is ``membership @ incidence > 0`` as a ``(chunk, h_f * w_f)`` bool
-matrix, so memory stays flat in the number of proposals. Gradients are exact (argmax routing,
-:mod:`jtsm.ops.binned_max`).
+incidence is computed once; a ``(P, h_f * w_f)`` bool cell-on map and the bins' on-cells (CSR)
+follow from it, and the max runs in :mod:`jtsm.ops.binned_max` (one ``torch.library`` op) over
+fixed-size slices, so memory does not grow with the number of channels times proposals beyond
+the output itself. On the CPU with the C kernel built, the plan comes from the kernel in one
+pass. Elsewhere (e.g. CUDA) the plan is built in torch with a fixed number of host
+synchronisations per image (4: the incidence's ``unique``, the sizes of the cell-on and bin
+expansions, the compaction of the on-cells), none per proposal.
 """
 
 from __future__ import annotations
@@ -22,13 +36,14 @@ from torch import Tensor
 
 from jtsm.ops import binned_max as _bm
 from jtsm.ops.binned_max import BinPlan, binned_max, rect_bin_cells
-from jtsm.ops.boxes import bin_ranges, cell_boxes
+from jtsm.ops.boxes import inclusive_boxes, roi_pool_bins, round_half_away
 from jtsm.ops.proposal_tensors import ProposalTensors
 
 __all__ = [
-    "footprints",
+    "pixel_cells",
     "superpixel_cell_incidence",
     "cell_on",
+    "moi_bins",
     "moi_pool",
     "compensation",
     "compensation_factor",
@@ -42,52 +57,48 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def footprints(n_cells: int, stride: float, limit: int, device=None) -> tuple[Tensor, Tensor]:
-    """Image extent of each feature cell along one axis (Eq. 6).
-
-    Returns:
-        ``lo, hi`` ``(n_cells,)`` int64: cell ``i`` covers ``[floor(i*s), ceil((i+1)*s))``,
-        clipped to ``[0, limit)``.
-    """
-    i = torch.arange(n_cells, dtype=torch.float64, device=device)
-    lo = torch.floor(i * stride).long().clamp(0, limit)
-    hi = torch.ceil((i + 1) * stride).long().clamp(0, limit)
-    return lo, hi
+def _calc_dtype(features: Tensor) -> torch.dtype:
+    """The precision of the bin arithmetic: torchvision computes in the features' type."""
+    return torch.float64 if features.dtype == torch.float64 else torch.float32
 
 
-def _axis_pairs(n_cells: int, stride: float, limit: int, device) -> tuple[Tensor, Tensor]:
-    """All (pixel, cell) pairs along one axis where the pixel lies in the cell's footprint."""
-    lo, hi = footprints(n_cells, stride, limit, device)
-    counts = (hi - lo).clamp(min=0)
-    cell = torch.repeat_interleave(torch.arange(n_cells, device=device), counts)
-    offs = torch.arange(cell.numel(), device=device) - (torch.cumsum(counts, 0) - counts)[cell]
-    return lo[cell] + offs, cell
+def pixel_cells(
+    size: int, n_cells: int, spatial_scale: float, dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Cell of every pixel along one axis (Eq. 6): ``(size,)`` int64 ``round(p * scale)``,
+    halves away from zero, clipped to ``[0, n_cells)``."""
+    p = torch.arange(size, dtype=dtype, device=device)
+    cell = round_half_away(p * torch.tensor(spatial_scale, dtype=dtype)).long()
+    return cell.clamp(0, max(n_cells - 1, 0))
 
 
 def superpixel_cell_incidence(
-    superpixels: Tensor, num_superpixels: int, feat_size: tuple[int, int], spatial_scale: float
+    superpixels: Tensor, num_superpixels: int, feat_size: tuple[int, int], spatial_scale: float,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
     """Sparse superpixel x cell incidence: which feature cells each superpixel touches.
 
     Arguments:
         superpixels: ``(H, W)`` int64 superpixel map.
         feat_size: ``(h_f, w_f)``.
+        dtype: precision of the pixel-to-cell rounding (the features' one, see the module).
     Returns:
         CSR ``(crow (S + 1,), cells (nnz,))``: superpixel ``k`` touches cells
-        ``cells[crow[k]:crow[k+1]]`` (cell id ``row * w_f + col``).
+        ``cells[crow[k]:crow[k+1]]`` (cell id ``row * w_f + col``, ascending).
     """
     h, w = superpixels.shape
     hf, wf = feat_size
-    s = 1.0 / spatial_scale
     dev = superpixels.device
-    ys, ci = _axis_pairs(hf, s, h, dev)
-    xs, cj = _axis_pairs(wf, s, w, dev)
+    ci = pixel_cells(h, hf, spatial_scale, dtype, dev)
+    cj = pixel_cells(w, wf, spatial_scale, dtype, dev)
     n_cells = hf * wf
-    keys = superpixels[ys][:, xs] * n_cells + (ci[:, None] * wf + cj[None, :])
-    keys = torch.unique(keys.reshape(-1))
+    keys = superpixels.long() * n_cells + (ci[:, None] * wf + cj[None, :])
+    keys = torch.unique(keys.reshape(-1))  # sorted
     sp = torch.div(keys, n_cells, rounding_mode="floor")
     crow = torch.zeros(num_superpixels + 1, dtype=torch.int64, device=dev)
-    crow[1:] = torch.cumsum(torch.bincount(sp, minlength=num_superpixels), 0)
+    counts = torch.zeros(num_superpixels, dtype=torch.int64, device=dev)
+    crow[1:] = torch.cumsum(counts.index_add_(0, sp, torch.ones_like(sp)), 0)
     return crow, keys % n_cells
 
 
@@ -102,14 +113,24 @@ def cell_on(
     inc_crow, inc_cells = incidence
     owner, sp = proposals.members(start, stop)
     cnt = inc_crow[sp + 1] - inc_crow[sp]
-    owner2 = torch.repeat_interleave(owner, cnt)
-    first = torch.repeat_interleave(inc_crow[sp], cnt)
-    offs = torch.arange(owner2.numel(), device=sp.device) - torch.repeat_interleave(
-        torch.cumsum(cnt, 0) - cnt, cnt
-    )
-    on = torch.zeros(stop - start, n_cells, dtype=torch.bool, device=sp.device)
-    on[owner2, inc_cells[first + offs]] = True
-    return on
+    total = int(cnt.sum())  # host sync: the size of the expansion
+    owner2 = torch.repeat_interleave(owner, cnt, output_size=total)
+    first = torch.repeat_interleave(inc_crow[sp] - (torch.cumsum(cnt, 0) - cnt), cnt,
+                                    output_size=total)
+    pos = first + torch.arange(total, device=sp.device)
+    on = torch.zeros((stop - start) * n_cells, dtype=torch.bool, device=sp.device)
+    on[owner2 * n_cells + inc_cells[pos]] = True
+    return on.view(stop - start, n_cells)
+
+
+def moi_bins(
+    proposals: ProposalTensors, spatial_scale: float, ph: int, pw: int, hf: int, wf: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """RoIPool's bins of the proposals' boxes (see the module): ``lo_r, hi_r`` ``(P, ph)``,
+    ``lo_c, hi_c`` ``(P, pw)`` int64."""
+    return roi_pool_bins(inclusive_boxes(proposals.boxes.to(dtype)), spatial_scale, ph, pw, hf,
+                         wf, dtype)
 
 
 def compensation(
@@ -162,23 +183,23 @@ def moi_pool(
     spatial_scale: float = 1.0 / 16,
     compensation_mode: Compensation = "code",
     use_scores: bool = True,
-    chunk: int = 256,
     incidence: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Shape-invariant MoIPool of one image's proposals (Eq. 5-8).
 
     Arguments:
         features: ``(1, C, h_f, w_f)`` or ``(C, h_f, w_f)`` feature map of the image.
-        proposals: the image's proposals; ``proposals.superpixels`` has the image's size.
+        proposals: the image's proposals on the features' device; ``proposals.superpixels``
+            has the image's size; boxes as :mod:`jtsm.structures` (exclusive right/bottom).
         output_size: ``ph`` or ``(ph, pw)``.
         spatial_scale: ``1 / stride`` of the feature map.
         compensation_mode: see :func:`compensation`.
         use_scores: in ``"code"`` mode, also multiply by ``(score + 1)`` as the authors do.
-        chunk: proposals whose cell-on maps are built at once (torch path; the C kernel
-            builds the plan proposal by proposal).
         incidence: precomputed :func:`superpixel_cell_incidence` (computed when None).
     Returns:
         ``(P, C, ph, pw)`` pooled features (a permuted view of a ``(P, ph, pw, C)`` tensor).
+        With ``compensation_mode="none"``, a rectangle segment's output (and its gradient)
+        equals ``torchvision.ops.roi_pool`` on ``inclusive_boxes(box)``.
     """
     if features.dim() == 4:
         if features.shape[0] != 1:
@@ -188,61 +209,63 @@ def moi_pool(
     ph, pw = _pair(output_size)
     n_cells = hf * wf
     p = len(proposals)
+    dt = _calc_dtype(features)
     if incidence is None:
         incidence = superpixel_cell_incidence(
-            proposals.superpixels, proposals.num_superpixels, (hf, wf), spatial_scale
+            proposals.superpixels, proposals.num_superpixels, (hf, wf), spatial_scale, dt
         )
-    cboxes = cell_boxes(proposals.boxes, spatial_scale)
+    bins = moi_bins(proposals, spatial_scale, ph, pw, hf, wf, dt)
     if _bm.kernel_available() and features.device.type == "cpu":
-        plan, nonempty = _kernel_plan(proposals, incidence, cboxes, ph, pw, hf, wf)
+        plan, nonempty = _kernel_plan(proposals, incidence, bins, wf, n_cells)
     else:
-        plan, nonempty = _plan(proposals, incidence, cboxes, ph, pw, hf, wf, chunk)
+        plan, nonempty = _plan(proposals, incidence, bins, wf, n_cells)
     table = features.permute(1, 2, 0).reshape(n_cells, c)
     scores = proposals.scores if use_scores else None
-    if compensation_mode == "code":  # per-proposal factor: applied in place inside the op
-        psi = compensation_factor(nonempty, ph * pw, scores).to(table.dtype)
+    if compensation_mode == "code":  # per-proposal factor: applied inside the op
+        psi = compensation_factor(nonempty, ph * pw, scores)
         pooled = binned_max(table, plan, psi.repeat_interleave(ph * pw))
         return pooled.view(p, ph, pw, c).permute(0, 3, 1, 2)
     pooled = binned_max(table, plan).view(p, ph, pw, c).permute(0, 3, 1, 2)
     return compensation(pooled, nonempty, compensation_mode, scores)
 
 
-def _plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor], cboxes: Tensor,
-          ph: int, pw: int, hf: int, wf: int, chunk: int) -> tuple[BinPlan, Tensor]:
-    """The bins' on-cells (Eq. 5-6) in torch, ``chunk`` proposals at a time; also the
+def _plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor],
+          bins: tuple[Tensor, Tensor, Tensor, Tensor], wf: int,
+          n_cells: int) -> tuple[BinPlan, Tensor]:
+    """The bins' on-cells (Eq. 5-6) in torch, for all proposals at once with 3 host
+    synchronisations (cell-on expansion size, bin cells' count, compaction); also the
     non-empty bins per proposal ``(P,)``."""
-    p, n_cells = len(proposals), hf * wf
-    dev = cboxes.device
-    plan = BinPlan(p * ph * pw)
-    nonempty = torch.zeros(p, dtype=torch.int64, device=dev)
-    for a in range(0, p, chunk):
-        b = min(a + chunk, p)
-        on = cell_on(proposals, incidence, a, b, n_cells)
-        cb = cboxes[a:b]
-        lo_r, hi_r = bin_ranges(cb[:, 1], cb[:, 3] - cb[:, 1], ph, hf)
-        lo_c, hi_c = bin_ranges(cb[:, 0], cb[:, 2] - cb[:, 0], pw, wf)
-        cells, entry_bin, _ = rect_bin_cells(lo_r, hi_r, lo_c, hi_c, wf)
-        keep = on[torch.div(entry_bin, ph * pw, rounding_mode="floor"), cells]  # Eq. 5: Omega
-        cells, entry_bin = cells[keep], entry_bin[keep]
-        counts = torch.bincount(entry_bin, minlength=(b - a) * ph * pw)
-        plan.extend(a * ph * pw + torch.arange((b - a) * ph * pw, device=dev), cells, counts)
-        nonempty[a:b] = (counts > 0).view(b - a, ph * pw).sum(1)
-    return plan, nonempty
+    lo_r, hi_r, lo_c, hi_c = bins
+    p, ph = lo_r.shape
+    pw = lo_c.shape[1]
+    dev = lo_r.device
+    on = cell_on(proposals, incidence, 0, p, n_cells).view(-1)
+    kh, kw = (hi_r - lo_r).clamp(min=0), (hi_c - lo_c).clamp(min=0)
+    total = int((kh.sum(1) * kw.sum(1)).sum())  # host sync: every cell of every bin
+    cells, entry_bin, _ = rect_bin_cells(lo_r, hi_r, lo_c, hi_c, wf, total)
+    owner = torch.div(entry_bin, ph * pw, rounding_mode="floor")
+    keep = torch.nonzero(on[owner * n_cells + cells]).squeeze(1)  # Eq. 5: Omega (host sync)
+    cells, entry_bin = cells[keep], entry_bin[keep]
+    counts = torch.zeros(p * ph * pw, dtype=torch.int64, device=dev)
+    counts.index_add_(0, entry_bin, torch.ones_like(entry_bin))
+    nonempty = (counts > 0).view(p, ph * pw).sum(1)
+    return BinPlan.from_counts(cells, counts), nonempty
 
 
-def _kernel_plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor], cboxes: Tensor,
-                 ph: int, pw: int, hf: int, wf: int) -> tuple[BinPlan, Tensor]:
+def _kernel_plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor],
+                 bins: tuple[Tensor, Tensor, Tensor, Tensor], wf: int,
+                 n_cells: int) -> tuple[BinPlan, Tensor]:
     """The same plan as :func:`_plan`, built by the C kernel in one pass (CPU tensors)."""
-    p = len(proposals)
-    lo_r, hi_r = bin_ranges(cboxes[:, 1], cboxes[:, 3] - cboxes[:, 1], ph, hf)
-    lo_c, hi_c = bin_ranges(cboxes[:, 0], cboxes[:, 2] - cboxes[:, 0], pw, wf)
+    lo_r, hi_r, lo_c, hi_c = bins
+    p, ph = lo_r.shape
+    pw = lo_c.shape[1]
     kh, kw = (hi_r - lo_r).clamp(min=0), (hi_c - lo_c).clamp(min=0)
     cap = int((kh.sum(1) * kw.sum(1)).sum())  # every cell of every bin's rectangle
     starts = torch.empty(p * ph * pw + 1, dtype=torch.int64)
     cells = torch.empty(cap, dtype=torch.int64)
     nonempty = torch.empty(p, dtype=torch.int64)
-    stamp = torch.empty(hf * wf, dtype=torch.int64)
+    stamp = torch.empty(n_cells, dtype=torch.int64)
     args = [proposals.crow, proposals.col, incidence[0], incidence[1], lo_r, hi_r, lo_c, hi_c]
-    n = _bm._kernel.moi_plan(*[t.contiguous().numpy() for t in args], ph, pw, wf, hf * wf,
+    n = _bm._kernel.moi_plan(*[t.contiguous().numpy() for t in args], ph, pw, wf, n_cells,
                              starts.numpy(), cells.numpy(), nonempty.numpy(), stamp.numpy())
-    return BinPlan.from_csr(p * ph * pw, starts, cells[:n]), nonempty
+    return BinPlan(starts, cells[:n]), nonempty

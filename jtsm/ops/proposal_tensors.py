@@ -82,9 +82,13 @@ class ProposalTensors:
             ``(nnz,)`` superpixel id of each entry.
         """
         stop = len(self) if stop is None else stop
-        a, b = int(self.crow[start]), int(self.crow[stop])
+        if start == 0 and stop == len(self):  # all of them: sizes known without a host sync
+            a, b = 0, int(self.col.numel())
+        else:
+            a, b = int(self.crow[start]), int(self.crow[stop])
         counts = self.crow[start + 1 : stop + 1] - self.crow[start:stop]
-        owner = torch.repeat_interleave(torch.arange(stop - start, device=self.device), counts)
+        owner = torch.repeat_interleave(torch.arange(stop - start, device=self.device), counts,
+                                        output_size=b - a)
         return owner, self.col[a:b]
 
     def superpixel_areas(self) -> Tensor:

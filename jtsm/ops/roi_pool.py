@@ -1,23 +1,24 @@
-"""RoIPool in pure torch (baseline of paper Table 1).
+"""RoIPool (baseline of paper Table 1): ``torchvision.ops.roi_pool`` on jtsm's boxes.
 
-Bins over the rounded box (:func:`jtsm.ops.boxes.cell_boxes`), ``[floor, ceil)`` sub-windows
-in exact integer arithmetic (Eq. 5 without the mask), max per bin, 0 for an empty bin, argmax
-gradients. It shares its core with MoIPool, so a rectangle segment pools identically.
+jtsm's boxes have an exclusive right/bottom edge; RoIPool reads a box as the inclusive pixel
+indices of its first and last column and row, so the box passed on is
+``[x0, y0, x1 - 1, y1 - 1]`` (:func:`jtsm.ops.boxes.inclusive_boxes`): the cells pooled are
+exactly those a segment filling the box turns on in MoIPool.
 """
 
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import Tensor
 
-from jtsm.ops.binned_max import BinPlan, binned_max, rect_bin_cells
-from jtsm.ops.boxes import bin_ranges, cell_boxes
+from jtsm.ops.boxes import inclusive_boxes
 
-__all__ = ["roi_pool", "split_boxes"]
+__all__ = ["roi_pool", "as_rois"]
 
 
-def split_boxes(boxes: Tensor, batch: int) -> Tensor:
-    """``(K, 4)`` (image 0) or ``(K, 5)`` ``[batch_index, x0, y0, x1, y1]`` -> ``(K, 5)``."""
+def as_rois(boxes: Tensor, batch: int) -> Tensor:
+    """``(K, 4)`` boxes of image 0 or ``(K, 5)`` ``[batch_index, x0, y0, x1, y1]`` -> ``(K, 5)``."""
     if boxes.dim() != 2 or boxes.shape[1] not in (4, 5):
         raise ValueError(f"boxes must be (K, 4) or (K, 5), got {tuple(boxes.shape)}")
     if boxes.shape[1] == 4:
@@ -32,9 +33,8 @@ def roi_pool(
     boxes: Tensor,
     output_size: int | tuple[int, int] = 7,
     spatial_scale: float = 1.0 / 16,
-    chunk: int = 512,
 ) -> Tensor:
-    """RoIPool.
+    """RoIPool of exclusive-edge pixel boxes.
 
     Arguments:
         features: ``(N, C, h_f, w_f)``.
@@ -43,21 +43,6 @@ def roi_pool(
     Returns:
         ``(K, C, ph, pw)``.
     """
-    ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
-    n, c, hf, wf = features.shape
-    boxes = split_boxes(boxes, n)
-    k = boxes.shape[0]
-    dev = features.device
-    plan = BinPlan(k * ph * pw)
-    bidx = boxes[:, 0].long()
-    cboxes = cell_boxes(boxes[:, 1:], spatial_scale)
-    for a in range(0, k, chunk):
-        b = min(a + chunk, k)
-        cb = cboxes[a:b]
-        lo_r, hi_r = bin_ranges(cb[:, 1], cb[:, 3] - cb[:, 1], ph, hf)
-        lo_c, hi_c = bin_ranges(cb[:, 0], cb[:, 2] - cb[:, 0], pw, wf)
-        cells, entry_bin, counts = rect_bin_cells(lo_r, hi_r, lo_c, hi_c, wf)
-        cells = cells + bidx[a:b][torch.div(entry_bin, ph * pw, rounding_mode="floor")] * hf * wf
-        plan.extend(a * ph * pw + torch.arange((b - a) * ph * pw, device=dev), cells, counts)
-    table = features.permute(0, 2, 3, 1).reshape(n * hf * wf, c)
-    return binned_max(table, plan).view(k, ph, pw, c).permute(0, 3, 1, 2)
+    rois = as_rois(boxes.to(features.dtype), features.shape[0])
+    rois = torch.cat([rois[:, :1], inclusive_boxes(rois[:, 1:])], 1)
+    return torchvision.ops.roi_pool(features, rois, output_size, spatial_scale)

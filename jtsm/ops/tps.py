@@ -16,8 +16,10 @@ Construction (the paper gives only the idea, Sec. 3.3; the authors' code has no 
    ``torch.linalg.solve``, batched over proposals.
 4. **Pooling.** RoIAlign's sample grid over the box (``sampling_ratio`` per bin and axis,
    ``aligned`` half-cell shift) is pushed through ``f`` and the features are sampled
-   bilinearly there and averaged per bin. A rectangle segment gives the identity warp, i.e.
-   plain RoIAlign. Gradients w.r.t. features come from autograd (the warp is fixed data).
+   bilinearly there (``F.grid_sample`` with RoIAlign's border rule: a point more than one
+   cell outside the map reads 0, one nearer reads the border) and averaged per bin. A
+   rectangle segment gives the identity warp, i.e. ``torchvision.ops.roi_align``. Gradients
+   w.r.t. features come from autograd (the warp is fixed data).
 
 A segment with several components is warped by its largest one; a segment whose contour has
 fewer than 3 points, or whose box is under 2 pixels on a side, uses the identity warp. A
@@ -30,14 +32,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.ops.roi_align import bilinear_entries, pool_points
 
 __all__ = ["fit_tps", "tps_transform", "box_perimeter_points", "contour_control_points",
            "tps_control_points",
-           "moi_tps_pool"]
+           "moi_tps_pool", "sample_bilinear"]
 
 
 def _u(d2: Tensor) -> Tensor:
@@ -136,6 +138,19 @@ def tps_control_points(
     return src, out
 
 
+def sample_bilinear(features: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """Bilinear samples of ``(C, h, w)`` features at cell positions ``x, y`` ``(n, m)`` (cell
+    ``i``'s value sits at ``i``), with RoIAlign's border rule: a point beyond ``[-1, size]``
+    on either axis reads 0, one within reads the clamped position. Returns ``(n, m, C)``."""
+    c, h, w = features.shape
+    inside = (y >= -1.0) & (y <= h) & (x >= -1.0) & (x <= w)
+    # align_corners=False: normalised -1 / +1 are the outer edges of the first / last cell
+    grid = torch.stack([(2 * x + 1) / w - 1, (2 * y + 1) / h - 1], -1)
+    out = F.grid_sample(features[None], grid[None].to(features.dtype), mode="bilinear",
+                        padding_mode="border", align_corners=False)[0]  # (C, n, m)
+    return (out * inside.to(out.dtype)).permute(1, 2, 0)
+
+
 def moi_tps_pool(
     features: Tensor,
     proposals: ProposalTensors,
@@ -164,8 +179,7 @@ def moi_tps_pool(
     c, hf, wf = features.shape
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
     p = len(proposals)
-    table = features.permute(1, 2, 0).reshape(hf * wf, c)
-    dev, dt = features.device, features.dtype
+    dev = features.device
     g = sampling_ratio
     # sample grid in the unit box: (ph * g) x (pw * g) points, bin-major
     ty = (torch.arange(ph * g, dtype=torch.float64, device=dev) + 0.5) / (ph * g)
@@ -189,12 +203,11 @@ def moi_tps_pool(
         params = fit_tps(src, dst, reg)
         pts = tps_transform(params, src, grid.expand(n, -1, -1))
         pts = pts * wh[:, None] + bx[:, None, :2]  # image pixels
-        xf = (pts[..., 0] * spatial_scale - off).to(dt)
-        yf = (pts[..., 1] * spatial_scale - off).to(dt)
-        index, weight = bilinear_entries(yf, xf, hf, wf)  # (n, N, 4)
-        # regroup samples per bin: (n, ph, g, pw, g, 4) -> (n, ph, pw, g, g, 4)
-        index = index.view(n, ph, g, pw, g, 4).permute(0, 1, 3, 2, 4, 5).reshape(n * ph * pw, -1)
-        weight = weight.view(n, ph, g, pw, g, 4).permute(0, 1, 3, 2, 4, 5).reshape(n * ph * pw, -1)
-        outs.append(pool_points(table, index, weight / (g * g)).view(n, ph, pw, c))
-    out = torch.cat(outs) if outs else table[:0].reshape(0, ph, pw, c)
+        xf = pts[..., 0] * spatial_scale - off
+        yf = pts[..., 1] * spatial_scale - off
+        vals = sample_bilinear(features, xf, yf)  # (n, N, C)
+        # average the g x g samples of each bin: (n, ph, g, pw, g, C) -> (n, ph, pw, C)
+        outs.append(vals.view(n, ph, g, pw, g, c).mean((2, 4)))
+    # no proposals: an empty slice of the features, so the graph still reaches them
+    out = torch.cat(outs) if outs else features.reshape(c, -1).T[:0].reshape(0, ph, pw, c)
     return out.permute(0, 3, 1, 2)

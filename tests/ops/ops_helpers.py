@@ -36,34 +36,51 @@ def random_proposals(h: int, w: int, n_sp: int, n_prop: int, seed: int) -> Propo
     return ProposalTensors.from_proposal_set(ps)
 
 
-def ref_cell_on(mask: torch.Tensor, hf: int, wf: int, s: float) -> torch.Tensor:
-    """Eq. 6 by brute force: cell (i, j) on iff its pixel footprint meets the mask."""
+def _c_round(v: float) -> int:
+    """C's round: halves away from zero."""
+    return math.floor(v + 0.5) if v >= 0 else -math.floor(-v + 0.5)
+
+
+def _real(dtype: torch.dtype) -> type:
+    """The scalar type torchvision's kernels compute in for features of ``dtype``."""
+    return np.float64 if dtype == torch.float64 else np.float32
+
+
+def ref_cell_on(mask: torch.Tensor, hf: int, wf: int, scale: float,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Eq. 6 by brute force: pixel (y, x) lies in cell (round(y*s), round(x*s)), clipped to the
+    map; a cell is on iff one of its pixels is in the mask."""
+    t = _real(dtype)
     h, w = mask.shape
     on = torch.zeros(hf, wf, dtype=torch.bool)
-    for i in range(hf):
-        for j in range(wf):
-            r0, r1 = min(math.floor(i * s), h), min(math.ceil((i + 1) * s), h)
-            c0, c1 = min(math.floor(j * s), w), min(math.ceil((j + 1) * s), w)
-            on[i, j] = bool(mask[r0:r1, c0:c1].any())
+    for y in range(h):
+        i = min(max(_c_round(float(t(y) * t(scale))), 0), hf - 1)
+        for x in range(w):
+            j = min(max(_c_round(float(t(x) * t(scale))), 0), wf - 1)
+            on[i, j] |= bool(mask[y, x])
     return on
 
 
 def ref_pool(feat: torch.Tensor, box, on: torch.Tensor | None, ph: int, pw: int, scale: float):
-    """RoIPool / masked RoIPool of one box by loops: ``(C, hf, wf)`` -> ``(C, ph, pw)``."""
+    """RoIPool (torchvision's kernel, transcribed) / masked RoIPool of one exclusive-edge box
+    by loops: ``(C, hf, wf)`` -> ``(C, ph, pw)``. The box's pixels are ``x0 .. x1-1``."""
+    t = _real(feat.dtype)
     c, hf, wf = feat.shape
-    x0, y0, x1, y1 = (float(v) for v in box)
-    c0, r0 = math.floor(x0 * scale + 0.5), math.floor(y0 * scale + 0.5)
-    c1 = max(math.floor(x1 * scale + 0.5), c0 + 1)
-    r1 = max(math.floor(y1 * scale + 0.5), r0 + 1)
-    hb, wb = r1 - r0, c1 - c0
+    x0, y0, x1, y1 = (t(float(v)) for v in box)
+    x1, y1 = x1 - t(1), y1 - t(1)
+    s = t(scale)
+    c0, r0 = _c_round(float(x0 * s)), _c_round(float(y0 * s))
+    c1, r1 = _c_round(float(x1 * s)), _c_round(float(y1 * s))
+    bh = t(max(r1 - r0 + 1, 1)) / t(ph)
+    bw = t(max(c1 - c0 + 1, 1)) / t(pw)
     rows = []
     for u in range(ph):
         cols = []
         for v in range(pw):
-            hs = min(max(r0 + (hb * u) // ph, 0), hf)
-            he = min(max(r0 + -((-hb * (u + 1)) // ph), 0), hf)
-            ws = min(max(c0 + (wb * v) // pw, 0), wf)
-            we = min(max(c0 + -((-wb * (v + 1)) // pw), 0), wf)
+            hs = min(max(math.floor(t(u) * bh) + r0, 0), hf)
+            he = min(max(math.ceil(t(u + 1) * bh) + r0, 0), hf)
+            ws = min(max(math.floor(t(v) * bw) + c0, 0), wf)
+            we = min(max(math.ceil(t(v + 1) * bw) + c0, 0), wf)
             vals = []
             for i in range(hs, he):
                 for j in range(ws, we):

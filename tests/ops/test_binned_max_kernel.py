@@ -25,15 +25,10 @@ else:  # an install without a C compiler uses the torch path; these tests do not
 
 
 def _random_plan(n_cells: int, n_bins: int, gen: torch.Generator) -> BinPlan:
-    """Bins of 0..6 random cells (repeats allowed), added in two chunks out of order."""
+    """Bins of 0..6 random cells (repeats allowed)."""
     counts = torch.randint(0, 7, (n_bins,), generator=gen)
     cells = torch.randint(0, n_cells, (int(counts.sum()),), generator=gen)
-    plan = BinPlan(n_bins)
-    half = n_bins // 2
-    e = int(counts[:half].sum())
-    plan.extend(torch.arange(half, n_bins), cells[e:], counts[half:])
-    plan.extend(torch.arange(half), cells[:e], counts[:half])
-    return plan
+    return BinPlan.from_counts(cells, counts)
 
 
 def _both(table: torch.Tensor, plan: BinPlan, scale, gout, monkeypatch):
@@ -65,10 +60,9 @@ def test_kernel_equals_torch_path(seed, with_scale, monkeypatch):
 def test_kernel_gradient_goes_to_first_max_cell(monkeypatch):
     monkeypatch.setenv("JTSM_BINNEDMAX", "1")
     table = torch.tensor([[1.0, 5.0], [3.0, 5.0], [3.0, 2.0]], requires_grad=True)
-    plan = BinPlan(2)
     # bin 0: cells 2, 1, 0 (channel 0: cells 2 and 1 tie at 3 -> cell 2; channel 1: 1 and 0
     # tie at 5 -> cell 1); bin 1: empty
-    plan.extend(torch.arange(2), torch.tensor([2, 1, 0]), torch.tensor([3, 0]))
+    plan = BinPlan.from_counts(torch.tensor([2, 1, 0]), torch.tensor([3, 0]))
     out = binned_max(table, plan, torch.tensor([2.0, 7.0]))
     assert torch.equal(out.detach(), torch.tensor([[6.0, 10.0], [0.0, 0.0]]))
     out.backward(torch.ones_like(out))
@@ -129,22 +123,19 @@ def test_kernel_rejects_a_plan_outside_the_table():
 @pytest.mark.parametrize("stride,ph,pw", [(4, 7, 7), (8, 3, 5), (3, 2, 2)])
 def test_kernel_plan_equals_torch_plan(seed, stride, ph, pw):
     """MoIPool's plan from the C builder: the same bins, cells (in order) and non-empty counts
-    as the torch builder, chunked or not."""
-    from jtsm.ops.boxes import cell_boxes
-    from jtsm.ops.moi_pool import _kernel_plan, _plan, superpixel_cell_incidence
+    as the torch builder."""
+    from jtsm.ops.moi_pool import _kernel_plan, _plan, moi_bins, superpixel_cell_incidence
 
     props = random_proposals(45, 38, n_sp=35, n_prop=70, seed=seed)
     hf, wf = -(-45 // stride), -(-38 // stride)
     inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (hf, wf),
                                     1 / stride)
-    cb = cell_boxes(props.boxes, 1 / stride)
-    kplan, kne = _kernel_plan(props, inc, cb, ph, pw, hf, wf)
-    for chunk in (256, 7):
-        tplan, tne = _plan(props, inc, cb, ph, pw, hf, wf, chunk)
-        assert torch.equal(kne, tne)
-        for a, b in zip(kplan.csr(), tplan.csr()):
-            assert torch.equal(a, b)
-    assert kplan.csr()[1].numel() > 0
+    bins = moi_bins(props, 1 / stride, ph, pw, hf, wf)
+    kplan, kne = _kernel_plan(props, inc, bins, wf, hf * wf)
+    tplan, tne = _plan(props, inc, bins, wf, hf * wf)
+    assert torch.equal(kne, tne)
+    assert torch.equal(kplan.starts, tplan.starts) and torch.equal(kplan.cells, tplan.cells)
+    assert kplan.cells.numel() > 0
 
 
 def test_kernel_plan_rejects_bad_superpixel_ids():

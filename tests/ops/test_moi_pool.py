@@ -1,4 +1,4 @@
-"""Shape-invariant MoIPool against brute-force loops (Eq. 5-8)."""
+"""Shape-invariant MoIPool against brute-force loops (Eq. 5-8) and torchvision's RoIPool."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ops_helpers import random_proposals, ref_cell_on, ref_pool
 
+from jtsm.ops import binned_max as bm
+from jtsm.ops.boxes import inclusive_boxes
 from jtsm.ops.moi_pool import cell_on, compensation, moi_pool, superpixel_cell_incidence
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.ops.roi_pool import roi_pool
 from jtsm.structures import ProposalSet
 
 
@@ -21,7 +23,7 @@ def _ref_moi(feat, props, ph, pw, scale):
     masks = props.masks()
     outs = []
     for p in range(len(props)):
-        on = ref_cell_on(masks[p], hf, wf, 1.0 / scale)
+        on = ref_cell_on(masks[p], hf, wf, scale, feat.dtype)
         outs.append(ref_pool(feat, props.boxes[p], on, ph, pw, scale))
     return torch.stack(outs)
 
@@ -36,7 +38,7 @@ def test_incidence_matches_dense_footprints(scale, hw, fhw):
     on = cell_on(props, inc, 0, len(props), fhw[0] * fhw[1])
     masks = props.masks()
     for p in range(len(props)):
-        ref = ref_cell_on(masks[p], *fhw, 1.0 / scale)
+        ref = ref_cell_on(masks[p], *fhw, scale)
         assert torch.equal(on[p].view(fhw), ref), p
 
 
@@ -45,7 +47,7 @@ def test_forward_backward_match_reference_loop(scale, hw, fhw):
     torch.manual_seed(0)
     props = random_proposals(*hw, n_sp=14, n_prop=10, seed=2)
     feat = torch.randn(3, *fhw, dtype=torch.float64, requires_grad=True)
-    out = moi_pool(feat, props, (3, 4), scale, compensation_mode="none", chunk=3)
+    out = moi_pool(feat, props, (3, 4), scale, compensation_mode="none")
     ref = _ref_moi(feat, props, 3, 4, scale)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     g = torch.randn_like(out)
@@ -67,18 +69,76 @@ def test_gradcheck_double(mode):
     )
 
 
-def test_full_rectangle_equals_roi_pool():
-    h, w = 64, 80
-    masks = np.zeros((4, h, w), bool)
-    masks[0, 8:40, 16:72] = True
-    masks[1, 0:64, 0:80] = True
-    masks[2, 21:50, 5:33] = True
-    masks[3, 33:64, 47:61] = True
+def _rectangles(h: int, w: int, n: int, seed: int) -> np.ndarray:
+    """``(n + 6, h, w)`` random rectangles, plus 1-pixel-wide/high ones and ones touching
+    each border of the image and the whole image."""
+    rng = np.random.default_rng(seed)
+    spans = []
+    for _ in range(n):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        spans.append((x0, y0, rng.integers(x0, w), rng.integers(y0, h)))  # inclusive
+    x, y = rng.integers(0, w), rng.integers(0, h)
+    spans += [(x, 3, x, h - 5), (2, y, w - 3, y), (0, 0, 0, 0), (w - 1, h - 1, w - 1, h - 1),
+              (0, y, w - 1, h - 1), (0, 0, w - 1, h - 1)]
+    masks = np.zeros((len(spans), h, w), bool)
+    for k, (x0, y0, x1, y1) in enumerate(spans):
+        masks[k, y0 : y1 + 1, x0 : x1 + 1] = True
+    return masks
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("stride", [8, 16])
+@pytest.mark.parametrize("kernel", ["1", "0"])
+def test_rectangles_equal_torchvision_roi_pool(dtype, stride, kernel, monkeypatch):
+    """A rectangle segment pools as ``torchvision.ops.roi_pool`` pools its box (inclusive
+    pixel indices), forward and backward, on the C kernel and on the torch path."""
+    monkeypatch.setenv("JTSM_BINNEDMAX", kernel)
+    h, w = 77, 101  # not multiples of the stride: the last cells are partial
+    props = ProposalTensors.from_proposal_set(ProposalSet.from_masks(_rectangles(h, w, 40, 7)))
+    hf, wf = -(-h // stride), -(-w // stride)
+    g = torch.Generator().manual_seed(stride)
+    feat = torch.randn(1, 6, hf, wf, generator=g, dtype=dtype, requires_grad=True)
+    for size in (7, (3, 5)):
+        out = moi_pool(feat, props, size, 1 / stride, compensation_mode="none",
+                       use_scores=False)
+        rois = [inclusive_boxes(props.boxes.to(dtype))]
+        ref = torchvision.ops.roi_pool(feat, rois, size, 1 / stride)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+        gout = torch.randn(out.shape, generator=g, dtype=dtype)
+        (ga,) = torch.autograd.grad(out, feat, gout)
+        (gr,) = torch.autograd.grad(ref, feat, gout)
+        torch.testing.assert_close(ga, gr, rtol=0, atol=1e-6)
+        assert ga.abs().sum() > 0
+
+
+def test_rectangle_turns_on_exactly_its_box_cells():
+    """Eq. 6 with pixel p in cell round(p / stride): a rectangle spanning pixels x0..x1 turns on
+    cells round(x0 / s) .. round(x1 / s), clipped to the map (the cells RoIPool's box covers)."""
+    h, w, stride = 50, 70, 8
+    masks = _rectangles(h, w, 30, 3)
     props = ProposalTensors.from_proposal_set(ProposalSet.from_masks(masks))
-    feat = torch.randn(1, 6, 8, 10)
-    out = moi_pool(feat, props, 7, 1 / 8, compensation_mode="none")
-    ref = roi_pool(feat, props.boxes, 7, 1 / 8)
-    assert torch.equal(out, ref)
+    hf, wf = -(-h // stride), -(-w // stride)
+    inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (hf, wf),
+                                    1 / stride)
+    on = cell_on(props, inc, 0, len(props), hf * wf).view(-1, hf, wf)
+    for k, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        r0, r1 = (min(int(np.floor(v / stride + 0.5)), hf - 1) for v in (ys.min(), ys.max()))
+        c0, c1 = (min(int(np.floor(v / stride + 0.5)), wf - 1) for v in (xs.min(), xs.max()))
+        expect = torch.zeros(hf, wf, dtype=torch.bool)
+        expect[r0 : r1 + 1, c0 : c1 + 1] = True
+        assert torch.equal(on[k], expect), k
+
+
+def test_roi_pool_baseline_is_torchvision_on_inclusive_boxes():
+    """jtsm.ops.roi_pool (the RoIPool row of Table 1) is torchvision's on the box's pixels."""
+    from jtsm.ops.roi_pool import roi_pool
+
+    props = ProposalTensors.from_proposal_set(ProposalSet.from_masks(_rectangles(64, 80, 10, 1)))
+    feat = torch.randn(1, 4, 4, 5)
+    ref = torchvision.ops.roi_pool(feat, [props.boxes - torch.tensor([0.0, 0, 1, 1])], 7, 1 / 16)
+    assert torch.equal(roi_pool(feat, props.boxes, 7, 1 / 16), ref)
+    assert torch.equal(moi_pool(feat, props, 7, 1 / 16, "none", False), ref)
 
 
 def test_masked_out_cells_never_influence_output():
@@ -98,12 +158,20 @@ def test_masked_out_cells_never_influence_output():
         torch.testing.assert_close(out[p], base[p], rtol=0, atol=0)
 
 
-def test_chunking_does_not_change_result():
+def test_slicing_the_cell_list_does_not_change_result(monkeypatch):
+    """The torch path gathers fixed-size slices of the cell list; a bin split across slices
+    gets the same max and gradient as in one slice."""
+    monkeypatch.setenv("JTSM_BINNEDMAX", "0")
     props = random_proposals(30, 30, n_sp=12, n_prop=9, seed=5)
-    feat = torch.randn(3, 8, 8)
-    a = moi_pool(feat, props, 7, 1 / 4, chunk=1)
-    b = moi_pool(feat, props, 7, 1 / 4, chunk=1000)
-    assert torch.equal(a, b)
+    feat = torch.randn(3, 8, 8, dtype=torch.float64, requires_grad=True)
+    gout = torch.randn(9, 3, 7, 7, dtype=torch.float64)
+    res = []
+    for block in (1 << 22, 7):  # 7 elements: 2 cells of 3 channels per slice
+        monkeypatch.setattr(bm, "_BLOCK_ELEMS", block)
+        out = moi_pool(feat, props, 7, 1 / 4)
+        res.append((out, torch.autograd.grad(out, feat, gout)[0]))
+    assert torch.equal(res[0][0], res[1][0])
+    assert torch.equal(res[0][1], res[1][1])
 
 
 def test_compensation_code_and_paper():
@@ -131,20 +199,25 @@ def test_code_compensation_counts_nonempty_bins():
     props.scores[:] = 0.0
     feat = torch.ones(1, 8, 8)
     out = moi_pool(feat, props, 4, 1 / 4, compensation_mode="code")
-    # bins 2x2 cells: top 2 bin-rows full (8 bins), bottom rows only column-bin 0 (2 bins)
+    # pixels 0..15 -> cell rows 0..4 (15/4 rounds to 4), the strip's columns 0..3 -> cells
+    # 0..1; the box [0, 31] -> cells 0..8 (9 cells clipped to 8) in bins [0,3) [2,5) [4,7)
+    # [6,8): the first three bin-rows meet on-rows, the last only in column-bin 0
     assert torch.allclose(out[0, 0], torch.tensor(
-        [[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]], dtype=torch.float32
-    ) * 16 / 11)
+        [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.float32
+    ) * 16 / 14)
 
 
 def test_empty_membership_rows_pool_to_zero():
     spm = np.zeros((16, 16), np.int32)
     spm[8:] = 1
-    ps = ProposalSet(spm, sp.csr_matrix(np.array([[True, False], [False, True]])))
+    ps = ProposalSet(spm, sp.csr_matrix(np.array([[True, False], [False, True], [False, False]])))
     props = ProposalTensors.from_proposal_set(ps)
     feat = torch.randn(2, 4, 4)
     out = moi_pool(feat, props, 2, 1 / 4, compensation_mode="none")
-    torch.testing.assert_close(out[0, :, 0, 0], feat[:, 0:1, 0:2].amax((1, 2)))
+    # box pixels rows 0..7, columns 0..15 -> cells rows 0..2, columns 0..4 (clipped to 3):
+    # bin (0, 0) is rows [0, 2), columns [0, 3); proposal 2 has no superpixel: all zeros
+    torch.testing.assert_close(out[0, :, 0, 0], feat[:, 0:2, 0:3].amax((1, 2)))
+    assert out[1].abs().sum() > 0 and torch.equal(out[2], torch.zeros_like(out[2]))
 
 
 @settings(max_examples=15, deadline=None)
@@ -160,7 +233,7 @@ def test_property_random_segments_match_reference(seed, stride, ph, pw):
     hf, wf = int(np.ceil(h / stride)), int(np.ceil(w / stride))
     g = torch.Generator().manual_seed(seed)
     feat = torch.randn(2, hf, wf, dtype=torch.float64, generator=g, requires_grad=True)
-    out = moi_pool(feat, props, (ph, pw), 1 / stride, compensation_mode="none", chunk=4)
+    out = moi_pool(feat, props, (ph, pw), 1 / stride, compensation_mode="none")
     ref = _ref_moi(feat, props, ph, pw, 1 / stride)
     assert torch.equal(out, ref)
     gout = torch.randn(out.shape, dtype=torch.float64, generator=g)
@@ -182,20 +255,24 @@ def test_ties_route_gradient_to_first_cell_in_row_major_order():
 
 
 def test_nothing_output_sized_is_saved_for_backward():
-    """Memory stays flat: autograd keeps the feature table and one factor per bin, not the
-    (P, C, ph, pw) output, whatever the number of proposals."""
+    """Memory stays flat: autograd keeps the feature table, the plan (cell ids, no channels)
+    and one factor per bin, never the (P, C, ph, pw) output: what it keeps beyond the table
+    does not grow with the channels."""
     props = random_proposals(40, 40, n_sp=30, n_prop=60, seed=6)
-    feat = torch.randn(1, 64, 10, 10, requires_grad=True)
-    saved: list[int] = []
+    extra = []
+    for c in (64, 128):
+        feat = torch.randn(1, c, 10, 10, requires_grad=True)
+        saved: list[int] = []
 
-    def pack(t):
-        saved.append(t.numel())
-        return t
+        def pack(t, saved=saved):
+            saved.append(t.numel())
+            return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = moi_pool(feat, props, 7, 1 / 4, compensation_mode="code")
-    assert sum(saved) <= feat.numel() + len(props) * 49 + 16
-    assert out.numel() > 10 * feat.numel()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = moi_pool(feat, props, 7, 1 / 4, compensation_mode="code")
+        extra.append(sum(saved) - feat.numel())
+        assert sum(saved) < out.numel() / 4
+    assert extra[0] == extra[1]
 
 
 def test_negative_scores_never_flip_features():

@@ -1,4 +1,5 @@
-"""RoIPool and RoIAlign against slow loops (torchvision semantics for RoIAlign)."""
+"""jtsm's RoIPool / RoIAlign (torchvision's ops on jtsm's boxes) against slow loops: the box
+conventions (exclusive right edge; RoIPool's inclusive pixel indices) and the batch index."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_roi_pool_matches_loop_with_batch_index():
     feat = torch.randn(2, 3, 9, 11, dtype=torch.float64)
     boxes = _boxes(8, 72, 88, 1)
     bidx = torch.tensor([0, 1] * 4, dtype=torch.float64)
-    out = roi_pool(feat, torch.cat([bidx[:, None], boxes], 1), (3, 4), 1 / 8, chunk=3)
+    out = roi_pool(feat, torch.cat([bidx[:, None], boxes], 1), (3, 4), 1 / 8)
     for k in range(8):
         ref = ref_pool(feat[int(bidx[k])], boxes[k], None, 3, 4, 1 / 8)
         assert torch.equal(out[k], ref)
@@ -96,7 +97,7 @@ def test_roi_align_matches_loop(aligned, sr):
     feat = torch.randn(1, 3, 7, 9, dtype=torch.float64)
     boxes = _boxes(6, 56, 72, 4)
     boxes[0] = torch.tensor([-10.0, -6.0, 90.0, 70.0])  # partly outside the map
-    out = roi_align(feat, boxes, (3, 2), 1 / 8, sr, aligned, chunk=4)
+    out = roi_align(feat, boxes, (3, 2), 1 / 8, sr, aligned)
     for k in range(6):
         ref = _ref_align(feat[0], boxes[k].tolist(), 3, 2, 1 / 8, sr, aligned)
         torch.testing.assert_close(out[k], ref, rtol=1e-12, atol=1e-12)
