@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.jtsm-installed
 
-.PHONY: demo demo-quick test test-all lint install bench clean
+.PHONY: demo demo-quick test test-all lint install bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,10 @@ $(BIN)/python:
 # Reinstall when the package metadata or the C extension (built by setup.py) changes.
 $(STAMP): $(BIN)/python pyproject.toml setup.py jtsm/evaluation/_pngcore.c jtsm/ops/_binnedmax.c
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	$(BIN)/python -m pip install --quiet -e examples/jtsm-sam-plugin
 	# panopticapi (the PQ reference) is not on PyPI; panopticapi-lite ships the same module but
-	# pins numpy<2 in its metadata, so it is installed without its dependencies (REFERENCE.md).
+	# pins numpy<2 in its metadata, so it is installed without its dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps panopticapi-lite
 	touch $(STAMP)
 
@@ -43,8 +44,12 @@ test: $(STAMP) lint
 test-all: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m ""
 
+# The documentation site (docs/ -> site/); --strict fails on any broken link or page.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_out demo_out_quick jtsm/evaluation/*.so jtsm/ops/*.so
+	rm -rf $(VENV) build *.egg-info demo_out demo_out_quick site jtsm/evaluation/*.so jtsm/ops/*.so
