@@ -1,0 +1,181 @@
+"""The documentation: generated reference pages complete, links and file references alive."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+GENERATED = {"cli.md", "config.md"}  # written by docs/gen_reference.py at build time
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("docs")
+    _gen().write_pages(out)
+    return {name: (out / name).read_text(encoding="utf-8") for name in GENERATED}
+
+
+def _walk(cmd: click.Command, name: str, parent: click.Context | None = None):
+    """Every command of the CLI, walked here with click's own API (not the generator's)."""
+    ctx = click.Context(cmd, info_name=name.split()[-1], parent=parent)
+    yield name, cmd, ctx
+    if isinstance(cmd, click.Group):
+        for sub in cmd.list_commands(ctx):
+            yield from _walk(cmd.get_command(ctx, sub), f"{name} {sub}", ctx)
+
+
+def _sections(page: str) -> dict[str, str]:
+    """Heading text (the command in backticks) -> the text under it."""
+    parts = re.split(r"^#{2,4} `([^`]+)`\s*$", page, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_cli_page_lists_every_command_and_option(generated: dict[str, str]) -> None:
+    from jtsm_cli.main import cli
+
+    sections = _sections(generated["cli.md"])
+    commands = list(_walk(cli, "jtsm"))
+    assert len(commands) >= 10  # jtsm, data, data synth, data voc, demo, eval, mine, ...
+    for name, cmd, ctx in commands:
+        assert name in sections, f"{name} missing from the CLI page"
+        for param in cmd.get_params(ctx):
+            names = param.opts + param.secondary_opts if isinstance(param, click.Option) \
+                else [param.human_readable_name]
+            for opt in names:
+                assert f"`{opt}`" in sections[name], f"{name} {opt} missing from the CLI page"
+
+
+def _config_keys(cls: type, prefix: str = "") -> list[tuple[str, object]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _config_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", getattr(cls(), f.name)))
+    return out
+
+
+def test_config_page_lists_every_key_with_its_default(generated: dict[str, str]) -> None:
+    import json
+
+    from jtsm.config import Config
+
+    rows = {m.group(1): m.group(0) for m in
+            re.finditer(r"^\| `([\w.]+)` \|.*$", generated["config.md"], flags=re.M)}
+    keys = _config_keys(Config)
+    assert len(keys) > 40
+    for key, default in keys:
+        assert key in rows, f"config key {key} missing from the config page"
+        assert f"`{json.dumps(default)}`" in rows[key], f"{key}: default {default!r} not shown"
+    assert set(rows) == {k for k, _ in keys}, "the config page lists keys that do not exist"
+
+
+def test_config_page_carries_each_field_comment(generated: dict[str, str]) -> None:
+    """A field's trailing comment in jtsm/config.py is its meaning on the page."""
+    from jtsm.config import Config
+
+    hints = typing.get_type_hints(Config)
+    prefix = {hints[f.name].__name__: f"{f.name}." for f in dataclasses.fields(Config)
+              if dataclasses.is_dataclass(hints[f.name])}
+    prefix["Config"] = ""
+    source = (ROOT / "jtsm" / "config.py").read_text(encoding="utf-8").splitlines()
+    page = generated["config.md"]
+    checked, cls = 0, None
+    for line in source:
+        if line.startswith("class "):
+            cls = re.match(r"class (\w+)", line).group(1)
+        m = re.match(r"^    (\w+): [^=]+= .+?  # (.+)$", line)
+        if not m or cls not in prefix:
+            continue
+        key = prefix[cls] + m.group(1)
+        words = " ".join(m.group(2).split()[:3]).replace("|", "\\|")
+        row = re.search(rf"^\| `{re.escape(key)}` \|.*$", page, flags=re.M)
+        assert row is not None and words in row.group(0), f"{key}: '{words}' not shown"
+        checked += 1
+    assert checked > 20
+
+
+def _markdown_files() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "CHANGELOG.md", *PAGES]
+
+
+def test_relative_links_and_file_references_resolve() -> None:
+    """Every relative link, and every repository file a page names, exists."""
+    link = re.compile(r"\]\(([^)\s]+)\)")
+    path = re.compile(r"(?<![\w/.-])((?:jtsm|jtsm_cli|plugins|benchmarks|examples|tests|docs)"
+                      r"/[\w./-]*\.(?:py|c|toml|md|json|cff|yml|txt))\b")
+    missing = []
+    for md in _markdown_files():
+        text = md.read_text(encoding="utf-8")
+        for target in link.findall(text):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            file = target.split("#", 1)[0]
+            if md.parent == DOCS and file in GENERATED:
+                continue
+            if not (md.parent / file).exists():
+                missing.append(f"{md.name}: link {target}")
+        for ref in path.findall(text):
+            if "*" in ref or (ref.startswith("docs/") and Path(ref).name in GENERATED):
+                continue
+            if not (ROOT / ref).exists():
+                missing.append(f"{md.name}: file {ref}")
+    assert not missing, missing
+
+
+def test_docs_cite_only_files_of_the_repository() -> None:
+    for md in _markdown_files():
+        text = md.read_text(encoding="utf-8")
+        for name in ("REFERENCE.md", "DESIGN.md", "STYLE.md"):
+            assert name not in text, f"{md.name} cites {name}, which the repository does not hold"
+
+
+def test_readme_is_short() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines"
+
+
+def test_plugins_page_gives_each_hook_signature_exactly() -> None:
+    import jtsm.hookspecs as specs
+
+    page = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    hooks = [f for _, f in inspect.getmembers(specs, inspect.isfunction)
+             if hasattr(f, "jtsm_spec")]
+    assert len(hooks) >= 3
+    for f in hooks:
+        params = ", ".join(f"{p.name}: {p.annotation}"
+                           for p in inspect.signature(f).parameters.values())
+        sig = f"{f.__name__}({params}) -> {f.__annotations__['return']}"
+        assert f"`{sig}`" in page, f"plugins.md lacks the hook signature {sig}"
+
+
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    """The site builds with no broken link, anchor or page (what `make docs` runs)."""
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    assert mkdocs.exists(), "mkdocs is not installed: pip install -e '.[docs]'"
+    run = subprocess.run([str(mkdocs), "build", "--strict", "--quiet", "-f",
+                          str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "site" / "cli" / "index.html").is_file()
+    assert (tmp_path / "site" / "config" / "index.html").is_file()
