@@ -234,14 +234,23 @@ def load_panoptic_json(
         if not isinstance(d[key], list):
             raise DataError(f"{json_path}: '{key}' must be a list")
     images = []
+    seen_ids: dict[int, int] = {}
+    seen_names: dict[str, int] = {}
     for i, im in enumerate(d["images"]):
         where = f"{json_path}: images[{i}]"
         if not isinstance(im, dict):
             raise DataError(f"{where} is not an object")
         _require(im, ["id", "file_name"], where)
-        _as_int(im["id"], f"{where}.id")
+        iid = _as_int(im["id"], f"{where}.id")
         if not isinstance(im["file_name"], str):
             raise DataError(f"{where}.file_name must be a string, got {im['file_name']!r:.60}")
+        if iid in seen_ids:
+            raise DataError(f"{where}: image id {iid} is listed twice (also "
+                            f"images[{seen_ids[iid]}])")
+        if im["file_name"] in seen_names:
+            raise DataError(f"{where}: file {im['file_name']!r} is listed twice (also "
+                            f"images[{seen_names[im['file_name']]}])")
+        seen_ids[iid] = seen_names[im["file_name"]] = i
         images.append(im)
     anns: dict[int, dict[str, Any]] = {}
     image_ids = {int(im["id"]) for im in images}
@@ -253,6 +262,8 @@ def load_panoptic_json(
         image_id = _as_int(ann["image_id"], f"{where}.image_id")
         if image_id not in image_ids:
             raise DataError(f"{where}: image_id {ann['image_id']} is not in images")
+        if image_id in anns:
+            raise DataError(f"{where}: image {image_id} has a second annotation")
         if not isinstance(ann["file_name"], str):
             raise DataError(f"{where}.file_name must be a string, got {ann['file_name']!r:.60}")
         if not isinstance(ann["segments_info"], list):

@@ -90,6 +90,7 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
         raise DataError(f"{path}: {exc}") from None
     tags: dict[int, set[int]] = {}
     records: dict[int, dict[str, Any]] = {}
+    names: dict[str, int] = {}
     if not isinstance(d["images"], list):
         raise DataError(f"{path}: 'images' must be a list")
     for i, im in enumerate(d["images"]):
@@ -99,6 +100,13 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
             iid = int(im["id"])
         except (TypeError, ValueError, OverflowError):
             raise DataError(f"{path}: images[{i}] has a non-integer id {im['id']!r}") from None
+        if iid in records:  # one would be dropped and the tags of both merged
+            raise DataError(f"{path}: images[{i}]: image id {iid} is listed twice")
+        name = str(im["file_name"])
+        if name in names:
+            raise DataError(f"{path}: images[{i}]: file {name!r} is listed twice (image ids "
+                            f"{names[name]} and {iid})")
+        names[name] = iid
         records[iid] = im
         tags[iid] = set()
     try:
@@ -118,8 +126,14 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
         tags[iid].add(cid)
 
     if kind == "panoptic":
+        annotated: dict[Any, int] = {}
         for i, ann in enumerate(d["annotations"]):
             segs = ann.get("segments_info", []) if isinstance(ann, dict) else None
+            image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            if isinstance(image_id, (int, str)) and image_id in annotated:
+                raise DataError(f"{path}: annotations[{i}]: image {image_id} has a second "
+                                f"annotation (the first is annotations[{annotated[image_id]}])")
+            annotated[image_id] = i
             if not isinstance(segs, list):
                 raise DataError(f"{path}: annotations[{i}] needs a segments_info list")
             for j, s in enumerate(segs):
@@ -129,9 +143,15 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
                 add(ann.get("image_id"), s.get("category_id"),
                     f"annotations[{i}].segments_info[{j}]")
     elif kind == "instances":
+        ann_ids: dict[Any, int] = {}
         for i, ann in enumerate(d["annotations"]):
             if not isinstance(ann, dict):
                 raise DataError(f"{path}: annotations[{i}] is not an object")
+            aid = ann.get("id")
+            if isinstance(aid, (int, str)) and aid in ann_ids:
+                raise DataError(f"{path}: annotations[{i}]: annotation id {aid} is listed twice "
+                                f"(also annotations[{ann_ids[aid]}])")
+            ann_ids[aid] = i
             add(ann.get("image_id"), ann.get("category_id"), f"annotations[{i}]")
     else:
         by_name = {str(c["name"]): int(c["id"]) for c in catmap.categories}
