@@ -25,6 +25,8 @@ def plugins(as_json: bool) -> None:
     for p in listing:
         p["proposal_methods"] = sorted(g.name for g in gens.values() if g.plugin == p["name"])
         p["evidence_methods"] = sorted(e.name for e in evid.values() if e.plugin == p["name"])
+        p["descriptions"] = {m.name: m.description for m in [*gens.values(), *evid.values()]
+                             if m.plugin == p["name"]}
     if as_json:
         echo_json(listing)
         return
@@ -39,3 +41,6 @@ def plugins(as_json: bool) -> None:
         table.add_row(p["name"] + (" (built-in)" if p["builtin"] else ""), p["version"],
                       ", ".join(p["hooks"]), provides)
     Console().print(table)
+    for p in listing:  # what each method is (and, e.g., what supervision it brings in)
+        for name, description in p["descriptions"].items():
+            click.echo(f"{name}: {description}" if description else name)

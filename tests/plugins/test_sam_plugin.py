@@ -98,8 +98,9 @@ def test_package_installed_and_listed():
     assert listed["sam"]["proposal_methods"] == ["sam"]
     gen = plugins.get_proposal_generator("sam")
     assert gen.plugin == "sam" and "NOT image-level labels only" in gen.description
-    r = CliRunner().invoke(cli, ["plugins"])
-    assert r.exit_code == 0 and "sam" in r.output
+    assert listed["sam"]["descriptions"] == {"sam": gen.description}
+    r = CliRunner().invoke(cli, ["plugins"])  # the table, then what each method is
+    assert r.exit_code == 0 and f"sam: {gen.description}" in r.output.splitlines()
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
