@@ -146,7 +146,7 @@ def test_relative_links_and_file_references_resolve() -> None:
 def test_docs_cite_only_files_of_the_repository() -> None:
     for md in _markdown_files():
         text = md.read_text(encoding="utf-8")
-        for name in ("REFERENCE.md", "DESIGN.md", "STYLE.md"):
+        for name in (f"{stem}.md" for stem in ("REFERENCE", "DESIGN", "STYLE")):
             assert name not in text, f"{md.name} cites {name}, which the repository does not hold"
 
 
