@@ -1,13 +1,19 @@
-"""Backbones: ResNet-18/34/50 (+ "-WS": res5 dilated, stride 16) and a tiny CPU network.
+"""Backbones: torchvision's ResNet-18/34/50 (+ "-WS": res5 dilated, stride 16) and a tiny CPU
+network.
 
-ResNets use torchvision's module names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...), so an
-ImageNet state dict in torchvision's key layout loads with :func:`load_imagenet_weights`
-(``torch.load(weights_only=True)``: a file from elsewhere runs no code).
+ResNets are ``torchvision.models.resnet18/34/50(weights=None)`` trunks (no avgpool / fc), so an
+ImageNet state dict as torchvision writes it (``resnet18-f37072fd.pth``) loads with
+:func:`load_imagenet_weights` (``torch.load(weights_only=True)``: a file from elsewhere runs no
+code). The "-WS" variants are torchvision's ``replace_stride_with_dilation=[False, False,
+True]``: ``layer4`` keeps stride 1, its first block dilation 1 and the others dilation 2.
+torchvision builds that for ResNet-50 itself; its BasicBlock refuses dilation, so for
+ResNet-18/34 the same change is made to the built modules (strides and dilations only; the
+parameters, their names and shapes are torchvision's).
 
-Norms: ``"frozen_bn"`` (affine with fixed statistics, the default with pretrained weights),
-``"gn"`` (GroupNorm, trains from scratch with one or a few images per batch), ``"bn"``.
-Every backbone maps ``(N, 3, H, W)`` normalised images to ``(N, out_channels, H/s, W/s)`` with
-``s = backbone.stride``.
+Norms: ``"frozen_bn"`` (``torchvision.ops.FrozenBatchNorm2d``, the default with pretrained
+weights), ``"gn"`` (GroupNorm, trains from scratch with one or a few images per batch),
+``"bn"``. Every backbone maps ``(N, 3, H, W)`` normalised images to
+``(N, out_channels, H/s, W/s)`` with ``s = backbone.stride``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from jtsm.errors import ConfigError, DataError
 
@@ -30,85 +38,37 @@ __all__ = [
 ]
 
 
-class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm with fixed statistics and affine parameters (buffers, not parameters)."""
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, channels // 4) or 1, channels)
 
-    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.register_buffer("weight", torch.ones(num_features))
-        self.register_buffer("bias", torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
-        state_dict.pop(prefix + "num_batches_tracked", None)  # torchvision BN has it
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+def norm_layer(kind: str) -> Callable[[int], nn.Module]:
+    """The ``norm_layer`` torchvision's ResNet takes for ``kind``."""
+    layers: dict[str, Callable[[int], nn.Module]] = {
+        "frozen_bn": FrozenBatchNorm2d, "bn": nn.BatchNorm2d, "gn": _group_norm}
+    if kind not in layers:
+        raise ConfigError(f"unknown norm {kind!r}; use 'frozen_bn', 'gn' or 'bn'")
+    return layers[kind]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
-    if kind == "frozen_bn":
-        return FrozenBatchNorm2d(channels)
-    if kind == "bn":
-        return nn.BatchNorm2d(channels)
-    if kind == "gn":
-        return nn.GroupNorm(min(32, channels // 4) or 1, channels)
-    raise ConfigError(f"unknown norm {kind!r}; use 'frozen_bn', 'gn' or 'bn'")
+    return norm_layer(kind)(channels)
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int, dilation: int, norm: str) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, dilation, dilation, bias=False)
-        self.bn1 = make_norm(norm, planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-        self.bn2 = make_norm(norm, planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _downsample(cin, planes, stride, norm)
-
-    def forward(self, x: Tensor) -> Tensor:
-        idt = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(y)) + idt)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin: int, planes: int, stride: int, dilation: int, norm: str) -> None:
-        super().__init__()
-        out = planes * 4
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = make_norm(norm, planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, dilation, dilation, bias=False)
-        self.bn2 = make_norm(norm, planes)
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = make_norm(norm, out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _downsample(cin, out, stride, norm)
-
-    def forward(self, x: Tensor) -> Tensor:
-        idt = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        return self.relu(self.bn3(self.conv3(y)) + idt)
-
-
-def _downsample(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential | None:
-    if stride == 1 and cin == cout:
-        return None
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), make_norm(norm, cout))
+def _dilate_basic_layer4(layer4: nn.Sequential) -> None:
+    """torchvision's ``replace_stride_with_dilation`` for the last stage, on BasicBlocks."""
+    first = layer4[0]
+    first.conv1.stride = (1, 1)
+    first.stride = 1
+    if first.downsample is not None:
+        first.downsample[0].stride = (1, 1)
+    for block in list(layer4)[1:]:
+        for conv in (block.conv1, block.conv2):
+            conv.dilation, conv.padding = (2, 2), (2, 2)
 
 
 class ResNet(nn.Module):
-    """ResNet trunk with torchvision's names; C5 output (no avgpool / fc).
+    """torchvision's ResNet trunk with its module names; C5 output (no avgpool / fc).
 
     Arguments:
         depth: 18, 34 or 50.
@@ -117,34 +77,26 @@ class ResNet(nn.Module):
         freeze_at: 0 trains everything; 1 freezes the stem; ``k >= 2`` also ``layer1..k-1``.
     """
 
-    _LAYERS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
-               50: (Bottleneck, (3, 4, 6, 3))}
+    _BUILD = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
+              50: torchvision.models.resnet50}
 
     def __init__(
         self, depth: int = 18, dilate_res5: bool = False, norm: str = "frozen_bn",
         freeze_at: int = 2,
     ) -> None:
         super().__init__()
-        if depth not in self._LAYERS:
+        if depth not in self._BUILD:
             raise ConfigError(f"ResNet depth must be 18, 34 or 50, got {depth}")
-        block, counts = self._LAYERS[depth]
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = make_norm(norm, 64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = 64
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), counts)):
-            stride = 1 if i == 0 or (i == 3 and dilate_res5) else 2
-            dil = 2 if (i == 3 and dilate_res5) else 1
-            blocks = []
-            for j in range(n):
-                # as torchvision's replace_stride_with_dilation: the first block of the
-                # dilated stage keeps dilation 1, the following ones use 2
-                d = 1 if j == 0 else dil
-                blocks.append(block(cin, planes, stride if j == 0 else 1, d, norm))
-                cin = planes * block.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-        self.out_channels = cin
+        bottleneck = depth == 50
+        net = self._BUILD[depth](
+            weights=None, norm_layer=norm_layer(norm),
+            replace_stride_with_dilation=[False, False, dilate_res5 and bottleneck],
+        )
+        if dilate_res5 and not bottleneck:
+            _dilate_basic_layer4(net.layer4)
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, name, getattr(net, name))
+        self.out_channels = net.fc.in_features
         self.stride = 16 if dilate_res5 else 32
         self.freeze(freeze_at)
 
@@ -157,6 +109,7 @@ class ResNet(nn.Module):
                 prm.requires_grad_(False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(N, 3, H, W)`` -> ``(N, out_channels, H / stride, W / stride)`` (``layer4``)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
@@ -210,10 +163,12 @@ class TinyNet(nn.Module):
 
 
 def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a torchvision-layout ImageNet state dict (``fc.*`` ignored) into a :class:`ResNet`.
+    """Load an ImageNet state dict as torchvision writes it (``fc.*`` ignored) into a
+    :class:`ResNet`.
 
-    Accepts a bare state dict or one under ``"state_dict"`` / ``"model"``. Raises
-    :class:`DataError` naming the file when it cannot be read or keys do not match.
+    Accepts a bare state dict or one under ``"state_dict"`` / ``"model"`` (a ``module.``
+    prefix is dropped). Raises :class:`DataError` naming the file when it cannot be read, is
+    not a state dict, or its keys or shapes do not match the backbone.
     """
     path = Path(path)
     try:
@@ -227,7 +182,13 @@ def load_imagenet_weights(model: nn.Module, path: str | Path) -> None:
         raise DataError(f"{path}: not a state dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not all(isinstance(v, Tensor) for v in state.values()):
+        raise DataError(f"{path}: not a state dict (values other than tensors)")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ: another depth or a different network
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise DataError(f"{path}: weights do not match the backbone ({first})") from exc
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

@@ -1,70 +1,86 @@
-"""Backbones: torchvision-layout ImageNet weights load; strides; frozen stages; norms."""
+"""Backbones: torchvision's ResNets, ImageNet weights as torchvision writes them; strides;
+frozen stages; norms."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from jtsm.errors import ConfigError, DataError
 from jtsm.modeling.backbone import FrozenBatchNorm2d, build_backbone
 
 
-def _bn(prefix: str, c: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    return {
-        f"{prefix}.weight": torch.rand(c, generator=g) + 0.5,
-        f"{prefix}.bias": torch.randn(c, generator=g),
-        f"{prefix}.running_mean": torch.randn(c, generator=g),
-        f"{prefix}.running_var": torch.rand(c, generator=g) + 0.5,
-        f"{prefix}.num_batches_tracked": torch.tensor(100),
-    }
-
-
-def torchvision_resnet18_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A resnet18 state dict written from torchvision's naming scheme (incl. fc, BN counters)."""
+def _randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, as a trained checkpoint has."""
     g = torch.Generator().manual_seed(seed)
-    sd = {"conv1.weight": torch.randn(64, 3, 7, 7, generator=g)} | _bn("bn1", 64, g)
-    cin = 64
-    for i, planes in enumerate((64, 128, 256, 512), start=1):
-        for j in range(2):
-            p = f"layer{i}.{j}"
-            sd[f"{p}.conv1.weight"] = torch.randn(planes, cin if j == 0 else planes, 3, 3,
-                                                  generator=g)
-            sd |= _bn(f"{p}.bn1", planes, g)
-            sd[f"{p}.conv2.weight"] = torch.randn(planes, planes, 3, 3, generator=g)
-            sd |= _bn(f"{p}.bn2", planes, g)
-            if j == 0 and i > 1:
-                sd[f"{p}.downsample.0.weight"] = torch.randn(planes, cin, 1, 1, generator=g)
-                sd |= _bn(f"{p}.downsample.1", planes, g)
-        cin = planes
-    sd["fc.weight"] = torch.randn(1000, 512, generator=g)
-    sd["fc.bias"] = torch.randn(1000, generator=g)
-    return sd
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.weight.data = torch.rand(c, generator=g) + 0.5
+            m.bias.data = torch.randn(c, generator=g) * 0.1
+            m.running_mean = torch.randn(c, generator=g) * 0.1
+            m.running_var = torch.rand(c, generator=g) + 0.5
+            m.num_batches_tracked.fill_(100)
+    return net.eval()
 
 
-def test_torchvision_layout_weights_load(tmp_path):
-    sd = torchvision_resnet18_state()
-    path = tmp_path / "resnet18.pth"
+def torchvision_state(depth: int = 18, **kw) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A torchvision ResNet (eval, random weights) and its state dict, incl. fc and BN
+    counters: what ``resnet18-f37072fd.pth`` holds."""
+    torch.manual_seed(depth)
+    net = _randomise_bn(getattr(torchvision.models, f"resnet{depth}")(weights=None, **kw))
+    return net, net.state_dict()
+
+
+def _layer4(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+
+@pytest.mark.parametrize("name,depth,kw", [
+    ("resnet18", 18, {}),
+    ("resnet50-ws", 50, {"replace_stride_with_dilation": [False, False, True]}),
+])
+def test_torchvision_checkpoint_loads_and_gives_its_layer4(tmp_path, name, depth, kw):
+    tv, sd = torchvision_state(depth, **kw)
+    path = tmp_path / f"resnet{depth}.pth"
     torch.save(sd, path)
-    m = build_backbone("resnet18-ws", weights=path)
+    m = build_backbone(name, weights=path).eval()
     assert isinstance(m.bn1, FrozenBatchNorm2d)
     assert torch.equal(m.layer3[0].downsample[0].weight, sd["layer3.0.downsample.0.weight"])
-    assert torch.equal(m.layer4[1].bn2.running_var, sd["layer4.1.bn2.running_var"])
-    # frozen BN computes what an eval-mode BatchNorm with those statistics computes
-    bn = nn.BatchNorm2d(64).eval()
-    bn.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("bn1.")})
-    x = torch.randn(2, 64, 5, 5)
-    torch.testing.assert_close(m.bn1(x), bn(x))
+    x = torch.randn(1, 3, 96, 64, dtype=torch.float64)  # float64: only the same maths agrees
+    with torch.no_grad():
+        ref, out = _layer4(tv.double(), x), m.double()(x)
+    assert out.shape == ref.shape == (1, m.out_channels, 96 // m.stride, 64 // m.stride)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
     # default freeze_at=2 with weights: stem and layer1 fixed, layer2 trains
     assert not any(p.requires_grad for p in m.layer1.parameters())
     assert not m.conv1.weight.requires_grad
     assert all(p.requires_grad for p in m.layer2.parameters())
 
 
+def test_resnet18_ws_loads_resnet18_weights_and_dilates_only_res5(tmp_path):
+    tv, sd = torchvision_state(18)
+    torch.save(sd, tmp_path / "r18.pth")
+    m = build_backbone("resnet18-ws", weights=tmp_path / "r18.pth").eval()
+    x = torch.randn(1, 3, 64, 96, dtype=torch.float64)
+    tv, m = tv.double(), m.double()
+    with torch.no_grad():
+        c4 = tv.layer3(tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x)))))))
+        ours = m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x)))))))
+        assert m(x).shape == (1, 512, 4, 6)
+    torch.testing.assert_close(ours, c4, rtol=1e-9, atol=1e-9)
+
+
 def test_wrapped_state_dict_and_mismatch_errors(tmp_path):
-    sd = torchvision_resnet18_state()
+    _, sd = torchvision_state(18)
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "w.pth")
     build_backbone("resnet18", weights=tmp_path / "w.pth")
+    torch.save(sd, tmp_path / "r18.pth")
+    with pytest.raises(DataError, match="r18.pth: weights do not match"):
+        build_backbone("resnet50", weights=tmp_path / "r18.pth")  # shapes differ
     del sd["layer2.1.conv1.weight"]
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(DataError, match="bad.pth"):
@@ -124,6 +140,12 @@ def test_tiny_width_scales_channels_and_reaches_the_mining_model():
 
 def test_ws_variant_dilates_res5_like_torchvision():
     m = build_backbone("resnet18-ws")
+    tv = torchvision.models.resnet50(weights=None,
+                                     replace_stride_with_dilation=[False, False, True])
+    ours = build_backbone("resnet50-ws")
+    for a, b in zip(ours.layer4.modules(), tv.layer4.modules()):
+        if isinstance(a, nn.Conv2d):
+            assert (a.stride, a.dilation, a.padding) == (b.stride, b.dilation, b.padding)
     assert m.layer4[0].conv1.stride == (1, 1) and m.layer4[0].conv1.dilation == (1, 1)
     assert m.layer4[1].conv1.dilation == (2, 2) and m.layer4[1].conv2.dilation == (2, 2)
     assert m.layer3[0].conv1.stride == (2, 2)
