@@ -206,6 +206,10 @@ def image_pq_stats(
     if hist[:, 0].any():
         bad = indexer.unknown_ids(pred_ids, pred.ids)
         raise DataError(f"{pred_name}: PNG has segment id(s) {bad} absent from segments_info")
+    empty = hist[FIRST:, :].sum(axis=1) == 0  # would count as a miss against the prediction
+    if empty.any():
+        raise DataError(f"{gt_name}: segment id(s) {gt.ids[empty][:5].tolist()} listed in "
+                        "segments_info but absent from the PNG")
     return _match(hist, gt, pred, num_classes, pred_name)
 
 
@@ -435,6 +439,11 @@ def _build_jobs(
                 size,
             )
         )
+    unknown = sorted(set(preds) - set(ds.annotations))
+    if unknown:  # as the ap/map evaluators: a prediction for an image the truth lacks
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise DataError(f"{pred_json}: a prediction for image id {unknown[0]}{more}, which "
+                        f"{gt_json} has no annotation for (another split?)")
     return jobs, cats
 
 
@@ -452,7 +461,8 @@ def evaluate_pq(
     Arguments:
         gt_json: ground-truth json (its PNG folder: ``gt_dir`` or the json's stem beside it).
         pred_json: prediction json, needing only ``annotations`` (PNG folder: ``pred_dir`` or
-            the json's stem beside it). Every gt image must have a prediction.
+            the json's stem beside it). Every gt image must have a prediction, and every
+            prediction a gt image.
         image_ids: score only these ground-truth images (e.g. the sample a prediction covers).
         workers: processes (default: all cores; 1 runs in this process).
         progress: called with (images finished, total images) as chunks finish.

@@ -189,5 +189,10 @@ def test_image_ids_score_only_those_images(tmp_path: Path) -> None:
                                "annotations": [a for a in d["annotations"]
                                                if a["image_id"] in keep]}))
     restricted = evaluate_pq(gt, pred, image_ids=keep, workers=1)
-    assert restricted == evaluate_pq(sub, pred, gt_dir=tmp_path / gt.stem, workers=1)
+    p = json.loads(pred.read_text())
+    pred_sub = tmp_path / "pred_sub.json"  # predictions for images the truth lacks are refused
+    pred_sub.write_text(json.dumps({**p, "annotations": [a for a in p["annotations"]
+                                                         if a["image_id"] in keep]}))
+    assert restricted == evaluate_pq(sub, pred_sub, gt_dir=tmp_path / gt.stem,
+                                     pred_dir=tmp_path / pred.stem, workers=1)
     assert restricted != evaluate_pq(gt, pred, workers=1)
