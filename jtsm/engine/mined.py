@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+import torchvision
 
 from jtsm.config import MinedConfig
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
@@ -152,21 +154,11 @@ def mine_image(
 
 
 def box_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Indices kept by greedy NMS (box IoU > ``threshold`` suppressed), best first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    x0, y0, x1, y1 = boxes.T
-    area = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        iw = np.maximum(np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]), 0)
-        ih = np.maximum(np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]), 0)
-        inter = iw * ih
-        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
-        order = rest[iou <= threshold]
-    return np.asarray(keep, np.int64)
+    """Indices kept by greedy NMS (box IoU > ``threshold`` suppressed), best first:
+    ``torchvision.ops.nms``."""
+    keep = torchvision.ops.nms(torch.from_numpy(np.asarray(boxes, np.float64)),
+                               torch.from_numpy(np.asarray(scores, np.float64)), threshold)
+    return keep.numpy().astype(np.int64)
 
 
 def detections(ps: ProposalSet, scores: np.ndarray, categories: CategoryMap, image_id: int,
