@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +180,26 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "site" / "cli" / "index.html").is_file()
     assert (tmp_path / "site" / "config" / "index.html").is_file()
+
+
+def test_readme_figure_script_draws_one_row_per_image(synth_dir: Path, tmp_path: Path) -> None:
+    """docs/make_figure.py turns a demo folder into image | mined | refined rows."""
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("make_figure", DOCS / "make_figure.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    demo = tmp_path / "demo_out"
+    (demo / "data").mkdir(parents=True)
+    (demo / "data" / "images").symlink_to(synth_dir / "images")
+    ann = synth_dir / "annotations"
+    for name in ("val_mined", "val_refined"):  # the ground truth stands in for predictions
+        (demo / name).mkdir()
+        shutil.copy(ann / "panoptic_val.json", demo / name / "panoptic.json")
+        shutil.copytree(ann / "panoptic_val", demo / name / "panoptic")
+    one = module.demo_figure(demo, count=1)
+    three = module.demo_figure(demo, count=3)
+    assert one.dtype == np.uint8 and one.ndim == 3
+    assert three.shape[0] == 3 * one.shape[0] and three.shape[1] == one.shape[1]
+    left, middle = one[:, : one.shape[1] // 3], one[:, one.shape[1] // 3: 2 * one.shape[1] // 3]
+    assert np.abs(left.astype(int) - middle.astype(int)).mean() > 5  # segments painted
