@@ -382,9 +382,21 @@ def write_synth_dataset(
 ) -> dict[str, int]:
     """Write ``out/images/``, ``out/annotations/panoptic_{train,val}.json`` and PNG folders.
 
+    The two folders are written beside ``out`` first and replace the previous ones as a set
+    at the end (:mod:`jtsm.engine.staging`): a failed or killed run leaves a previous dataset
+    whole, and a smaller one never keeps the images of a larger one. Other entries of ``out``
+    (a proposal store, runs) are left alone.
+
     Returns counts: images and segments per split.
     """
-    out = Path(out)
+    from jtsm.engine.staging import staged_folder
+
+    with staged_folder(out, ("images", "annotations")) as stage:
+        return _write_synth(stage, n_train, n_val, cfg, seed, progress)
+
+
+def _write_synth(out: Path, n_train: int, n_val: int, cfg: SynthConfig, seed: int,
+                 progress: Any) -> dict[str, int]:
     (out / "images").mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for split_idx, (split, n) in enumerate((("train", n_train), ("val", n_val))):
