@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "proposals": "jtsm_cli.proposals:proposals",
     "refine": "jtsm_cli.refine:refine",
     "relabel": "jtsm_cli.relabel:relabel",
+    "viz": "jtsm_cli.viz:viz",
 }
 
 
