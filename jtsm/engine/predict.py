@@ -30,9 +30,9 @@ from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_j
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.proposals.runner import list_images
 from jtsm.proposals.store import ProposalStore
-from jtsm.structures import PanopticSeg, ProposalSet, mask_to_rle
+from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet, mask_to_rle
 
-__all__ = ["image_records", "predict_images"]
+__all__ = ["image_records", "predict_images", "predict_one"]
 
 def image_records(images: str | os.PathLike[str],
                   dataset: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
@@ -132,11 +132,9 @@ def _predict_into(
     and the result lists go to disk as they grow. The three json files are written last. An
     image read downscaled (over :data:`jtsm.fileio.MAX_SIDE`) is answered at its own size.
     """
-    cfg = run.config
     records = image_records(images, dataset)
     root = image_root(images)  # a folder, one image file or a list file
     store = ProposalStore(proposals) if proposals is not None else None
-    scales = cfg.input.test_scales if tta else cfg.input.test_scales[:1]
     cats = run.categories
     thing_ids = {cats.category_id(i) for i in range(cats.num_things)}
     out = Path(out)
@@ -149,17 +147,10 @@ def _predict_into(
     for rec in it:
         image, size = read_image_and_size(safe_join(root, rec["file_name"]))
         ps = _proposals(run, image, rec["file_name"], store)
-        scores, image_scores = score_proposals(run.model, image, ps, scales,
-                                               cfg.input.max_size, flip=tta)
-        present = present_classes(image_scores, None, cfg.mined, run.presence)
-        if isinstance(run.model, PanopticModel):
-            seg = refined_panoptic(run.model, image, ps, scores, present, cats, cfg)
-        else:
-            seg = mine_image(ps, scores, present, cats, cfg.mined)
-        seg, found = _own_size(seg, detections(ps, scores, cats, rec["id"], cfg.mined),
-                               image.shape[:2], size)
+        seg, found = predict_one(run, image, ps, tta, rec["id"])
+        seg, found = _own_size(seg, found, image.shape[:2], size)
         if len(panoptic.images) < viz:
-            _write_viz(out, rec, image, seg, gt)
+            _write_viz(out, rec, image, seg, gt, cats)
         panoptic.add({"id": rec["id"], "file_name": rec["file_name"],
                       "height": seg.image_size[0], "width": seg.image_size[1]}, seg)
         insts.extend(_instances(seg, rec["id"], thing_ids))
@@ -169,6 +160,29 @@ def _predict_into(
     panoptic.close()
     return {"images": len(panoptic.images), "segments": panoptic.num_segments,
             "instances": insts.count, "detections": dets.count, "out": str(out)}
+
+
+def predict_one(run: Run, image: np.ndarray, ps: ProposalSet, tta: bool = False,
+                image_id: int = 0) -> tuple[PanopticSeg, list[dict[str, Any]]]:
+    """One image's panoptic segmentation and detections (COCO result dicts, ``image_id``).
+
+    Arguments:
+        image: RGB uint8 ``(H, W, 3)``.
+        ps: its proposals, as :func:`jtsm.data.mining_dataset.select_proposals` keeps them.
+        tta: average all ``input.test_scales`` and horizontal flips (else the first scale).
+    Returns:
+        the segmentation (``(H, W)`` ids; segments with ``score``) and the detections.
+    """
+    cfg, cats = run.config, run.categories
+    scales = cfg.input.test_scales if tta else cfg.input.test_scales[:1]
+    scores, image_scores = score_proposals(run.model, image, ps, scales,
+                                           cfg.input.max_size, flip=tta)
+    present = present_classes(image_scores, None, cfg.mined, run.presence)
+    if isinstance(run.model, PanopticModel):
+        seg = refined_panoptic(run.model, image, ps, scores, present, cats, cfg)
+    else:
+        seg = mine_image(ps, scores, present, cats, cfg.mined)
+    return seg, detections(ps, scores, cats, image_id, cfg.mined)
 
 
 def _own_size(seg: PanopticSeg, dets: list[dict[str, Any]], shape: tuple[int, int],
@@ -200,8 +214,9 @@ def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | No
 
 
 def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticSeg,
-               gt: PanopticDataset | None) -> None:
-    """``OUT/viz/<name>.png``: image | prediction | ground truth (when ``gt`` has the image)."""
+               gt: PanopticDataset | None, categories: CategoryMap | None = None) -> None:
+    """``OUT/viz/<name>.png``: image | prediction | ground truth (when ``gt`` has the image),
+    segments named after ``categories``, with ``OUT/viz/<name>.json`` (the legend)."""
     from jtsm.engine.panoptic_viz import write_panel
 
     truth = gt.read(int(rec["id"])) if gt is not None and int(rec["id"]) in gt.annotations \
@@ -216,7 +231,8 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
         import cv2
 
         image = cv2.resize(image, seg.image_size[::-1], interpolation=cv2.INTER_LINEAR)
-    write_panel(out / "viz" / (Path(rec["file_name"]).stem + ".png"), image, seg, truth)
+    write_panel(out / "viz" / (Path(rec["file_name"]).stem + ".png"), image, seg, truth,
+                categories)
 
 
 def _ground_truth(dataset: str | os.PathLike[str] | None) -> PanopticDataset | None:
