@@ -229,6 +229,7 @@ def moi_pool(
     return compensation(pooled, nonempty, compensation_mode, scores)
 
 
+@torch.compiler.disable  # data-dependent sizes: runs eagerly under torch.compile
 def _plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor],
           bins: tuple[Tensor, Tensor, Tensor, Tensor], wf: int,
           n_cells: int) -> tuple[BinPlan, Tensor]:
@@ -252,6 +253,7 @@ def _plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor],
     return BinPlan.from_counts(cells, counts), nonempty
 
 
+@torch.compiler.disable  # a C call building index tensors: runs eagerly under torch.compile
 def _kernel_plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor],
                  bins: tuple[Tensor, Tensor, Tensor, Tensor], wf: int,
                  n_cells: int) -> tuple[BinPlan, Tensor]:
