@@ -118,6 +118,44 @@ def command_options(group: click.Command | None = None) -> dict[str, list[str]]:
 
 # -------------------------------------------------------------------------------- config page
 
+#: The meaning of config keys whose field in jtsm/config.py has no comment yet. A comment in the
+#: source always wins; tests/test_docs.py fails when a key here no longer exists.
+FALLBACK_MEANINGS: dict[str, str] = {
+    "seed": "seed of every random draw of a run (data order, augmentation, initialisation)",
+    "mining.pool_size": "side of the pooled grid of MoIPool / RoI pooling (h_p = w_p of Eq. 5)",
+    "mining.fc_dim": "width of the mining head's two FC layers (the paper's: 4096)",
+    "mining.dropout": "dropout after each FC layer of the mining head",
+    "mining.refine_iou_threshold": "overlap with a pseudo ground truth from which a proposal "
+                                   "takes its class in a refinement head (else background)",
+    "input.train_scales": "short sides drawn per training image",
+    "input.max_size": "cap on the long side after resizing, in training and at test time",
+    "input.hflip": "random horizontal flips in training",
+    "input.max_proposals": "proposals kept per image (best first), in training and prediction",
+    "input.test_scales": "short sides at test time (the first; --tta averages all)",
+    "solver.lr": "base learning rate",
+    "solver.momentum": "SGD momentum",
+    "solver.weight_decay": "weight decay (decoupled for adamw)",
+    "solver.max_iter": "training iterations of the stage",
+    "solver.warmup_iters": "iterations of the linear learning-rate ramp (not the tag warm-up)",
+    "solver.warmup_factor": "learning-rate multiplier at the start of that ramp",
+    "solver.steps": "iterations at which the learning rate is multiplied by gamma",
+    "solver.gamma": "learning-rate factor at each of steps",
+    "solver.ims_per_batch": "images per step over all workers (the global batch)",
+    "solver.checkpoint_period": "iterations between checkpoints (RUN/checkpoints/)",
+    "solver.log_period": "iterations between log lines and metrics.jsonl records",
+    "warmup.iters": "iterations of the tag warm-up (0: off, as with a pretrained backbone)",
+    "warmup.optimizer": "optimiser of the tag warm-up: adamw or sgd",
+    "warmup.lr": "learning rate of the tag warm-up",
+    "mined.max_instances": "most instances of one thing class per image",
+    "mined.max_detections": "most detections per image in detections.json",
+    "refine.mask_channels": "channels of the instance branch's mask-head convolutions "
+                            "(the paper's: 256)",
+    "refine.semantic_channels": "channels of the semantic branch's convolutions "
+                                "(the paper's: 256)",
+    "refine.instance_weight": "w_IS of Eq. 1",
+    "refine.semantic_weight": "w_SS of Eq. 1",
+}
+
 def _field_comments(cls: type) -> dict[str, str]:
     """Field name -> the comment that explains it in the class's source.
 
@@ -181,8 +219,9 @@ def config_keys(cls: type | None = None, prefix: str = "") -> list[tuple[str, st
         if dataclasses.is_dataclass(tp):
             rows += config_keys(tp, f"{prefix}{f.name}.")
             continue
-        rows.append((f"{prefix}{f.name}", _type_str(tp), getattr(defaults, f.name),
-                     comments.get(f.name, "")))
+        key = f"{prefix}{f.name}"
+        rows.append((key, _type_str(tp), getattr(defaults, f.name),
+                     comments.get(f.name) or FALLBACK_MEANINGS.get(key, "")))
     return rows
 
 

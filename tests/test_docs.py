@@ -116,6 +116,17 @@ def test_config_page_carries_each_field_comment(generated: dict[str, str]) -> No
     assert checked > 20
 
 
+def test_config_page_gives_every_key_a_meaning(generated: dict[str, str]) -> None:
+    from jtsm.config import Config
+
+    keys = {k for k, _ in _config_keys(Config)}
+    empty = [m.group(1) for m in re.finditer(r"^\| `([\w.]+)` \|.*\|  \|$",
+                                            generated["config.md"], flags=re.M)]
+    assert not empty, f"config keys without a meaning: {empty}"
+    stale = set(_gen().FALLBACK_MEANINGS) - keys
+    assert not stale, f"docs/gen_reference.py explains keys that no longer exist: {stale}"
+
+
 def _markdown_files() -> list[Path]:
     return [ROOT / "README.md", ROOT / "CHANGELOG.md", *PAGES]
 
