@@ -332,7 +332,7 @@ def _job_stats(job: _Job, num_classes: int, indexer: IdIndexer) -> PQStats:
         size, g, p, lengths = runs
         if job.size is None or size == job.size:
             hist = indexer.run_histogram(g, job.gt.ids, p, job.pred.ids, lengths)
-            if not hist[0].any() and not hist[:, 0].any():
+            if not hist[0].any() and not hist[:, 0].any() and hist[FIRST:].sum(1).all():
                 return _match(hist, job.gt, job.pred, num_classes, job.pred_png)
     gt_ids = read_rgb_png(job.gt_png, indexer.scratch)
     if job.size is not None and gt_ids.shape[:2] != job.size:
