@@ -44,7 +44,6 @@ from jtsm.engine.relabel import run_relabel
 from jtsm.engine.runs import load_run
 from jtsm.evaluation.panoptic import evaluate_pq
 from jtsm.fileio import atomic_write_json, read_json
-from jtsm.presets import PRESETS
 
 
 def _prepare(out: Path, quick: bool) -> tuple[Path, Path, Path]:
@@ -89,7 +88,7 @@ class Ablation:
         self.out = out
         self.quick = quick
         self.images, self.ann, self.props = _prepare(out, quick)
-        self.mine_base = load_config(overrides=PRESETS["cpu-quick" if quick else "cpu"])
+        self.mine_base = load_config("synth_quick" if quick else "synth")
         self.rows: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
 
     def mine(self, name: str, overrides: dict[str, Any],
@@ -118,9 +117,9 @@ class Ablation:
     def refine(self, name: str, source: Path, pseudo: Path, overrides: dict[str, Any]
                ) -> tuple[Path, float]:
         run = self.out / "runs" / name
-        preset = PRESETS["cpu-refine-quick" if self.quick else "cpu-refine"]
+        preset = "synth_refine_quick" if self.quick else "synth_refine"
         base: Config = load_run(source).config
-        cfg = load_config(overrides={**preset, **overrides}, base=base)
+        cfg = load_config(preset, overrides, base=base)
         if not (run / "model_final.pt").is_file():
             t = time.perf_counter()
             run_refine(cfg, source, pseudo, self.images, run, proposals=self.props, resume=True)
@@ -151,7 +150,7 @@ class Ablation:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--quick", action="store_true", help="smoke budget (cpu-quick presets)")
+    ap.add_argument("--quick", action="store_true", help="smoke budget (the *_quick presets)")
     ap.add_argument("--tables", default="pooling,heads,parts",
                     help="comma-separated: pooling, heads, parts")
     ap.add_argument("--own-warmup", action="store_true",

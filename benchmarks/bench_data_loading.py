@@ -43,12 +43,11 @@ from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset
 from jtsm.engine.mine import (
     MilTrainModule,
     TagWarmupModule,
-    build_mining_model,
     warmup_solver,
     warmup_stride,
 )
 from jtsm.engine.trainer import train
-from jtsm.presets import PRESETS
+from jtsm.modeling.build import build_model
 
 SETTINGS = (("files each time, in the loop", 0.0, 0), ("cache, in the loop", 1024.0, 0),
             ("cache, 1 loader thread", 1024.0, 1))
@@ -84,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data, props = (args.data, args.proposals) if args.data else \
             synth_with_proposals(Path(tmp), 64)
-        base = load_config(overrides=PRESETS["cpu"])
+        base = load_config("synth")
         labels = read_image_labels(data / "annotations/panoptic_train.json")
         sets = {name: MiningDataset(labels, data / "images", props,
                                     replace(base.input, cache_mb=mb))
@@ -105,7 +104,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, _, threads in SETTINGS:
                 ds = sets[name]
-                model = build_mining_model(base, ds.categories)
+                model = build_model(base, ds.categories)
                 wsolver = replace(warmup_solver(base), max_iter=args.steps + 2,
                                   load_threads=threads)
                 with warmup_stride(model, base.warmup.stride):

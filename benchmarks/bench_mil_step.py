@@ -26,9 +26,9 @@ from jtsm.config import load_config
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset
 from jtsm.engine.inference import score_proposals
-from jtsm.engine.mine import MilTrainModule, build_mining_model
+from jtsm.engine.mine import MilTrainModule
+from jtsm.modeling.build import build_model
 from jtsm.ops.binned_max import kernel_available
-from jtsm.presets import PRESETS
 
 
 def _best(fn, repeat: int) -> float:
@@ -54,10 +54,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="jtsm_bench_mil_"))
     synth_with_proposals(tmp, args.images)
     ann = tmp / "data/annotations/panoptic_train.json"
-    cfg = load_config(overrides=PRESETS["cpu"])
+    cfg = load_config("synth")
     ds = MiningDataset(read_image_labels(ann), tmp / "data/images", tmp / "props", cfg.input)
     torch.manual_seed(0)
-    model = build_mining_model(cfg, ds.categories)
+    model = build_model(cfg, ds.categories)
     wrapper = MilTrainModule(model, freeze_norm=True)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
     items = [ds.load(i, np.random.default_rng(i)) for i in range(len(ds))]

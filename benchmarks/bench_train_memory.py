@@ -21,7 +21,8 @@ from skimage.segmentation import felzenszwalb
 import skimage.data, cv2
 from jtsm.config import load_config
 from jtsm.data.mining_dataset import MiningItem, to_tensor
-from jtsm.engine.mine import MilTrainModule, build_mining_model
+from jtsm.engine.mine import MilTrainModule
+from jtsm.modeling.build import build_model
 from jtsm.structures import CategoryMap, ProposalSet
 torch.set_num_threads(1)
 n, pooling = int(sys.argv[1]), sys.argv[2]
@@ -36,7 +37,7 @@ ps = ProposalSet(spx, sp.csr_matrix((np.ones(n * 12, bool), (rows, cols)), shape
 cats = CategoryMap.from_coco([{"id": i + 1, "name": str(i), "isthing": int(i < 5)}
                               for i in range(9)])
 cfg = load_config(overrides={"mining.pooling": pooling, "input.max_proposals": n})
-w = MilTrainModule(build_mining_model(cfg, cats))
+w = MilTrainModule(build_model(cfg, cats))
 opt = torch.optim.SGD(w.parameters(), lr=1e-3)
 tags = torch.zeros(9); tags[[0, 6]] = 1
 item = MiningItem(to_tensor(img), tags, ps, 1)

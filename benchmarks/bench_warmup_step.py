@@ -26,8 +26,9 @@ import time
 
 import torch
 
+from jtsm.config import load_config
 from jtsm.engine.mine import TagWarmupModule
-from jtsm.modeling.model import MiningConfig, MiningModel
+from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import bf16_supported
 
 
@@ -38,9 +39,10 @@ class _Step:
                  items: int, bf16: bool = False) -> None:
         torch.manual_seed(0)
         self.items = items
-        model = MiningModel(MiningConfig(num_classes=classes, backbone="tiny", norm="bn",
-                                         stride=16, width=width,
-                                         precision="bf16" if bf16 else "fp32"))
+        cfg = load_config(overrides=["backbone.norm=bn", "backbone.stride=16",
+                                     f"backbone.width={width}",
+                                     f"backbone.precision={'bf16' if bf16 else 'fp32'}"])
+        model = MiningModel.from_config(cfg, classes)
         self.module = TagWarmupModule(model)
         if channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)

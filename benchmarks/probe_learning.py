@@ -26,11 +26,11 @@ from jtsm.config import Config, apply_overrides, load_config
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, resize_to_scale, to_tensor
 from jtsm.engine.inference import score_proposals
-from jtsm.engine.mine import MilTrainModule, TagWarmupModule, build_mining_model, train_warmup
+from jtsm.engine.mine import MilTrainModule, TagWarmupModule, train_warmup
 from jtsm.engine.trainer import train
 from jtsm.evaluation.detection import box_iou
 from jtsm.fileio import read_image, safe_join
-from jtsm.presets import PRESETS
+from jtsm.modeling.build import build_model
 
 
 def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
@@ -91,12 +91,12 @@ def main() -> None:
     ap.add_argument("--save", type=Path)
     args = ap.parse_args()
 
-    cfg = apply_overrides(load_config(None, PRESETS["cpu"]), args.set).validate()
+    cfg = apply_overrides(load_config("synth"), args.set).validate()
     train_json = args.data / "annotations/panoptic_train.json"
     ds = MiningDataset(read_image_labels(train_json), args.data / "images", args.proposals,
                        cfg.input)
     torch.manual_seed(cfg.seed)  # as run_mine: the same initial weights every run
-    model = build_mining_model(cfg, ds.categories)
+    model = build_model(cfg, ds.categories)
     names = ds.categories.names
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))

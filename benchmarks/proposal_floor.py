@@ -1,4 +1,4 @@
-"""Which things keep a proposal after the area floor: a floor on mask area vs on box area.
+"""Which things keep a proposal after the area floor (``input.min_proposal_area``).
 
 For each floor, the top ``--top`` proposals that :func:`jtsm.data.mining_dataset.select_proposals`
 keeps, and over the thing segments of the first ``--images`` images of a split: the share with
@@ -25,9 +25,7 @@ from jtsm.data.mining_dataset import select_proposals
 from jtsm.evaluation.recall import best_overlaps
 from jtsm.proposals.store import ProposalStore
 
-FLOORS: tuple[tuple[str, float], ...] = (
-    ("mask", 0.0), ("mask", 0.01), ("mask", 0.02), ("box", 0.02), ("box", 0.03), ("box", 0.04),
-    ("pixels", 128), ("pixels", 256))  # pixels: at the middle train scale (128 px short side)
+FLOORS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.03)  # fractions of the image
 
 
 def main() -> None:
@@ -51,10 +49,8 @@ def main() -> None:
             continue
         ps = store.load(str(im["file_name"]), expect_size=pan.image_size)
         h, w = ps.image_size
-        for i, (kind, floor) in enumerate(FLOORS):
-            cfg = InputConfig(max_proposals=args.top, min_proposal_pixels=floor) \
-                if kind == "pixels" else \
-                InputConfig(max_proposals=args.top, min_proposal_area=floor, proposal_area=kind)
+        for i, floor in enumerate(FLOORS):
+            cfg = InputConfig(max_proposals=args.top, min_proposal_area=floor)
             sel = select_proposals(ps, cfg)
             best[i].append(best_overlaps(sel, pan.ids, things, [None])[0])
             kept[i].append(len(sel))
@@ -62,10 +58,9 @@ def main() -> None:
     print(f"{args.data} ({args.split}, {len(kept[0])} images with things, top {args.top})")
     print("| floor | things with a proposal at IoU 0.5 | proposals kept | of them mask < 2% |")
     print("| --- | ---: | ---: | ---: |")
-    for i, (kind, floor) in enumerate(FLOORS):
+    for i, floor in enumerate(FLOORS):
         b = np.concatenate(best[i]) if best[i] else np.zeros(0)
-        name = "none" if floor == 0 else f"mask >= {floor:g} px at the train scale" \
-            if kind == "pixels" else f"{kind} >= {100 * floor:g}%"
+        name = "none" if floor == 0 else f"mask >= {100 * floor:g}%"
         print(f"| {name} | {100 * (b >= 0.5).mean():.1f}% | {np.mean(kept[i]):.0f} "
               f"| {100 * np.mean(small[i]):.1f}% |")
 

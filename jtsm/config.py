@@ -21,7 +21,7 @@ from jtsm.errors import ConfigError
 
 __all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "MinedConfig",
            "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "config_to_dict",
-           "load_config", "apply_overrides"]
+           "load_config", "apply_overrides", "preset_names", "resolve_config_path"]
 
 
 PRECISIONS = ("fp32", "bf16", "auto")  # backbone.precision; jtsm.modeling.precision reads it
@@ -77,8 +77,6 @@ class InputConfig:
     hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
     max_proposals: int = 4000
     min_proposal_area: float = 0.0  # drop proposals smaller than this fraction of the image
-    min_proposal_pixels: float = 0.0  # ... or than this many pixels at the middle train scale
-    proposal_area: str = "mask"  # what min_proposal_area measures: "mask" pixels or "box"
     test_scales: list[int] = field(default_factory=lambda: [128])
     cache_mb: float = 1024.0  # decoded images + proposals kept in memory in training (0: none)
 
@@ -96,8 +94,6 @@ class SolverConfig:
     warmup_factor: float = 0.1
     steps: list[int] = field(default_factory=lambda: [700])
     gamma: float = 0.1
-    schedule: str = "step"  # step: x gamma at each of steps; cosine: after the linear warmup,
-    #                         half a cosine from lr down to 0 at max_iter (steps unused)
     ims_per_batch: int = 4
     checkpoint_period: int = 200
     log_period: int = 10
@@ -121,16 +117,6 @@ class WarmupConfig:
     lr: float = 0.001
     stride: int = 0  # 0: the backbone's; 16 trains a stride-8 tiny backbone at stride 16
     #                  (same weights, ~2.3x cheaper per image; MIL runs at stride 8 after)
-    mosaic: float = 0.0  # probability that a batch slot is a 2x2 mosaic of four images
-    #                      (tags: their union; every object kept, at half size)
-    weight_decay: float = -1.0  # -1: solver.weight_decay
-    grayscale: float = 0.0  # probability that an image is shown in grey (no hue to go by)
-    scales: list[int] = field(default_factory=list)  # short sides drawn per item; empty:
-    #                                                  the middle of input.train_scales
-    small_scale: int = 0  # progressive resizing: the short side of the first small_iters
-    small_iters: int = 0  # iterations' images (0: off); the rest at the usual scale
-    schedule: str = "step"  # step: x0.1 at 80% of iters; cosine: ramp_iters up, then cosine to 0
-    ramp_iters: int = 0  # linear lr ramp from 0.1 x lr over the first ramp_iters iterations
     whiten_images: int = 0  # > 0: the stem conv starts as a whitening of the patches of this
     #                         many training images (jtsm/modeling/whitening.py); 0: random init
     whiten_eps: float = 0.01  # added to the patch covariance's eigenvalues (normalised units)
@@ -224,21 +210,6 @@ class Config:
             ("input.min_proposal_area", self.input.min_proposal_area,
              0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
             ("input.cache_mb", self.input.cache_mb, self.input.cache_mb >= 0, ">= 0"),
-            ("input.min_proposal_pixels", self.input.min_proposal_pixels,
-             self.input.min_proposal_pixels >= 0, ">= 0"),
-            ("input.proposal_area", self.input.proposal_area,
-             self.input.proposal_area in ("mask", "box"), "mask or box"),
-            ("warmup.scales", self.warmup.scales, all(x >= 16 for x in self.warmup.scales),
-             "sizes >= 16"),
-            ("warmup.mosaic", self.warmup.mosaic, 0 <= self.warmup.mosaic <= 1, "in [0, 1]"),
-            ("warmup.small_scale", self.warmup.small_scale,
-             self.warmup.small_scale == 0 or self.warmup.small_scale >= 16, "0 (off) or >= 16"),
-            ("warmup.small_iters", self.warmup.small_iters,
-             0 <= self.warmup.small_iters <= self.warmup.iters, "in [0, warmup.iters]"),
-            ("warmup.grayscale", self.warmup.grayscale, 0 <= self.warmup.grayscale <= 1,
-             "in [0, 1]"),
-            ("warmup.weight_decay", self.warmup.weight_decay,
-             self.warmup.weight_decay == -1 or self.warmup.weight_decay >= 0, ">= 0, or -1"),
             ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),
             ("solver.optimizer", self.solver.optimizer, self.solver.optimizer in ("sgd", "adamw"),
              "sgd or adamw"),
@@ -250,18 +221,12 @@ class Config:
             ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
             ("solver.load_threads", self.solver.load_threads, self.solver.load_threads >= -1,
              ">= 0, or -1"),
-            ("solver.schedule", self.solver.schedule, self.solver.schedule in ("step", "cosine"),
-             "step or cosine"),
-            ("warmup.schedule", self.warmup.schedule, self.warmup.schedule in ("step", "cosine"),
-             "step or cosine"),
             ("warmup.whiten_images", self.warmup.whiten_images, self.warmup.whiten_images >= 0,
              ">= 0"),
             ("warmup.whiten_images", self.warmup.whiten_images,
              self.warmup.whiten_images == 0 or not self.backbone.weights,
              "0 with backbone.weights (it would replace the pretrained stem)"),
             ("warmup.whiten_eps", self.warmup.whiten_eps, self.warmup.whiten_eps > 0, "> 0"),
-            ("warmup.ramp_iters", self.warmup.ramp_iters,
-             0 <= self.warmup.ramp_iters <= self.warmup.iters, "in [0, warmup.iters]"),
             ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),
             ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
             ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),
@@ -400,9 +365,60 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Confi
     return cfg
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+PRESET_DIR = Path(__file__).parent / "configs"
+_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+
+
+def preset_names() -> list[str]:
+    """The presets shipped with jtsm (``jtsm/configs/*.toml``), by name."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def resolve_config_path(name: str | os.PathLike[str], relative_to: Path | None = None) -> Path:
+    """A config file from a path, or from a preset's name (``synth``, ``voc``, ...).
+
+    A value with a config suffix or a path separator is a path (relative to ``relative_to``
+    when given, e.g. a ``_base_`` of another file); anything else names a preset.
+    """
+    text = os.fspath(name)
+    p = Path(text)
+    if p.suffix in _SUFFIXES or os.sep in text or "/" in text:
+        if relative_to is not None and not p.is_absolute():
+            p = relative_to / p
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    preset = PRESET_DIR / f"{text}.toml"
+    if not preset.is_file():
+        raise ConfigError(f"--config {text}: neither a file nor a preset "
+                          f"(presets: {', '.join(preset_names())})")
+    return preset
+
+
+def _read_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's settings, flattened to dotted keys, over those of its ``_base_`` (a
+    preset name or a path relative to the file; a list applies in order), as mmdetection's
+    configs do."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: _base_ refers back to itself")
+    data = _parse_file(path)
+    bases = data.pop("_base_", [])
+    out: dict[str, Any] = {}
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list):
+        raise ConfigError(f"{path}: _base_ must name presets or files, got {bases!r}")
+    for base in bases:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: _base_ must name presets or files, got {base!r}")
+        out.update(_read_file(resolve_config_path(base, path.parent),
+                              (*_seen, path.resolve())))
+    out.update(_flatten(data))
+    return out
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
     text = path.read_bytes()
     try:
         if path.suffix == ".toml":
@@ -444,10 +460,11 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_config(path: str | os.PathLike[str] | None = None,
                 overrides: list[str] | dict[str, Any] | None = None,
                 base: Config | None = None) -> Config:
-    """Defaults (or ``base``), then the file at ``path``, then ``overrides``; validated."""
+    """Defaults (or ``base``), then ``path`` (a file or a preset's name), then ``overrides``;
+    validated."""
     cfg = base if base is not None else Config()
     if path is not None:
-        apply_overrides(cfg, _flatten(_read_file(Path(path))))
+        apply_overrides(cfg, _read_file(resolve_config_path(path)))
     if overrides:
         apply_overrides(cfg, overrides)
     return cfg.validate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from jtsm_cli.common import echo_json, progress, quiet_option
-from jtsm_cli.train_common import TrainProgress
+from jtsm_cli.train_common import TrainProgress, device_option
 
 
 @click.command()
@@ -13,8 +13,9 @@ from jtsm_cli.train_common import TrainProgress
               type=click.Path(file_okay=False), help="Folder for every stage's output.")
 @click.option("--quick", is_flag=True, help="A small smoke-test run (about a minute).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@device_option
 @quiet_option
-def demo(out: str, quick: bool, as_json: bool, quiet: bool) -> None:
+def demo(out: str, quick: bool, as_json: bool, device: str, quiet: bool) -> None:
     """Generate data, then proposals, mine, relabel, refine, predict and eval: prints PQ.
 
     \b
@@ -28,7 +29,7 @@ def demo(out: str, quick: bool, as_json: bool, quiet: bool) -> None:
 
     say = (lambda msg: None) if as_json else click.echo
     with TrainProgress(quiet) as bar:
-        result = run_demo(out, quick, say=say, on_log=bar,
+        result = run_demo(out, quick, say=say, on_log=bar, device=device,
                           progress=lambda it, n, label: progress(it, n, label, quiet))
     if as_json:
         echo_json(result)

@@ -18,6 +18,7 @@ from jtsm.errors import JtsmError
 
 #: command name -> "module:attribute" (imported only when the command runs or help is shown)
 COMMANDS: dict[str, str] = {
+    "config": "jtsm_cli.config:config_group",
     "data": "jtsm_cli.data:data",
     "demo": "jtsm_cli.demo:demo",
     "mine": "jtsm_cli.mine:mine",

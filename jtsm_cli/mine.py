@@ -7,20 +7,28 @@ from pathlib import Path
 import click
 
 from jtsm_cli.common import echo_json, progress
-from jtsm_cli.train_common import TrainProgress, resolve_config, run_workers, training_options
+from jtsm_cli.train_common import (
+    TrainProgress,
+    resolve_config,
+    run_workers,
+    start_rank,
+    training_options,
+)
 
 
-def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet, result_path):  # noqa: ANN001
+def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet,  # noqa: ANN001
+                 overwrite, device, result_path):  # noqa: ANN001
     """One worker (rank) of a mining run; rank 0 writes the summary."""
-    from jtsm.engine.distributed import init_from_env, is_main
+    from jtsm.engine.distributed import is_main
     from jtsm.engine.mine import run_mine
     from jtsm.fileio import atomic_write_json
 
-    init_from_env()
+    dev = start_rank(device)
     with TrainProgress(quiet or not is_main()) as bar:
         summary = run_mine(cfg, dataset, images, proposals, out, resume=resume, on_log=bar,
                            progress=lambda it, n, label: progress(it, n, label,
-                                                                   quiet or not is_main()))
+                                                                   quiet or not is_main()),
+                           device=dev, overwrite=overwrite)
     if is_main() and result_path:
         atomic_write_json(result_path, summary)
 
@@ -33,11 +41,14 @@ def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet, result_pat
 @click.option("--proposals", required=True, type=click.Path(exists=True, file_okay=False),
               help="Proposal store (jtsm proposals --out).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in --out (another job's, or a finished one) instead of "
+                   "refusing it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @training_options
-def mine(dataset: str, images: str, proposals: str, out: str, as_json: bool,
-         config_path: str | None, overrides: tuple[str, ...], gpus: int, nproc: int,
-         resume: bool, quiet: bool) -> None:
+def mine(dataset: str, images: str, proposals: str, out: str, overwrite: bool, as_json: bool,
+         config_path: str | None, overrides: tuple[str, ...], device: str, gpus: int,
+         nproc: int, resume: bool, quiet: bool) -> None:
     """Train the mining branch (MoIPool + MIL + refinement heads) from tags alone.
 
     \b
@@ -46,11 +57,12 @@ def mine(dataset: str, images: str, proposals: str, out: str, as_json: bool,
     RUN/mined/detections.json.
     Example:
         jtsm mine --dataset data/annotations/panoptic_train.json --images data/images \\
-            --proposals data/proposals --out runs/mine --config examples/configs/synth.toml
+            --proposals data/proposals --out runs/mine --config synth
     """
     cfg = resolve_config(config_path, overrides)
-    summary = run_workers(_mine_worker, (cfg, dataset, images, proposals, out, resume, quiet),
-                          out, gpus, nproc)
+    summary = run_workers(_mine_worker,
+                          (cfg, dataset, images, proposals, out, resume, quiet, overwrite),
+                          out, gpus, nproc, device)
     if as_json:
         echo_json(summary)
         return

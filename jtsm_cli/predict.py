@@ -7,6 +7,7 @@ import time
 import click
 
 from jtsm_cli.common import progress, quiet_option, report
+from jtsm_cli.train_common import device_option
 
 
 @click.command()
@@ -24,9 +25,10 @@ from jtsm_cli.common import progress, quiet_option, report
               help="Write OUT/viz/<name>.png for the first N images: image | prediction | "
                    "ground truth (when --dataset has masks).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@device_option
 @quiet_option
 def predict(run_dir: str, images: str, dataset: str | None, proposals: str | None, out: str,
-            tta: bool, viz: int, as_json: bool, quiet: bool) -> None:
+            tta: bool, viz: int, as_json: bool, device: str, quiet: bool) -> None:
     """Predict panoptic segments, instance masks and detections.
 
     \b
@@ -36,11 +38,12 @@ def predict(run_dir: str, images: str, dataset: str | None, proposals: str | Non
         jtsm predict --run runs/mine --images data/images \\
             --dataset data/annotations/panoptic_val.json --out runs/mine/val
     """
+    from jtsm.engine.device import resolve_device
     from jtsm.engine.predict import predict_images
     from jtsm.engine.runs import load_run
 
     t0 = time.perf_counter()
-    run = load_run(run_dir)
+    run = load_run(run_dir, resolve_device(device))
     summary = predict_images(run, images, out, dataset, proposals, tta,
                              progress=lambda it, n, label: progress(it, n, label, quiet),
                              viz=viz)

@@ -7,19 +7,20 @@ from pathlib import Path
 import click
 
 from jtsm_cli.common import echo_json
-from jtsm_cli.train_common import TrainProgress, run_workers, training_options
+from jtsm_cli.train_common import TrainProgress, run_workers, start_rank, training_options
 
 
-def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet, result_path):  # noqa: ANN001
+def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet,  # noqa: ANN001
+                   overwrite, device, result_path):  # noqa: ANN001
     """One worker (rank) of a refine run; rank 0 writes the summary."""
-    from jtsm.engine.distributed import init_from_env, is_main
+    from jtsm.engine.distributed import is_main
     from jtsm.engine.refine import run_refine
     from jtsm.fileio import atomic_write_json
 
-    init_from_env()
+    dev = start_rank(device)
     with TrainProgress(quiet or not is_main()) as bar:
         summary = run_refine(cfg, run, pseudo, images, out, proposals=proposals, resume=resume,
-                             on_log=bar)
+                             on_log=bar, device=dev, overwrite=overwrite)
     if is_main() and result_path:
         atomic_write_json(result_path, summary)
 
@@ -36,11 +37,15 @@ def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet, resu
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="New run folder.")
 @click.option("--proposals", type=click.Path(exists=True, file_okay=False), default=None,
               help="Proposal store; default: the one the mining run trained on.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in --out (another job's, or a finished one) instead of "
+                   "refusing it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @training_options
 def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | None,
-           as_json: bool, config_path: str | None, overrides: tuple[str, ...], gpus: int,
-           nproc: int, resume: bool, quiet: bool) -> None:
+           overwrite: bool, as_json: bool, config_path: str | None,
+           overrides: tuple[str, ...], device: str, gpus: int, nproc: int, resume: bool,
+           quiet: bool) -> None:
     """Train the instance and semantic branches jointly with the mining branch (Eq. 1).
 
     \b
@@ -58,8 +63,9 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
     base = config_from_dict(read_json(Path(run_dir) / "config.json"))
     cfg = load_config(config_path, list(overrides), base=base)
     summary = run_workers(_refine_worker,
-                          (cfg, run_dir, pseudo, images, proposals, out, resume, quiet),
-                          out, gpus, nproc)
+                          (cfg, run_dir, pseudo, images, proposals, out, resume, quiet,
+                           overwrite),
+                          out, gpus, nproc, device)
     if as_json:
         echo_json(summary)
         return

@@ -4,23 +4,42 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from jtsm.config import Config, load_config
 from jtsm_cli.common import rich_progress
 
+if TYPE_CHECKING:
+    import torch
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config NAME|PATH`` and ``--set KEY=VALUE`` (repeatable)."""
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config value, e.g. --set solver.max_iter=200.")(f)
+    return click.option("--config", "config_path", metavar="NAME|PATH",
+                        help="A preset shipped with jtsm (synth, synth_refine, voc, coco, "
+                             "photos; `jtsm config show`) or a TOML/JSON/YAML file, over the "
+                             "defaults.")(f)
+
+
+def device_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--device cpu|cuda|cuda:N`` (default: CUDA when available)."""
+    return click.option("--device", default="auto", show_default=True, metavar="DEVICE",
+                        help="cpu, cuda or cuda:N; auto takes CUDA when there is a GPU.")(f)
+
 
 def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config``, ``--set``, ``--gpus``, ``--nproc``, ``--resume``, ``--quiet``."""
+    """``--config``, ``--set``, ``--device``, ``--gpus``, ``--nproc``, ``--resume``,
+    ``--quiet``."""
     opts = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                     help="A TOML/JSON/YAML config over the defaults (examples/configs/)."),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a config value, e.g. --set solver.max_iter=200."),
+        config_option,
+        device_option,
         click.option("--gpus", type=click.IntRange(0, 1024), default=0,
-                     help="DistributedDataParallel over N GPUs (NCCL)."),
+                     help="DistributedDataParallel over N GPUs (NCCL), one process each on "
+                          "cuda:LOCAL_RANK. Under torchrun the environment decides."),
         click.option("--nproc", type=click.IntRange(1, 1024), default=1,
                      help="N CPU worker processes (gloo), for CPU-only machines."),
         click.option("--resume", is_flag=True,
@@ -36,37 +55,59 @@ def resolve_config(config_path: str | None, overrides: tuple[str, ...]) -> Confi
     return load_config(config_path, list(overrides))
 
 
-def world(gpus: int, nproc: int) -> tuple[int, str]:
-    """How many local workers, and the backend (torchrun's environment takes precedence)."""
+def world(gpus: int, nproc: int, device: str = "auto") -> tuple[int, str, str]:
+    """How many local workers, their backend and the device each resolves
+    (:func:`jtsm.engine.device.resolve_device`); torchrun's environment takes precedence."""
     import os
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return 1, "env"
-    if gpus:
-        import torch
+    import torch
 
+    wants_cpu = device.strip().lower() == "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1, "env", device
+    if gpus:
+        if wants_cpu:
+            raise click.UsageError("--gpus runs on GPUs; for CPU workers use --nproc")
         if not torch.cuda.is_available():
             raise click.UsageError("--gpus given but no CUDA device is available")
         if gpus > torch.cuda.device_count():
             raise click.UsageError(f"--gpus {gpus}: only {torch.cuda.device_count()} GPUs")
-        return gpus, "nccl"
-    return nproc, "gloo"
+        return gpus, "nccl", "cuda"
+    if nproc > 1:
+        if device.strip().lower() not in ("auto", "cpu"):
+            raise click.UsageError(f"--nproc runs CPU workers, not --device {device}; "
+                                   "for GPUs use --gpus N")
+        return nproc, "gloo", "cpu"
+    return 1, "gloo", device
+
+
+def start_rank(device: str) -> torch.device:
+    """In a worker: join the process group (torchrun's, or the launcher's) and resolve its
+    device; a CUDA rank takes ``cuda:LOCAL_RANK``."""
+    from jtsm.engine.device import resolve_device
+    from jtsm.engine.distributed import init_from_env
+
+    init_from_env("gloo" if device.strip().lower() == "cpu" else None)
+    return resolve_device(device)
 
 
 def run_workers(worker: Callable[..., None], args: tuple[Any, ...], out: str, gpus: int,
-                nproc: int) -> dict[str, Any]:
-    """Run ``worker(*args, result_path)`` on every rank (one process, N local workers, or
-    torchrun's) and return rank 0's summary with the wall ``seconds``."""
+                nproc: int, device: str = "auto") -> dict[str, Any]:
+    """Run ``worker(*args, device, result_path)`` on every rank (one process, N local workers,
+    or torchrun's) and return rank 0's summary with the wall ``seconds``."""
     import time
     from pathlib import Path
 
+    from jtsm.engine.device import resolve_device
     from jtsm.engine.distributed import launch
     from jtsm.fileio import read_json
 
-    n, backend = world(gpus, nproc)
+    n, backend, device = world(gpus, nproc, device)
+    if backend != "env":
+        resolve_device(device)  # a device this machine lacks is refused before any work
     t0 = time.perf_counter()
     result = Path(out) / ".summary.json"
-    full = (*args, str(result))
+    full = (*args, device, str(result))
     if n > 1:
         launch(worker, n, backend, args=full)
     else:

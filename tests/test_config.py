@@ -29,9 +29,8 @@ def test_json_config(tmp_path):
     ("mining.pooling=avg", "mining.pooling='avg' is out of range"),
     ("solver.nope=1", "unknown config key 'solver.nope'"),
     ("input.hflip=maybe", "expected true or false"),
-    ("warmup.grayscale=1.5", "warmup.grayscale=1.5 is out of range"),
-    ("warmup.small_iters=10", "warmup.small_iters=10 is out of range"),  # > warmup.iters (0)
-    ("warmup.small_scale=8", "warmup.small_scale=8 is out of range"),
+    ("warmup.batch=1", "warmup.batch=1 is out of range"),
+    ("warmup.mosaic=0.5", "unknown config key 'warmup.mosaic'"),  # tried, removed
     ("seed", "must look like key=value"),
 ])
 def test_bad_values_named(override, msg):
@@ -60,25 +59,49 @@ def test_default_config_is_valid():
     assert Config().validate() == Config()
 
 
-def test_synth_example_config_is_the_cpu_preset():
-    from pathlib import Path
+def test_every_preset_loads_by_name_and_by_path():
+    from jtsm.config import PRESET_DIR, preset_names
 
-    from jtsm.presets import PRESETS
-
-    root = Path(__file__).resolve().parents[1]
-    assert load_config(root / "examples/configs/synth.toml") == load_config(
-        overrides=PRESETS["cpu"])
-    mined = load_config(overrides=PRESETS["cpu"])
-    assert load_config(root / "examples/configs/synth_refine.toml", base=mined) == load_config(
-        overrides={**PRESETS["cpu"], **PRESETS["cpu-refine"]})
+    names = preset_names()
+    assert {"synth", "synth_refine", "voc", "coco", "photos"} <= set(names)
+    for name in names:
+        assert load_config(name) == load_config(PRESET_DIR / f"{name}.toml")
 
 
-def test_example_configs_load():
-    from pathlib import Path
+def test_a_preset_name_works_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("synth").warmup.iters == 2000
 
-    root = Path(__file__).resolve().parents[1]
-    for f in sorted((root / "examples/configs").glob("*.toml")):
-        load_config(f)
+
+def test_base_presets_apply_first_and_the_file_over_them(tmp_path):
+    quick = load_config("synth_quick")
+    synth = load_config("synth")
+    assert quick.solver.max_iter == 60 and quick.backbone == synth.backbone  # from its base
+    f = tmp_path / "mine.toml"
+    f.write_text('_base_ = "synth"\n[solver]\nmax_iter = 7\n')
+    cfg = load_config(f)
+    assert cfg.solver.max_iter == 7 and cfg.warmup.iters == 2000
+    (tmp_path / "child.toml").write_text('_base_ = "mine.toml"\n[warmup]\niters = 3\n')
+    child = load_config(tmp_path / "child.toml")
+    assert (child.solver.max_iter, child.warmup.iters) == (7, 3)
+
+
+def test_bad_presets_and_bases_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="--config nope: neither a file nor a preset"):
+        load_config("nope")
+    (tmp_path / "loop.toml").write_text('_base_ = "loop.toml"\n')
+    with pytest.raises(ConfigError, match="refers back to itself"):
+        load_config(tmp_path / "loop.toml")
+    (tmp_path / "b.toml").write_text("_base_ = 3\n")
+    with pytest.raises(ConfigError, match="_base_ must name presets"):
+        load_config(tmp_path / "b.toml")
+
+
+def test_the_refine_preset_goes_over_the_mining_runs_config():
+    mined = load_config("synth")
+    cfg = load_config("synth_refine", base=load_config("synth"))
+    assert cfg.backbone == mined.backbone and cfg.warmup == mined.warmup
+    assert cfg.solver.max_iter == 400 and cfg.refine.snap == "superpixels"
 
 
 def test_an_unknown_precision_is_refused_naming_the_key():

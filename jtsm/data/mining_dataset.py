@@ -100,24 +100,13 @@ def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
     """Drop proposals under the area floor, keep the best ``cfg.max_proposals``; the same
     selection for training and prediction.
 
-    The floor is the larger of ``cfg.min_proposal_area`` (a fraction of the image) and
-    ``cfg.min_proposal_pixels`` (pixels once the image is resized to the middle training
-    scale, the size the network sees: a floor tied to the feature grid, not to how large a
-    dataset's objects are). Measured on the proposal's mask, or on its box with
-    ``cfg.proposal_area == "box"`` (which keeps thin and hollow objects whose masks are small).
+    The floor is ``cfg.min_proposal_area``, a fraction of the image, measured on the
+    proposal's mask.
     """
     h, w = ps.image_size
     floor = cfg.min_proposal_area * h * w
-    if cfg.min_proposal_pixels > 0 and h * w > 0:
-        sh, sw = resize_to_scale(h, w, middle_scale(cfg.train_scales), cfg.max_size)
-        floor = max(floor, cfg.min_proposal_pixels * (h * w) / (sh * sw))
     if floor > 0:
-        if cfg.proposal_area == "box":
-            b = ps.boxes
-            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        else:
-            area = ps.areas()
-        ps = ps[area >= floor]
+        ps = ps[ps.areas() >= floor]
     return ps.topk(cfg.max_proposals)
 
 
@@ -244,100 +233,37 @@ class TagBatchDataset:
     kept, so shapes look as they will to MIL), flipped and jittered as in training. Images of
     other sizes than the batch's largest are reflect-padded to it: a mirrored border holds
     only classes the image has, so the tags stay true.
-
-    ``scales``: short sides to draw one of per item (all its images at it); empty: ``S``.
-    ``grayscale``: the probability that an image is shown in grey (its luma in all three
-    channels), so that the tags must be told from shape and texture, not hue alone.
-    ``mosaic``: the probability that a batch slot holds a 2x2 mosaic of four random tagged
-    images instead of one, each tile the slot's size halved, its tags the union of the four
-    (exact: every pixel of each image is in its tile, only smaller).
-    ``small_scale``, ``small_iters``: progressive resizing; items of the first ``small_iters``
-    iterations (:meth:`load_at`) have short side ``small_scale`` instead (0: off).
     """
 
-    def __init__(self, base: MiningDataset, batch: int, mosaic: float = 0.0,
-                 scales: Sequence[int] = (), grayscale: float = 0.0,
-                 small_scale: int = 0, small_iters: int = 0) -> None:
+    def __init__(self, base: MiningDataset, batch: int) -> None:
         self.base = base
         self.batch = batch
-        self.mosaic = mosaic
-        self.grayscale = grayscale
         self.size = middle_scale(base.cfg.train_scales)
-        self.scales = tuple(int(s) for s in scales) or (self.size,)
-        self.small_scale = int(small_scale)
-        self.small_iters = int(small_iters) if small_scale > 0 else 0
 
     @classmethod
     def from_config(cls, base: MiningDataset, warmup: WarmupConfig) -> TagBatchDataset:
         """The warm-up's batches as ``warmup.*`` describes them (``jtsm mine``'s warm-up)."""
-        return cls(base, warmup.batch, warmup.mosaic, warmup.scales, warmup.grayscale,
-                   warmup.small_scale, warmup.small_iters)
+        return cls(base, warmup.batch)
 
     def __len__(self) -> int:
         return len(self.base)
 
     def load(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch led by image ``index``: ``images (B, 3, H, W)`` in 0..255, ``tags (B, C)``."""
-        return self._load(index, rng, None)
-
-    def load_at(self, index: int, rng: np.random.Generator, iteration: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`load` for training iteration ``iteration`` (the small scale before
-        ``small_iters``; after it, the same items as :meth:`load`)."""
-        return self._load(index, rng, self.small_scale if iteration < self.small_iters else None)
-
-    def _load(self, index: int, rng: np.random.Generator, size: int | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.base)
         picks = [index] + [int(i) for i in rng.integers(0, n, self.batch - 1)]
-        if size is None:  # one scale: no draw, so the default warm-up's stream is as it was
-            size = self.scales[int(rng.integers(0, len(self.scales)))] \
-                if len(self.scales) > 1 else self.scales[0]
         images, tags = [], []
         for i in picks:
-            img, labels = self._image(i, size, rng)
-            if self.mosaic > 0 and rng.random() < self.mosaic:
-                img, labels = self._mosaic(img, labels, size, rng)
-            images.append(img)
-            tags.append(torch.from_numpy(self.base.categories.tag_vector(labels)))
+            img = resize_short_side(self.base.image(i), self.size, self.base.cfg.max_size)
+            if self.base.cfg.hflip and rng.random() < 0.5:
+                img = np.ascontiguousarray(img[:, ::-1])
+            images.append(hsv_jitter(img, self.base.cfg.hsv_jitter, rng))
+            tags.append(torch.from_numpy(self.base.categories.tag_vector(
+                self.base.records[i].labels)))
         height = max(im.shape[0] for im in images)
         width = max(im.shape[1] for im in images)
         return torch.stack([to_tensor(_reflect_pad(im, height, width)) for im in images]), \
             torch.stack(tags)
-
-    def _image(self, i: int, size: int, rng: np.random.Generator
-               ) -> tuple[np.ndarray, tuple[int, ...]]:
-        """Image ``i`` resized to short side ``size``, flipped and jittered; its tags."""
-        rec = self.base.records[i]
-        img = self.base.image(i)
-        img = resize_short_side(img, size, self.base.cfg.max_size)
-        if self.base.cfg.hflip and rng.random() < 0.5:
-            img = np.ascontiguousarray(img[:, ::-1])
-        img = hsv_jitter(img, self.base.cfg.hsv_jitter, rng)
-        # off: no draw, so the default warm-up's random stream is what it was
-        if self.grayscale > 0 and rng.random() < self.grayscale:
-            img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-        return img, rec.labels
-
-    def _mosaic(self, first: np.ndarray, labels: tuple[int, ...], size: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, ...]]:
-        """``first`` ``(H, W, 3)`` and three random images as the 2x2 tiles of an ``(H, W)``
-        canvas (tile ``k`` at rows ``(k // 2) * H // 2``, columns ``(k % 2) * W // 2``); the
-        union of the four images' tags."""
-        height, width = first.shape[:2]
-        rows, cols = (0, height // 2, height), (0, width // 2, width)
-        canvas = np.empty_like(first)
-        union = set(labels)
-        for k in range(4):
-            if k == 0:
-                img = first
-            else:
-                img, more = self._image(int(rng.integers(0, len(self.base))), size, rng)
-                union.update(more)
-            r0, r1, c0, c1 = rows[k // 2], rows[k // 2 + 1], cols[k % 2], cols[k % 2 + 1]
-            canvas[r0:r1, c0:c1] = cv2.resize(img, (c1 - c0, r1 - r0),
-                                              interpolation=cv2.INTER_AREA)
-        return canvas, tuple(sorted(union))
 
 
 def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -33,19 +33,17 @@ def demo_sizes(quick: bool) -> tuple[int, int, int]:
 
 
 def demo_config(quick: bool) -> Config:
-    """The CPU preset the demo mines with (``quick``: a smoke-test budget for CI)."""
-    from jtsm.presets import PRESETS
-
-    return load_config(overrides=PRESETS["cpu-quick" if quick else "cpu"])
+    """The preset the demo mines with: ``synth`` (``quick``: ``synth_quick``, a smoke-test
+    budget for CI)."""
+    return load_config("synth_quick" if quick else "synth")
 
 
 def refine_config(mine_cfg: Config, quick: bool) -> Config:
-    """The refine stage's config: the mining run's, with the CPU refine preset over it."""
+    """The refine stage's config: the mining run's, with ``synth_refine`` (``quick``:
+    ``synth_refine_quick``) over it."""
     import copy
 
-    from jtsm.presets import PRESETS
-
-    return load_config(overrides=PRESETS["cpu-refine-quick" if quick else "cpu-refine"],
+    return load_config("synth_refine_quick" if quick else "synth_refine",
                        base=copy.deepcopy(mine_cfg))
 
 
@@ -64,14 +62,17 @@ def run_demo(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     synth: SynthConfig | None = None,
     seed: int = 0,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Run every stage; returns the PQ of the val predictions (mined and refined), CorLoc and
     stage timings.
 
     ``synth`` and ``seed`` generate other data than the demo's (other classes and sizes, for
-    ``benchmarks/generalise.py``); the presets stay the same.
+    ``benchmarks/generalise.py``); the presets stay the same. ``device``: where the models
+    train and predict (:func:`jtsm.engine.device.resolve_device`).
     """
     from jtsm.data.synth import SynthConfig, write_synth_dataset
+    from jtsm.engine.device import resolve_device
     from jtsm.engine.mine import run_mine
     from jtsm.engine.predict import predict_images
     from jtsm.engine.refine import run_refine
@@ -82,6 +83,7 @@ def run_demo(
     from jtsm.fileio import read_json
     from jtsm.proposals.runner import list_images, run_proposals
 
+    dev = resolve_device(device)
     out = Path(out)
     data, props = out / "data", out / "proposals"
     mine_dir, relabel_dir, refine_dir = out / "mine", out / "relabel", out / "refine"
@@ -118,7 +120,7 @@ def run_demo(
     done = stage("mine")
     cfg = demo_config(quick)
     run_mine(cfg, ann / "panoptic_train.json", images, props, mine_dir, resume=True,
-             on_log=on_log, progress=progress)
+             on_log=on_log, progress=progress, device=dev)
     done()
     say(f"mine: tag warm-up {cfg.warmup.iters} + MIL {cfg.solver.max_iter} iterations -> "
         f"{mine_dir} ({times['mine']:.0f}s)")
@@ -136,7 +138,7 @@ def run_demo(
     done = stage("refine")
     if not (refine_dir / "model_final.pt").is_file():
         run_refine(rcfg, mine_dir, relabel_dir / "panoptic.json", images, refine_dir,
-                   proposals=props, resume=True, on_log=on_log)
+                   proposals=props, resume=True, on_log=on_log, device=dev)
     done()
     say(f"refine: {rcfg.solver.max_iter} iterations -> {refine_dir} ({times['refine']:.0f}s)")
 
@@ -145,7 +147,7 @@ def run_demo(
     results: dict[str, Any] = {}
     for name, run_dir in (("mined", mine_dir), ("refined", refine_dir)):
         pred = out / f"val_{name}"
-        predict_images(load_run(run_dir), images, pred, val, props, progress=progress)
+        predict_images(load_run(run_dir, dev), images, pred, val, props, progress=progress)
         results[name] = evaluate_pq(val, pred / "panoptic.json")
     done()
     say(f"predict: val split, mining run and refined run -> {out}/val_* "

@@ -25,7 +25,7 @@ from jtsm.errors import JtsmError
 from jtsm.system import available_cores
 
 __all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "ddp_wrap", "get_rank",
-           "get_world_size", "init_from_env", "is_main", "launch"]
+           "get_world_size", "group_device", "init_from_env", "is_main", "launch"]
 
 
 def get_rank() -> int:
@@ -45,12 +45,21 @@ def barrier() -> None:
         dist.barrier()
 
 
+def group_device() -> torch.device:
+    """Where the process group's collectives take tensors: the rank's GPU under NCCL (which
+    reduces GPU tensors only), else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     """Mean of scalar values over all ranks (for logging)."""
     if get_world_size() == 1 or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64,
+                     device=group_device())
     dist.all_reduce(t)
     t /= get_world_size()
     return dict(zip(keys, t.tolist()))

@@ -41,39 +41,15 @@ from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.engine.trainer import train
 from jtsm.errors import ConfigError
 from jtsm.fileio import atomic_write_json
-from jtsm.modeling.model import MiningConfig as ModelConfig
+from jtsm.modeling.build import build_model
 from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import run_module
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import CategoryMap, ProposalSet
 
-__all__ = ["MilTrainModule", "TagWarmupModule", "build_mining_model", "run_mine",
+__all__ = ["MilTrainModule", "TagWarmupModule", "run_mine",
            "train_warmup", "warmup_solver", "warmup_stride", "whiten_stem",
            "write_presence"]
-
-
-def build_mining_model(cfg: Config, categories: CategoryMap) -> MiningModel:
-    """The mining model the config describes, over the dataset's classes (things + stuff)."""
-    b, m = cfg.backbone, cfg.mining
-    return MiningModel(ModelConfig(
-        num_classes=categories.num_classes,
-        backbone=b.name,
-        weights=b.weights or None,
-        norm=None if b.norm == "auto" else b.norm,
-        freeze_at=None if b.freeze_at < 0 else b.freeze_at,
-        stride=b.stride,
-        width=b.width,
-        pooler=m.pooling,
-        pool_size=m.pool_size,
-        compensation=m.compensation,
-        use_scores=m.use_scores,
-        hidden=m.fc_dim,
-        dropout=m.dropout,
-        num_refine=m.refine_heads,
-        refine_iou=m.refine_iou_threshold,
-        refine_overlap=m.refine_iou,
-        precision=b.precision,
-    ))
 
 
 @contextmanager
@@ -87,7 +63,8 @@ def warmup_stride(model: MiningModel, stride: int) -> Iterator[None]:
         yield
         return
     if not hasattr(model.backbone, "set_stride"):
-        raise ConfigError(f"warmup.stride={stride}: backbone {model.cfg.backbone!r} has one "
+        raise ConfigError(f"warmup.stride={stride}: a {type(model.backbone).__name__} backbone "
+                          f"has one "
                           f"stride ({own}); only 'tiny' can switch (use 0)")
     model.backbone.set_stride(stride)
     try:
@@ -155,10 +132,10 @@ class TagWarmupModule(nn.Module):
     def __init__(self, model: MiningModel) -> None:
         super().__init__()
         self.backbone = model.backbone
-        self.precision = model.cfg.precision
+        self.precision = model.precision
         self.register_buffer("pixel_mean", model.pixel_mean.clone(), False)
         self.register_buffer("pixel_std", model.pixel_std.clone(), False)
-        self.classifier = nn.Linear(2 * model.backbone.out_channels, model.cfg.num_classes)
+        self.classifier = nn.Linear(2 * model.backbone.out_channels, model.num_classes)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Tag logits ``(B, C)`` of ``(B, 3, S, S)`` images in 0..255."""
@@ -194,14 +171,10 @@ def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
 
 
 def warmup_solver(cfg: Config) -> SolverConfig:
-    """The warm-up's schedule: ``warmup.*`` over ``solver.*``; ``warmup.schedule`` ``step``:
-    x0.1 at 80%, ``cosine``: down to 0; either after a ``warmup.ramp_iters`` linear ramp."""
+    """The warm-up's schedule: ``warmup.*`` over ``solver.*``, no ramp, x0.1 at 80%."""
     return replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
                    optimizer=cfg.warmup.optimizer, ims_per_batch=cfg.warmup.items,
-                   weight_decay=(cfg.solver.weight_decay if cfg.warmup.weight_decay < 0
-                                 else cfg.warmup.weight_decay),
-                   schedule=cfg.warmup.schedule, warmup_iters=cfg.warmup.ramp_iters,
-                   warmup_factor=0.1, gamma=0.1, steps=[int(cfg.warmup.iters * 0.8)])
+                   warmup_iters=0, gamma=0.1, steps=[int(cfg.warmup.iters * 0.8)])
 
 
 def train_warmup(model: MiningModel, ds: MiningDataset, cfg: Config,
@@ -229,8 +202,15 @@ def run_mine(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     write_outputs: bool = True,
     progress: Callable[..., Any] | None = None,
+    device: torch.device | str = "cpu",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train the mining branch into the run folder ``out``; runs on every rank of a group.
+    """Train the mining branch into the run folder ``out`` on ``device``; runs on every rank
+    of a group (each on its own device, :func:`jtsm.engine.device.resolve_device`).
+
+    Before anything is written, :func:`jtsm.engine.fingerprint.prepare_run` checks the folder
+    (a new one, the same job with ``resume``, or ``overwrite``), every proposal file and, on a
+    resume, that the checkpoints fit the config.
 
     Returns (rank 0) a summary: images used, images skipped for having no tags, stages run,
     and the mined outputs written.
@@ -239,15 +219,13 @@ def run_mine(
     torch.manual_seed(cfg.seed)
     labels = read_image_labels(dataset)
     ds = MiningDataset(labels, images, proposals, cfg.input)
-    if is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", config_to_dict(cfg), indent=2)
-        atomic_write_json(out / "meta.json", {
-            "stage": "mine", "categories": list(ds.categories.categories),
-            "dataset": str(dataset), "proposals": str(proposals),
-        }, indent=2)
+    start = mine_start(cfg, dataset, images, proposals, out, ds, resume, overwrite)
     barrier()
-    model = build_mining_model(cfg, ds.categories)
+    if is_main():
+        start.begin({"stage": "mine", "categories": list(ds.categories.categories),
+                     **{k: v["path"] for k, v in start.fingerprint["inputs"].items()}})
+    barrier()
+    model = build_model(cfg, ds.categories, "mine", device)
     conf = config_to_dict(cfg)
     if cfg.warmup.iters > 0:
         train_warmup(model, ds, cfg, out, resume=resume, config=conf, on_log=on_log)
@@ -264,6 +242,23 @@ def run_mine(
             summary["mined"] = write_mined(model, ds, out / "mined", cfg, progress=progress)
     barrier()
     return summary
+
+
+def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.PathLike[str],
+               proposals: str | os.PathLike[str], out: Path, ds: MiningDataset, resume: bool,
+               overwrite: bool) -> Any:
+    """The checks of :func:`jtsm.engine.fingerprint.prepare_run` for a mining run."""
+    from jtsm.engine import fingerprint as fpr
+
+    inputs = {"dataset": fpr.input_record(dataset, fpr.file_digest(dataset)),
+              "images": fpr.input_record(images, fpr.names_digest(
+                  r.file_name for r in ds.records)),
+              "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
+    return fpr.prepare_run(
+        out, "mine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
+        proposals=proposals, records=ds.records, stages=("warmup", "mine"),
+        model_state=lambda: build_model(cfg, ds.categories, "mine", "cpu").state_dict(),
+        inside={"--proposals": proposals})
 
 
 def _read_all(ds: MiningDataset, cfg: Config, model: MiningModel

@@ -20,10 +20,10 @@ import torch
 from jtsm.config import Config, config_to_dict
 from jtsm.data.refine_dataset import RefineDataset, RefineItem
 from jtsm.engine.distributed import barrier, is_main
-from jtsm.engine.mine import MilTrainModule, build_mining_model
+from jtsm.engine.mine import MilTrainModule
 from jtsm.engine.trainer import train
 from jtsm.errors import DataError
-from jtsm.fileio import atomic_write_json
+from jtsm.modeling.build import build_model
 from jtsm.modeling.losses import instance_mask_loss, semantic_loss
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.ops.boxes import box_iou
@@ -31,17 +31,9 @@ from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.ops.roi_align import roi_align
 from jtsm.structures import CategoryMap, masks_to_boxes
 
-__all__ = ["RefineTrainModule", "build_panoptic_model", "instance_targets", "run_refine"]
+__all__ = ["RefineTrainModule", "instance_targets", "run_refine"]
 
 _NEW_HEADS = ("mask_head.", "semantic_head.")
-
-
-def build_panoptic_model(cfg: Config, categories: CategoryMap) -> PanopticModel:
-    """The full model the config describes (mining branch as ``jtsm mine`` builds it)."""
-    mining = build_mining_model(cfg, categories)
-    r = cfg.refine
-    return PanopticModel(mining.cfg, categories.num_things, r.mask_size, r.mask_channels,
-                         r.mask_convs, r.semantic_channels, r.semantic_convs)
 
 
 @torch.no_grad()
@@ -134,6 +126,24 @@ def _init_from(model: PanopticModel, source: Path) -> None:
                         f"({len(bad)} keys differ, e.g. {bad[0]!r})")
 
 
+def _refine_start(cfg: Config, source: Path, pseudo: str | os.PathLike[str],
+                  images: str | os.PathLike[str], proposals: str | os.PathLike[str], out: Path,
+                  ds: RefineDataset, resume: bool, overwrite: bool) -> Any:
+    """The checks of :func:`jtsm.engine.fingerprint.prepare_run` for a refine run."""
+    from jtsm.engine import fingerprint as fpr
+
+    inputs = {"source": fpr.input_record(source, fpr.run_id_of(source)),
+              "pseudo": fpr.input_record(pseudo, fpr.file_digest(pseudo)),
+              "images": fpr.input_record(images, fpr.names_digest(
+                  r.file_name for r in ds.records)),
+              "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
+    return fpr.prepare_run(
+        out, "refine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
+        proposals=proposals, records=ds.records, stages=("refine",),
+        model_state=lambda: build_model(cfg, ds.categories, "refine", "cpu").state_dict(),
+        inside={"--run": source, "--proposals": proposals})
+
+
 def run_refine(
     cfg: Config,
     source: str | os.PathLike[str],
@@ -143,8 +153,12 @@ def run_refine(
     proposals: str | os.PathLike[str] | None = None,
     resume: bool = False,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | str = "cpu",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train the full model from the run ``source`` on ``pseudo``; runs on every rank.
+    """Train the full model from the run ``source`` on ``pseudo`` on ``device``; runs on every
+    rank. The folder ``out`` is checked as :func:`jtsm.engine.mine.run_mine` checks its own
+    (and may not be ``source`` or inside it) before anything is written.
 
     Arguments:
         cfg: the resolved config (the source run's, with the user's overrides).
@@ -161,19 +175,20 @@ def run_refine(
         if "proposals" not in meta:
             raise DataError(f"{source / 'meta.json'}: names no proposal store; pass --proposals")
         proposals = meta["proposals"]
+        if not Path(proposals).is_dir():
+            raise DataError(f"{source / 'meta.json'}: the proposal store it records, "
+                            f"{proposals}, no longer exists; pass --proposals DIR")
     categories = CategoryMap.from_coco(meta["categories"])
     torch.manual_seed(cfg.seed)
     ds = RefineDataset(pseudo, images, proposals, cfg.input, categories)
-    model = build_panoptic_model(cfg, categories)
+    model = build_model(cfg, categories, "refine", device)
     _init_from(model, source)
     source_stage = str(meta.get("stage", "?"))
+    start = _refine_start(cfg, source, pseudo, images, proposals, out, ds, resume, overwrite)
+    barrier()
     if is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", config_to_dict(cfg), indent=2)
-        atomic_write_json(out / "meta.json", {
-            "stage": "refine", "categories": list(categories.categories),
-            "pseudo": str(pseudo), "proposals": str(proposals), "source": str(source),
-        }, indent=2)
+        start.begin({"stage": "refine", "categories": list(categories.categories),
+                     **{k: v["path"] for k, v in start.fingerprint["inputs"].items()}})
     barrier()
     freeze = cfg.warmup.iters > 0  # as the mining run: statistics of the tag warm-up kept
     wrapper = RefineTrainModule(model, cfg, freeze_norm=freeze)

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from jtsm.config import Config, config_from_dict
 from jtsm.engine.checkpoint import load_checkpoint
 from jtsm.errors import ConfigError, DataError
 from jtsm.fileio import read_json
+from jtsm.modeling.build import STAGES, build_model
 from jtsm.structures import CategoryMap
 
 __all__ = ["Run", "load_run"]
@@ -25,7 +27,8 @@ __all__ = ["Run", "load_run"]
 
 @dataclass
 class Run:
-    """A loaded run: its config, categories, stage and model (eval mode, CPU)."""
+    """A loaded run: its config, categories, stage and model (eval mode, on the device it was
+    loaded onto)."""
 
     path: Path
     config: Config
@@ -36,8 +39,9 @@ class Run:
     presence: np.ndarray | None = None  # per-class thresholds calibrated on training tags
 
 
-def load_run(path: str | os.PathLike[str]) -> Run:
-    """Load a run folder written by ``jtsm mine`` or ``jtsm refine``.
+def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Run:
+    """Load a run folder written by ``jtsm mine`` or ``jtsm refine``, its model on ``device``
+    (weights trained on any device load onto any other).
 
     Raises:
         DataError: a missing or corrupt file, or weights that do not fit the run's config
@@ -56,14 +60,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         stage = str(meta["stage"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path / 'meta.json'}: malformed run metadata ({exc})") from None
-    if stage == "mine":
-        from jtsm.engine.mine import build_mining_model
-
-        model: nn.Module = build_mining_model(cfg, categories)
-    elif stage == "refine":
-        from jtsm.engine.refine import build_panoptic_model
-
-        model = build_panoptic_model(cfg, categories)
+    if stage in STAGES:
+        model: nn.Module = build_model(cfg, categories, stage, device)
     else:
         raise DataError(f"{path / 'meta.json'}: unknown stage {stage!r} (want mine or refine)")
     weights = path / "model_final.pt"

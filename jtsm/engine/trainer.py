@@ -59,11 +59,7 @@ class TrainingDiverged(JtsmError):
 
 
 class TrainTask(Protocol):
-    """What the loop trains on: ``len(task)`` items; ``task.load(i, rng)`` one augmented item.
-
-    A task whose items change with the schedule (progressive resizing) also has
-    ``load_at(i, rng, iteration)``, which the loop then calls instead.
-    """
+    """What the loop trains on: ``len(task)`` items; ``task.load(i, rng)`` one augmented item."""
 
     def __len__(self) -> int: ...
 
@@ -84,14 +80,8 @@ def sample_index(seed: int, n: int, position: int) -> int:
 
 
 def lr_at(solver: SolverConfig, iteration: int) -> float:
-    """Learning rate at ``iteration``: linear warmup, then x gamma at each step (``step``) or
-    half a cosine from ``lr`` at the end of the warmup to 0 at ``max_iter`` (``cosine``)."""
-    if solver.schedule == "cosine":
-        span = max(solver.max_iter - solver.warmup_iters, 1)
-        t = min(max(iteration - solver.warmup_iters, 0) / span, 1.0)
-        lr = solver.lr * 0.5 * (1.0 + math.cos(math.pi * t))
-    else:
-        lr = solver.lr * solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
+    """Learning rate at ``iteration``: linear warmup, then x gamma at each of ``steps``."""
+    lr = solver.lr * solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
     if iteration < solver.warmup_iters:
         alpha = iteration / max(solver.warmup_iters, 1)
         lr *= solver.warmup_factor * (1 - alpha) + alpha
@@ -228,7 +218,7 @@ def train(
     local = batch // world
     slots = range(rank * local, (rank + 1) * local)
     model.train()
-    keys = ((sample_index(seed, n, it * batch + j), item_seed(seed, it, j), it)
+    keys = ((sample_index(seed, n, it * batch + j), item_seed(seed, it, j))
             for it in range(start, solver.max_iter) for j in slots)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with Prefetcher(lambda key: _load_item(task, *key), keys,
@@ -240,11 +230,9 @@ def train(
     return model
 
 
-def _load_item(task: TrainTask, index: int, seed: int, iteration: int) -> Any:
-    """Item ``index`` of ``task`` drawn with ``seed``, for ``iteration`` if the task asks."""
-    rng = np.random.default_rng(seed)
-    load_at = getattr(task, "load_at", None)
-    return load_at(index, rng, iteration) if load_at is not None else task.load(index, rng)
+def _load_item(task: TrainTask, index: int, seed: int) -> Any:
+    """Item ``index`` of ``task`` drawn with ``seed``."""
+    return task.load(index, np.random.default_rng(seed))
 
 
 def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch.optim.Optimizer,

@@ -1,9 +1,10 @@
 """Models: backbones, proposal pooling, the mining head (MIL + refinement) and its losses."""
 
 from jtsm.modeling.backbone import build_backbone, load_imagenet_weights
+from jtsm.modeling.build import build_model
 from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
 from jtsm.modeling.mining import MiningHead
-from jtsm.modeling.model import MiningConfig, MiningModel
+from jtsm.modeling.model import MiningModel
 from jtsm.modeling.pooling import POOLERS, ProposalPooler, build_pooler
 
 __all__ = [
@@ -13,7 +14,7 @@ __all__ = [
     "refinement_loss",
     "refinement_targets",
     "MiningHead",
-    "MiningConfig",
+    "build_model",
     "MiningModel",
     "POOLERS",
     "ProposalPooler",

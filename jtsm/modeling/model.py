@@ -5,8 +5,7 @@ What the ``mine`` stage trains. One image per forward (the paper uses 1 image pe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -19,46 +18,14 @@ from jtsm.modeling.precision import run_module
 from jtsm.ops.boxes import box_iou
 from jtsm.ops.proposal_tensors import ProposalTensors
 
-__all__ = ["MiningConfig", "MiningModel"]
+__all__ = ["MiningModel"]
+
+if TYPE_CHECKING:
+    from jtsm.config import Config
 
 # ImageNet statistics in 0..255 RGB (torchvision's, scaled)
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
-
-
-@dataclass
-class MiningConfig:
-    """Hyper-parameters of :class:`MiningModel`; defaults are the CPU preset."""
-
-    num_classes: int = 21
-    backbone: str = "tiny"
-    weights: str | None = None
-    norm: str | None = None
-    freeze_at: int | None = None
-    stride: int = 16
-    width: int = 32  # tiny backbone only
-    pooler: str = "moi"
-    pool_size: int = 7
-    compensation: str = "code"
-    use_scores: bool = True
-    hidden: int = 256
-    dropout: float = 0.5
-    num_refine: int = 4
-    refine_iou: float = 0.5
-    refine_overlap: str = "box"  # or "mask"
-    mil_eps: float = 1e-6
-    mil_reduction: str = "sum"
-    precision: str = "fp32"  # the backbone's: fp32 | bf16 | auto (jtsm.modeling.precision)
-
-    @classmethod
-    def paper(cls, num_classes: int = 21, weights: str | None = None) -> MiningConfig:
-        """The paper's VOC setting: ResNet18-WS, FC 4096, 4 refinement heads."""
-        return cls(num_classes=num_classes, backbone="resnet18-ws", weights=weights, hidden=4096)
-
-    @classmethod
-    def cpu(cls, num_classes: int = 21) -> MiningConfig:
-        """Small and fast: TinyNet (stride 16), FC 256."""
-        return cls(num_classes=num_classes)
 
 
 class MiningModel(nn.Module):
@@ -71,27 +38,43 @@ class MiningModel(nn.Module):
     ``loss_refine_r`` per head (Eq. 4 is their sum).
     """
 
-    def __init__(self, cfg: MiningConfig) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        *,
+        pooling: str = "moi",
+        pool_size: int = 7,
+        compensation: str = "code",
+        use_scores: bool = True,
+        fc_dim: int = 256,
+        dropout: float = 0.5,
+        refine_heads: int = 4,
+        refine_iou: str = "box",
+        refine_iou_threshold: float = 0.5,
+        precision: str = "fp32",
+        mil_eps: float = 1e-6,
+    ) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.backbone = build_backbone(cfg.backbone, cfg.weights, cfg.norm, cfg.freeze_at,
-                                       cfg.stride, cfg.width)
-        stride = self.backbone.stride
-        self.pooler = build_pooler(cfg.pooler, output_size=cfg.pool_size,
-                                   spatial_scale=1.0 / stride, compensation=cfg.compensation,
-                                   use_scores=cfg.use_scores)
-        in_features = self.backbone.out_channels * cfg.pool_size**2
-        self.head = MiningHead(in_features, cfg.num_classes, cfg.hidden, cfg.num_refine,
-                               cfg.dropout)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.precision = precision  # the backbone's: fp32 | bf16 | auto (modeling.precision)
+        self.refine_iou = refine_iou  # box | mask: the overlap OICR spreads pseudo labels by
+        self.refine_iou_threshold = refine_iou_threshold
+        self.mil_eps = mil_eps
+        self.pooler = build_pooler(pooling, output_size=pool_size,
+                                   spatial_scale=1.0 / backbone.stride,
+                                   compensation=compensation, use_scores=use_scores)
+        in_features = backbone.out_channels * pool_size**2
+        self.head = MiningHead(in_features, num_classes, fc_dim, refine_heads, dropout)
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
 
     @classmethod
-    def from_config(cls, cfg: MiningConfig | dict[str, Any]) -> MiningModel:
-        return cls(cfg if isinstance(cfg, MiningConfig) else MiningConfig(**cfg))
-
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.cfg)
+    def from_config(cls, cfg: Config, num_classes: int) -> MiningModel:
+        """The mining model ``cfg.backbone`` and ``cfg.mining`` describe, over
+        ``num_classes`` (things + stuff)."""
+        return cls(backbone_from_config(cfg), num_classes, **mining_kwargs(cfg))
 
     def forward(self, image: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
         if image.dim() != 4 or image.shape[0] != 1:
@@ -106,9 +89,9 @@ class MiningModel(nn.Module):
 
     def features(self, image: Tensor) -> Tensor:
         """Backbone features ``(N, C_feat, H/stride, W/stride)`` float32 of ``(N, 3, H, W)``
-        0..255 (computed in ``cfg.precision``)."""
+        0..255 (computed in ``self.precision``)."""
         return run_module(self.backbone, (image - self.pixel_mean) / self.pixel_std,
-                          self.cfg.precision)
+                          self.precision)
 
     def mine(self, feats: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
         """The mining head's outputs for one image's features ``(1, C_feat, h, w)``."""
@@ -121,9 +104,8 @@ class MiningModel(nn.Module):
         tags = tags.to(outputs["image_scores"].device)
         if proposals.device != tags.device:
             proposals = proposals.to(tags.device)
-        out = {"loss_mil": mil_loss(outputs["image_scores"], tags, self.cfg.mil_eps,
-                                    self.cfg.mil_reduction)}
-        if self.cfg.refine_overlap == "mask":
+        out = {"loss_mil": mil_loss(outputs["image_scores"], tags, self.mil_eps)}
+        if self.refine_iou == "mask":
             def overlap(idx: Tensor) -> Tensor:
                 return proposals.mask_iou(idx).to(outputs["mil_scores"].dtype)
         else:
@@ -135,7 +117,26 @@ class MiningModel(nn.Module):
         prev = outputs["mil_scores"].detach()
         for r, (logits, probs) in enumerate(zip(outputs["refine_logits"],
                                                 outputs["refine_probs"])):
-            labels, weights = refinement_targets(prev, tags, overlap, self.cfg.refine_iou)
+            labels, weights = refinement_targets(prev, tags, overlap,
+                                                 self.refine_iou_threshold)
             out[f"loss_refine_{r + 1}"] = refinement_loss(logits, labels, weights)
             prev = probs.detach()
         return out
+
+
+def backbone_from_config(cfg: Config) -> nn.Module:
+    """The backbone ``cfg.backbone`` describes (``norm``/``freeze_at`` ``auto`` resolved by
+    :func:`jtsm.modeling.backbone.build_backbone`)."""
+    b = cfg.backbone
+    return build_backbone(b.name, b.weights or None, None if b.norm == "auto" else b.norm,
+                          None if b.freeze_at < 0 else b.freeze_at, b.stride, b.width)
+
+
+def mining_kwargs(cfg: Config) -> dict[str, Any]:
+    """:class:`MiningModel`'s keyword arguments from ``cfg.mining`` and ``cfg.backbone``."""
+    m = cfg.mining
+    return {"pooling": m.pooling, "pool_size": m.pool_size, "compensation": m.compensation,
+            "use_scores": m.use_scores, "fc_dim": m.fc_dim, "dropout": m.dropout,
+            "refine_heads": m.refine_heads, "refine_iou": m.refine_iou,
+            "refine_iou_threshold": m.refine_iou_threshold,
+            "precision": cfg.backbone.precision}

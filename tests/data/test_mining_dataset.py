@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jtsm.config import InputConfig, WarmupConfig
+from jtsm.config import InputConfig
 from jtsm.data.coco_panoptic import load_panoptic_json
 from jtsm.data.labels import read_image_labels
 from jtsm.data.mining_dataset import MiningDataset, TagBatchDataset, hsv_jitter, resize_to_scale
@@ -103,66 +103,6 @@ def test_tag_batches(synth_dir, synth_proposals):
     assert (tags.sum(1) >= 1).all()
 
 
-def test_mosaic_slots_hold_four_images_and_the_union_of_their_tags(synth_dir, synth_proposals):
-    import cv2
-
-    ds = _ds(synth_dir, synth_proposals, train_scales=[64], hflip=False, hsv_jitter=1.0)
-    for mosaic, reads in ((0.0, 3), (1.0, 12)):
-        tb = TagBatchDataset(ds, 3, mosaic=mosaic)
-        seen: list[tuple[int, np.ndarray]] = []
-        read = tb._image
-
-        def spy(i, size, rng, read=read, seen=seen):
-            assert size == 64
-            out = read(i, size, rng)
-            seen.append((i, out[0]))
-            return out
-
-        tb._image = spy
-        images, tags = tb.load(1, np.random.default_rng(3))
-        assert len(seen) == reads and seen[0][0] == 1
-    for slot in range(3):
-        group = seen[4 * slot: 4 * slot + 4]
-        union = set().union(*(ds.records[i].labels for i, _ in group))
-        assert tags[slot].tolist() == ds.categories.tag_vector(sorted(union)).tolist()
-        canvas = images[slot].permute(1, 2, 0).numpy()
-        h, w = group[0][1].shape[:2]
-        assert canvas.shape[:2] == (h, w)
-        for k, (_, img) in enumerate(group):
-            r0, r1 = (0, h // 2) if k < 2 else (h // 2, h)
-            c0, c1 = (0, w // 2) if k % 2 == 0 else (w // 2, w)
-            tile = cv2.resize(img, (c1 - c0, r1 - r0), interpolation=cv2.INTER_AREA)
-            assert np.array_equal(canvas[r0:r1, c0:c1], tile.astype(np.float32))
-
-
-def test_tag_batches_draw_one_scale_per_item(synth_dir, synth_proposals):
-    ds = _ds(synth_dir, synth_proposals, train_scales=[64])
-    tb = TagBatchDataset(ds, 2, scales=[48, 64, 80])
-    shapes = {tb.load(0, np.random.default_rng(s))[0].shape[2] for s in range(12)}
-    assert shapes == {48, 64, 80}  # the 96x112 images' short side, all of an item at one
-    assert TagBatchDataset(ds, 2).scales == (64,)
-
-
-def test_grayscale_shows_images_in_grey_at_its_rate(synth_dir, synth_proposals):
-    import cv2
-
-    ds = _ds(synth_dir, synth_proposals, train_scales=[64], hflip=False, hsv_jitter=1.0)
-
-    def grey(images):  # per image: all three channels equal
-        return [bool((im[0] == im[1]).all() and (im[1] == im[2]).all()) for im in images]
-
-    colour, _ = TagBatchDataset(ds, 6).load(0, np.random.default_rng(1))
-    assert not any(grey(colour))
-    all_grey, _ = TagBatchDataset(ds, 6, grayscale=1.0).load(0, np.random.default_rng(1))
-    assert all(grey(all_grey))
-    # the luma of the colour image (no jitter, no flip here): nothing else changes
-    luma = cv2.cvtColor(colour[0].permute(1, 2, 0).numpy().astype(np.uint8), cv2.COLOR_RGB2GRAY)
-    assert np.array_equal(all_grey[0, 0].numpy(), luma.astype(np.float32))
-    rate = np.mean([g for s in range(20) for g in grey(
-        TagBatchDataset(ds, 6, grayscale=0.5).load(s % len(ds), np.random.default_rng(s))[0])])
-    assert 0.3 < rate < 0.7
-
-
 def test_tag_batches_keep_the_aspect_and_reflect_pad(tmp_path):
     """Warm-up images are resized as MIL's (short side S, aspect kept), never squashed; a
     smaller image of the batch is mirrored out to the largest."""
@@ -204,10 +144,10 @@ def test_hsv_jitter_equals_the_per_pixel_float_formula():
         assert np.array_equal(hsv_jitter(img, 1.5, np.random.default_rng(seed)), slow)
 
 
-def test_the_area_floor_measures_the_mask_or_the_box():
-    """``input.proposal_area``: a hollow square (its mask 15% of its box) under a 10% floor is
-    dropped when masks are measured and kept when boxes are; a small solid blob is dropped
-    either way; without a floor everything stays."""
+def test_the_area_floor_measures_the_mask():
+    """``input.min_proposal_area``: a hollow square (its mask 14% of the image, its box 56%)
+    under a 15% floor is dropped, a solid square of 25% kept; without a floor everything
+    stays, best score first up to ``max_proposals``."""
     from jtsm.config import InputConfig
     from jtsm.data.mining_dataset import select_proposals
     from jtsm.structures import ProposalSet
@@ -217,40 +157,18 @@ def test_the_area_floor_measures_the_mask_or_the_box():
     ring[5:35, 5:35] = True
     ring[7:33, 7:33] = False  # 30x30 box (56% of the image), 224 px of mask (14%)
     blob = np.zeros((h, w), bool)
-    blob[0:8, 30:38] = True  # 64 px: 4% as mask and as box
+    blob[0:8, 30:38] = True  # 64 px: 4%
     solid = np.zeros((h, w), bool)
-    solid[10:30, 10:30] = True  # 25% either way
+    solid[10:30, 10:30] = True  # 25%
     masks = np.stack([ring, blob, solid])
     ps = ProposalSet.from_masks(masks, scores=np.array([0.9, 0.8, 0.7]))
 
     def kept(**kw):
-        out = select_proposals(ps, InputConfig(max_proposals=10, **kw))
+        out = select_proposals(ps, InputConfig(**{"max_proposals": 10, **kw}))
         return sorted(int(np.flatnonzero((masks == out.mask(i)).all(axis=(1, 2)))[0])
                       for i in range(len(out)))
 
     assert kept(min_proposal_area=0.0) == [0, 1, 2]
-    assert kept(min_proposal_area=0.15, proposal_area="mask") == [2]
-    assert kept(min_proposal_area=0.15, proposal_area="box") == [0, 2]
-    # in pixels at the middle train scale: a 40x40 image seen at 20 px has 1/4 of its pixels
-    # there (blob 16, ring 56, solid 100), at 80 px 4x (blob 256)
-    assert kept(min_proposal_pixels=17, train_scales=[10, 20, 30]) == [0, 2]
-    assert kept(min_proposal_pixels=57, train_scales=[20]) == [2]
-    assert kept(min_proposal_pixels=250, train_scales=[80]) == [0, 1, 2]
-    assert kept(min_proposal_pixels=250, train_scales=[80], min_proposal_area=0.15) == [2]
-
-
-def test_progressive_resizing_uses_the_small_scale_before_small_iters(synth_dir, synth_proposals):
-    ds = _ds(synth_dir, synth_proposals, train_scales=[64])
-    tb = TagBatchDataset(ds, 3, small_scale=40, small_iters=5)
-    early, _ = tb.load_at(1, np.random.default_rng(3), 4)
-    assert early.shape[2] == 40  # the 96x112 images' short side
-    from_cfg = TagBatchDataset.from_config(
-        ds, WarmupConfig(iters=10, batch=3, small_scale=40, small_iters=5))
-    assert torch.equal(from_cfg.load_at(1, np.random.default_rng(3), 4)[0], early)
-    # from small_iters on, exactly the items of load() (no change to the usual stream)
-    late = tb.load_at(1, np.random.default_rng(3), 5)
-    usual = TagBatchDataset(ds, 3).load(1, np.random.default_rng(3))
-    assert all(torch.equal(a, b) for a, b in zip(late, usual))
-    off = TagBatchDataset(ds, 3, small_scale=0, small_iters=5).load_at(
-        1, np.random.default_rng(3), 0)
-    assert all(torch.equal(a, b) for a, b in zip(off, usual))
+    assert kept(min_proposal_area=0.03) == [0, 2]
+    assert kept(min_proposal_area=0.15) == [2]
+    assert kept(min_proposal_area=0.0, max_proposals=2) == [0, 1]

@@ -7,7 +7,8 @@ from jtsm_cli.main import cli
 
 def test_quick_demo_runs_every_stage_and_reports_pq(tmp_path):
     out = tmp_path / "demo"
-    r = CliRunner().invoke(cli, ["demo", "--out", str(out), "--quick", "--json", "--quiet"])
+    r = CliRunner().invoke(cli, ["demo", "--out", str(out), "--quick", "--json", "--quiet",
+                                 "--device", "cpu"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert set(res["pq"]) >= {"All", "Things", "Stuff", "per_class"}

@@ -3,7 +3,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 from click.testing import CliRunner
 
@@ -11,7 +10,6 @@ from jtsm.config import load_config
 from jtsm.data.coco_panoptic import load_panoptic_json
 from jtsm.engine.checkpoint import load_checkpoint
 from jtsm.engine.mine import run_mine
-from jtsm.errors import ConfigError
 from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
@@ -125,16 +123,16 @@ def test_mil_with_a_frozen_backbone_trains_the_head_only(tmp_path, synth_dir, sy
 
 def test_mil_module_from_config_follows_the_preset():
     """``jtsm mine`` and benchmarks/probe_learning.py build the MIL stage the same way: the
-    ``cpu`` preset freezes the backbone and its BN statistics, the defaults train both."""
-    from jtsm.engine.mine import MilTrainModule, build_mining_model
-    from jtsm.presets import PRESETS
+    ``synth`` preset freezes the backbone and its BN statistics, the defaults train both."""
+    from jtsm.engine.mine import MilTrainModule
+    from jtsm.modeling.build import build_model
     from jtsm.structures import CategoryMap
 
     cats = CategoryMap.from_coco([{"id": 1, "name": "a", "isthing": 1}, {"id": 2, "name": "b",
                                                                  "isthing": 0}])
-    for overrides, frozen in ((PRESETS["cpu"], True), ([], False)):
-        cfg = load_config(overrides=overrides)
-        m = MilTrainModule.from_config(build_mining_model(cfg, cats), cfg)
+    for preset, frozen in (("synth", True), (None, False)):
+        cfg = load_config(preset)
+        m = MilTrainModule.from_config(build_model(cfg, cats), cfg)
         grads = {p.requires_grad for p in m.model.backbone.parameters()}
         assert grads == {not frozen}
         assert m.freeze_norm == (cfg.warmup.iters > 0)
@@ -174,31 +172,13 @@ def test_a_run_started_from_a_finished_warmup_equals_the_whole_run(tmp_path, syn
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_warmup_schedule_takes_its_own_weight_decay_or_the_solvers():
+def test_warmup_schedule_is_its_own_not_the_solvers():
     from jtsm.engine.mine import warmup_solver
 
-    cfg = load_config(overrides=["warmup.iters=100", "solver.weight_decay=0.001"])
+    cfg = load_config(overrides=["warmup.iters=100", "warmup.lr=0.002", "solver.lr=0.5"])
     sol = warmup_solver(cfg)
-    assert (sol.max_iter, sol.steps, sol.weight_decay) == (100, [80], 0.001)
-    assert (sol.schedule, sol.warmup_iters) == ("step", 0)  # not the solver's 50-iteration ramp
-    cfg = load_config(overrides=["warmup.iters=100", "warmup.weight_decay=0.05"])
-    assert warmup_solver(cfg).weight_decay == 0.05 and cfg.solver.weight_decay == 5e-4
-
-
-def test_warmup_cosine_schedule_and_ramp_come_from_warmup_not_the_solver():
-    from jtsm.engine.mine import warmup_solver
-    from jtsm.engine.trainer import lr_at
-
-    cfg = load_config(overrides=["warmup.iters=100", "warmup.lr=0.002", "warmup.ramp_iters=10",
-                                 "warmup.schedule=cosine", "solver.schedule=step"])
-    sol = warmup_solver(cfg)
-    assert (sol.schedule, sol.warmup_iters, sol.max_iter) == ("cosine", 10, 100)
-    assert lr_at(sol, 0) == pytest.approx(0.0002) and lr_at(sol, 10) == pytest.approx(0.002)
-    assert lr_at(sol, 100) == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(ConfigError, match="warmup.schedule"):
-        load_config(overrides=["warmup.schedule=linear"])
-    with pytest.raises(ConfigError, match="warmup.ramp_iters"):
-        load_config(overrides=["warmup.iters=10", "warmup.ramp_iters=11"])
+    assert (sol.max_iter, sol.steps, sol.lr) == (100, [80], 0.002)
+    assert sol.warmup_iters == 0  # not the solver's 50-iteration ramp
 
 
 def test_whiten_stem_whitens_the_training_images_patches(synth_dir, synth_proposals):
@@ -206,14 +186,15 @@ def test_whiten_stem_whitens_the_training_images_patches(synth_dir, synth_propos
     and normalised as the warm-up sees them) are decorrelated with unit variance."""
     from jtsm.data.labels import read_image_labels
     from jtsm.data.mining_dataset import MiningDataset
-    from jtsm.engine.mine import build_mining_model, whiten_stem
+    from jtsm.engine.mine import whiten_stem
+    from jtsm.modeling.build import build_model
     from jtsm.modeling.whitening import first_conv, sample_patches
 
     cfg = load_config(overrides=["backbone.norm=bn", "warmup.whiten_images=5",
                                  "warmup.whiten_eps=1e-6", "input.train_scales=[64]"])
     ds = MiningDataset(read_image_labels(synth_dir / "annotations/panoptic_train.json"),
                        synth_dir / "images", synth_proposals, cfg.input)
-    model = build_mining_model(cfg, ds.categories)
+    model = build_model(cfg, ds.categories)
     before = first_conv(model.backbone).weight.detach().clone()
     whiten_stem(model, ds, cfg)
     conv = first_conv(model.backbone)
@@ -235,9 +216,10 @@ def test_run_mine_starts_the_warmup_from_the_whitened_stem(tmp_path, synth_dir, 
     warm-up's stem is the whitening whiten_stem computes; without the option, it is not."""
     from jtsm.data.labels import read_image_labels
     from jtsm.data.mining_dataset import MiningDataset
-    from jtsm.engine.mine import build_mining_model, whiten_stem
+    from jtsm.engine.mine import whiten_stem
+    from jtsm.modeling.build import build_model
 
-    over = TINY + ["backbone.norm=bn", "warmup.lr=1e-30", "warmup.weight_decay=0"]
+    over = TINY + ["backbone.norm=bn", "warmup.lr=1e-30", "solver.weight_decay=0"]
     stems = {}
     for name, extra in (("off", []), ("on", ["warmup.whiten_images=4"])):
         cfg = load_config(overrides=over + extra)
@@ -248,7 +230,7 @@ def test_run_mine_starts_the_warmup_from_the_whitened_stem(tmp_path, synth_dir, 
     ds = MiningDataset(read_image_labels(synth_dir / "annotations/panoptic_train.json"),
                        synth_dir / "images", synth_proposals, cfg.input)
     torch.manual_seed(cfg.seed)
-    model = build_mining_model(cfg, ds.categories)
+    model = build_model(cfg, ds.categories)
     whiten_stem(model, ds, cfg)
     expect = model.backbone.body[0].weight.detach()
     assert torch.allclose(stems["on"], expect, atol=1e-6)

@@ -1,5 +1,4 @@
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -31,19 +30,6 @@ def test_lr_schedule():
     assert lr_at(s, 10) == pytest.approx(1.0)
     assert lr_at(s, 25) == pytest.approx(0.1)
     assert lr_at(s, 30) == pytest.approx(0.01)
-
-
-def test_cosine_schedule_ramps_then_falls_to_zero_at_max_iter():
-    s = SolverConfig(lr=1.0, max_iter=110, warmup_iters=10, warmup_factor=0.1, steps=[20],
-                     schedule="cosine")
-    assert lr_at(s, 0) == pytest.approx(0.1)
-    assert lr_at(s, 5) == pytest.approx(0.55)
-    assert lr_at(s, 10) == pytest.approx(1.0)
-    assert lr_at(s, 60) == pytest.approx(0.5)  # halfway down; the step at 20 is not applied
-    assert lr_at(s, 35) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
-    assert lr_at(s, 110) == pytest.approx(0.0, abs=1e-12)
-    lrs = [lr_at(s, i) for i in range(10, 111)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
 def test_sample_order_is_epoch_permutations():
@@ -215,20 +201,3 @@ def test_prefetcher_keeps_the_order_and_raises_at_the_failing_item():
     for threads in (0, 2):  # both end where the keys end
         with Prefetcher(lambda k: k * 2, range(3), threads=threads) as doubled:
             assert list(doubled) == [0, 2, 4]
-
-
-def test_tasks_with_load_at_get_each_item_s_iteration():
-    """A task with ``load_at`` is told the iteration of every item it loads."""
-
-    class Scheduled(ToyTask):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seen: list[int] = []
-
-        def load_at(self, index, rng, iteration):
-            self.seen.append(iteration)
-            return self.load(index, rng)
-
-    task = Scheduled()
-    train(ToyModel(), task, _solver(max_iter=6, ims_per_batch=3), seed=0, run_dir=None)
-    assert task.seen == [it for it in range(6) for _ in range(3)]

@@ -6,12 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from jtsm.config import load_config
 from jtsm.errors import ConfigError
 from jtsm.modeling.losses import refinement_targets
-from jtsm.modeling.model import MiningConfig, MiningModel
+from jtsm.modeling.model import MiningModel
 from jtsm.modeling.pooling import POOLERS, build_pooler
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import ProposalSet
+
+
+def _model(num_classes: int, *overrides: str) -> MiningModel:
+    """The tiny backbone at stride 16 with the mining head ``overrides`` describe."""
+    cfg = load_config(overrides=["backbone.stride=16", *overrides])
+    return MiningModel.from_config(cfg, num_classes)
 
 
 def _scene(seed: int = 0, h: int = 64, w: int = 80):
@@ -39,9 +46,7 @@ def _scene(seed: int = 0, h: int = 64, w: int = 80):
 @pytest.mark.parametrize("pooler", POOLERS)
 def test_forward_losses_backward_every_pooler(pooler):
     torch.manual_seed(0)
-    cfg = MiningConfig.cpu(num_classes=3)
-    cfg.pooler, cfg.hidden, cfg.num_refine = pooler, 32, 2
-    model = MiningModel.from_config(cfg)
+    model = _model(3, f"mining.pooling={pooler}", "mining.fc_dim=32", "mining.refine_heads=2")
     image, props = _scene()
     out = model(image, props)
     p = len(props)
@@ -58,8 +63,7 @@ def test_forward_losses_backward_every_pooler(pooler):
 
 def test_mask_overlap_option_uses_mask_iou():
     image, props = _scene()
-    cfg = MiningConfig(num_classes=2, hidden=16, num_refine=1, refine_overlap="mask")
-    model = MiningModel(cfg).eval()
+    model = _model(2, "mining.fc_dim=16", "mining.refine_heads=1", "mining.refine_iou=mask").eval()
     out = model(image, props)
     losses = model.losses(out, torch.tensor([1.0, 1.0]), props)
     assert torch.isfinite(losses["loss_refine_1"])
@@ -71,8 +75,7 @@ def test_mask_overlap_option_uses_mask_iou():
 def test_model_learns_tags_on_one_image():
     torch.manual_seed(0)
     image, props = _scene()
-    cfg = MiningConfig(num_classes=3, hidden=64, num_refine=1, dropout=0.0)
-    model = MiningModel(cfg)
+    model = _model(3, "mining.fc_dim=64", "mining.refine_heads=1", "mining.dropout=0")
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tags = torch.tensor([1.0, 0.0, 1.0])
     first = None
@@ -90,9 +93,10 @@ def test_model_learns_tags_on_one_image():
 
 def test_bad_inputs_and_config():
     image, props = _scene()
-    model = MiningModel(MiningConfig(num_classes=2, hidden=8, num_refine=0))
+    model = _model(2, "mining.fc_dim=8", "mining.refine_heads=0")
     with pytest.raises(ValueError, match="proposals"):
         model(image[:, :, :32], props)
     with pytest.raises(ConfigError):
         build_pooler("roi-warp")
-    assert MiningConfig.paper().backbone == "resnet18-ws" and MiningConfig.paper().hidden == 4096
+    paper = MiningModel.from_config(load_config("voc"), 21)
+    assert paper.head.fc[0].out_features == 4096 and paper.backbone.stride == 16

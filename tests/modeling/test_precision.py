@@ -2,13 +2,15 @@ import numpy as np
 import pytest
 import torch
 
+from jtsm.config import load_config
 from jtsm.errors import ConfigError
 from jtsm.modeling.backbone import TinyNet
-from jtsm.modeling.model import MiningConfig, MiningModel
+from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import bf16_supported, compute_dtype, run_module
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import ProposalSet
 
+_BF16 = ["backbone.stride=16", "mining.fc_dim=16", "backbone.precision=bf16"]
 
 def test_precision_names_map_to_dtypes():
     assert compute_dtype("fp32", "cpu") == torch.float32
@@ -37,7 +39,7 @@ def test_bf16_runs_the_convolutions_in_bf16_and_returns_float32_close_to_fp32():
 def test_a_bf16_mining_model_trains_its_backbone_in_float32():
     """Features come out float32, the backbone's weights and their gradients stay float32."""
     torch.manual_seed(0)
-    model = MiningModel(MiningConfig(num_classes=3, hidden=16, precision="bf16"))
+    model = MiningModel.from_config(load_config(overrides=_BF16), 3)
     image = torch.rand(1, 3, 48, 48) * 255
     bands = np.arange(48 * 48).reshape(48, 48) // (48 * 12)  # 4 horizontal bands
     membership = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1], [1, 1, 1, 1]], bool)
@@ -57,9 +59,10 @@ def test_the_refinement_heads_give_float32_logits_in_bf16():
     from jtsm.modeling.panoptic_model import PanopticModel
 
     torch.manual_seed(0)
-    cfg = MiningConfig(num_classes=4, hidden=16, precision="bf16")
-    model = PanopticModel(cfg, num_things=2, mask_size=7, mask_channels=8, mask_convs=1,
-                          semantic_channels=8, semantic_convs=1)
+    cfg = load_config(overrides=[*_BF16, "refine.mask_size=7", "refine.mask_channels=8",
+                                 "refine.mask_convs=1", "refine.semantic_channels=8",
+                                 "refine.semantic_convs=1"])
+    model = PanopticModel.from_config(cfg, 4, num_things=2)
     image = torch.rand(1, 3, 48, 48) * 255
     feats = model.features(image)
     masks = model.mask_logits(feats, torch.tensor([[4.0, 4.0, 30.0, 40.0]]), image)
