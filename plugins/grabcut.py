@@ -1,6 +1,6 @@
 """``grabcut`` evidence: re-estimate a mined segment with OpenCV's GrabCut (paper Sec. 3.4).
 
-As the paper does (REFERENCE.md), GrabCut is initialised from a mask, not only a box: the mined
+As the paper does (docs/method.md), GrabCut is initialised from a mask, not only a box: the mined
 segment is firm foreground, everything outside its box firm background, the rest of the box
 probable background, so GrabCut grows the segment to the object's colour boundary. The image is
 downscaled to ``max_side`` (400) for speed, 5 iterations; firm pixels keep their label at full

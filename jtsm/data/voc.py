@@ -1,6 +1,6 @@
 """PASCAL VOC 2012 (+ SBD) -> COCO panoptic: 20 thing classes and one stuff class, background.
 
-Splits (the field's standard, REFERENCE.md):
+Splits (the field's standard, docs/formats.md):
 - **train**: VOC2012 ``ImageSets/Segmentation/train.txt``; with SBD, the "train-aug" set: that
   list plus SBD's ``train.txt`` and ``val.txt``, minus VOC2012 val (10,582 images on the real data);
 - **val**: VOC2012 ``ImageSets/Segmentation/val.txt`` (1,449 images).

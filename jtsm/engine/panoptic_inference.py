@@ -13,7 +13,7 @@ Per image:
 3. stuff: the semantic branch's per-pixel argmax over the present stuff classes (with
    ``refine.snap = "superpixels"`` of its probabilities averaged per superpixel)
    (``refine.stuff_from = "mined"``: the mined stuff segments);
-4. the panoptic merge (REFERENCE.md) resolves overlaps: instances by score, then stuff.
+4. the panoptic merge (docs/method.md) resolves overlaps: instances by score, then stuff.
 """
 
 from __future__ import annotations

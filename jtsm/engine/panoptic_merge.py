@@ -1,6 +1,6 @@
 """Panoptic merge: scored instance masks + stuff masks -> one non-overlapping segmentation.
 
-The rules are the field's (REFERENCE.md, Panoptic FPN / the authors' code):
+The rules are the field's (Panoptic FPN's and the JTSM authors' code; docs/method.md):
 
 1. instances sorted by score; stop below ``score_threshold``;
 2. an instance whose mask is more than ``overlap_threshold`` covered by earlier ones is skipped,
