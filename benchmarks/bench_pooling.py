@@ -1,26 +1,23 @@
-"""Benchmark: MoIPool vs RoIPool / RoIAlign (ours, pure torch) vs a C++ RoIPool, on CPU.
+"""Benchmark: jtsm's MoIPool against torchvision's RoIPool / RoIAlign, measured in the same run.
 
-Forward + backward time and peak memory at 2000 proposals, 512 channels, a 38x50 feature map
-(a 608x800 image at stride 16), all in the same run, one thread each. Proposals are realistic
-segments: unions of 1-60 neighbouring superpixels of a 600-superpixel map, boxes from their
-extents.
+Forward + backward time at 2000 proposals, 512 channels, a 38x50 feature map (a 608x800 image
+at stride 16), on the CPU (one thread) and, when a CUDA device is present, on it. Proposals
+are realistic segments: unions of 1-60 neighbouring superpixels of a 600-superpixel map, boxes
+from their extents. Each row's ratio is against ``torchvision.ops.roi_pool`` (``tv-roipool``)
+on the same device; ``tv-roialign`` is the other baseline of Table 1.
 
-The C++ RoIPool is a plain loop (the classic Fast R-CNN kernel: per RoI, channel and bin, a max
-over the bin's cells with argmax; backward scatters through the argmax) compiled here with
-``torch.utils.cpp_extension.load_inline`` (needs g++ and ninja; skipped otherwise), with our
-bin convention so outputs can be checked equal. torchvision's ``roi_pool`` / ``roi_align`` are
-measured too when ``import torchvision`` works (in the project venv it does not).
+- ``moi``: shape-invariant MoIPool (the C kernel of ``jtsm.ops._binnedmax`` on the CPU when
+  built; its torch path elsewhere); ``moi-torch``: the same op on its torch path
+  (``JTSM_BINNEDMAX=0``); ``moi-tps``: the thin-plate-spline MoIPool.
+- ``tv-roipool`` / ``tv-roialign``: ``torchvision.ops`` on the proposals' boxes (what
+  ``jtsm.ops.roi_pool`` / ``roi_align`` call).
 
-Peak memory: each measurement runs in a fresh subprocess that only loads its inputs; we report
-the rise of the peak RSS (``VmHWM``, reset just before the call) over the RSS before the call,
-and the "working" part: that rise minus the output and the output-gradient tensors, whose
-size any pooling op must pay (P x C x 7 x 7 floats each).
+Peak memory (CPU): each measurement runs in a fresh subprocess that only loads its inputs; we
+report the rise of the peak RSS (``VmHWM``, reset just before the call) over the RSS before
+the call, and the "working" part: that rise minus the output and the output-gradient tensors,
+whose size any pooling op must pay (P x C x 7 x 7 floats each).
 
-``moi`` and ``roi-pool`` run the C kernel of ``jtsm.ops._binnedmax`` when it is built;
-``moi-torch`` and ``roi-pool-torch`` are the same ops on their pure-torch path
-(``JTSM_BINNEDMAX=0``), measured in the same run.
-
-Usage: ``python benchmarks/bench_pooling.py [--proposals 2000] [--repeat 3]``
+Usage: ``python benchmarks/bench_pooling.py [--proposals 2000] [--repeat 3] [--counts 500 1000]``
 """
 
 from __future__ import annotations
@@ -37,88 +34,17 @@ import time
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torchvision
 from scipy.spatial import cKDTree
 
-from jtsm.ops.boxes import cell_boxes
+from jtsm.ops.boxes import inclusive_boxes
 from jtsm.ops.moi_pool import moi_pool, superpixel_cell_incidence
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.ops.roi_align import roi_align
-from jtsm.ops.roi_pool import roi_pool
 from jtsm.ops.tps import moi_tps_pool
 from jtsm.structures import ProposalSet
 
 H, W, STRIDE, C, OUT = 608, 800, 16, 512, 7
-
-CPP = r"""
-#include <torch/extension.h>
-#include <limits>
-#include <vector>
-
-std::vector<at::Tensor> fwd(at::Tensor x, at::Tensor cb, int64_t ph, int64_t pw) {
-  const int64_t C = x.size(0), H = x.size(1), W = x.size(2), K = cb.size(0);
-  auto out = at::zeros({K, C, ph, pw}, x.options());
-  auto arg = at::full({K, C, ph, pw}, -1, x.options().dtype(at::kInt));
-  const float* X = x.data_ptr<float>();
-  const int64_t* B = cb.data_ptr<int64_t>();
-  float* O = out.data_ptr<float>();
-  int* A = arg.data_ptr<int>();
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t c0 = B[4 * k], r0 = B[4 * k + 1], c1 = B[4 * k + 2], r1 = B[4 * k + 3];
-    const int64_t hb = r1 - r0, wb = c1 - c0;
-    for (int64_t c = 0; c < C; ++c) {
-      const float* Xc = X + c * H * W;
-      for (int64_t u = 0; u < ph; ++u) {
-        int64_t hs = std::min(std::max(r0 + (hb * u) / ph, (int64_t)0), H);
-        int64_t he = std::min(std::max(r0 + (hb * (u + 1) + ph - 1) / ph, (int64_t)0), H);
-        for (int64_t v = 0; v < pw; ++v) {
-          int64_t ws = std::min(std::max(c0 + (wb * v) / pw, (int64_t)0), W);
-          int64_t we = std::min(std::max(c0 + (wb * (v + 1) + pw - 1) / pw, (int64_t)0), W);
-          float m = -std::numeric_limits<float>::infinity();
-          int best = -1;
-          for (int64_t i = hs; i < he; ++i)
-            for (int64_t j = ws; j < we; ++j) {
-              const int64_t idx = i * W + j;
-              if (Xc[idx] > m) { m = Xc[idx]; best = (int)idx; }
-            }
-          const int64_t o = ((k * C + c) * ph + u) * pw + v;
-          O[o] = best < 0 ? 0.f : m;
-          A[o] = best;
-        }
-      }
-    }
-  }
-  return {out, arg};
-}
-
-at::Tensor bwd(at::Tensor g, at::Tensor arg, int64_t C, int64_t H, int64_t W) {
-  auto gi = at::zeros({C, H, W}, g.options());
-  const int64_t K = g.size(0), n = g.size(2) * g.size(3);
-  const float* G = g.data_ptr<float>();
-  const int* A = arg.data_ptr<int>();
-  float* GI = gi.data_ptr<float>();
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t b = 0; b < n; ++b) {
-        const int64_t o = (k * C + c) * n + b;
-        if (A[o] >= 0) GI[c * H * W + A[o]] += G[o];
-      }
-  return gi;
-}
-"""
-
-
-def cpp_roipool(build_dir: str):
-    """Compile (or reuse from ``build_dir``) the reference C++ RoIPool; None without g++."""
-    try:
-        from torch.utils.cpp_extension import load_inline
-
-        return load_inline(
-            "jtsm_bench_roipool", cpp_sources=CPP, functions=["fwd", "bwd"],
-            extra_cflags=["-O3"], build_directory=build_dir, verbose=False,
-        )
-    except Exception as exc:  # noqa: BLE001
-        print(f"# C++ RoIPool skipped: {exc.__class__.__name__}: {str(exc)[:120]}")
-        return None
+METHODS = ["moi", "moi-torch", "moi-tps", "tv-roipool", "tv-roialign"]
 
 
 def make_proposals(n: int, seed: int = 0) -> ProposalTensors:
@@ -146,45 +72,65 @@ def make_proposals(n: int, seed: int = 0) -> ProposalTensors:
     return ProposalTensors.from_proposal_set(ps)
 
 
-def run(method: str, feat: torch.Tensor, props: ProposalTensors, ext) -> torch.Tensor:
-    """One forward + backward; returns the feature gradient. ``<name>-torch``: the same op
-    with the C kernel switched off (``JTSM_BINNEDMAX=0``), its pure-torch path."""
+def run(method: str, feat: torch.Tensor, props: ProposalTensors) -> torch.Tensor:
+    """One forward + backward on ``feat``'s device; returns the feature gradient.
+    ``<name>-torch``: the same op with the C kernel switched off (``JTSM_BINNEDMAX=0``)."""
     if method.endswith("-torch"):
         old = os.environ.get("JTSM_BINNEDMAX")
         os.environ["JTSM_BINNEDMAX"] = "0"
         try:
-            return run(method[: -len("-torch")], feat, props, ext)
+            return run(method[: -len("-torch")], feat, props)
         finally:
             if old is None:
                 del os.environ["JTSM_BINNEDMAX"]
             else:
                 os.environ["JTSM_BINNEDMAX"] = old
     s = 1.0 / STRIDE
-    if method == "cpp-roipool":
-        cb = cell_boxes(props.boxes, s).contiguous()
-        out, arg = ext.fwd(feat[0].contiguous(), cb, OUT, OUT)
-        return ext.bwd(torch.ones_like(out), arg, C, feat.shape[2], feat.shape[3])
     f = feat.detach().requires_grad_(True)
     if method == "moi":
         out = moi_pool(f, props, OUT, s, "code")
     elif method == "moi-tps":
         out = moi_tps_pool(f, props, OUT, s, 2, True)
-    elif method == "roi-pool":
-        out = roi_pool(f, props.boxes, OUT, s)
-    elif method == "roi-align":
-        out = roi_align(f, props.boxes, OUT, s, 2, True)
     elif method == "tv-roipool":
-        import torchvision.ops as tvo
-
-        out = tvo.roi_pool(f, [props.boxes], OUT, s)
+        out = torchvision.ops.roi_pool(f, [inclusive_boxes(props.boxes)], OUT, s)
     elif method == "tv-roialign":
-        import torchvision.ops as tvo
-
-        out = tvo.roi_align(f, [props.boxes], OUT, s, 2, True)
+        out = torchvision.ops.roi_align(f, [props.boxes], OUT, s, 2, True)
     else:
         raise ValueError(method)
     out.backward(torch.ones_like(out))
     return f.grad
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_methods(feat: torch.Tensor, props: ProposalTensors, repeat: int,
+                 methods: list[str]) -> dict[str, float]:
+    """Best-of-``repeat`` fwd+bwd seconds of each method (after one warm-up call)."""
+    dev = str(feat.device)
+    times = {}
+    for m in methods:
+        run(m, feat, props)
+        _sync(dev)
+        ts = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            run(m, feat, props)
+            _sync(dev)
+            ts.append(time.perf_counter() - t)
+        times[m] = min(ts)
+    return times
+
+
+def print_times(device: str, times: dict[str, float]) -> None:
+    ref = times["tv-roipool"]
+    print(f"\n{device}: {'method':<12}{'fwd+bwd ms':>12}{'vs tv-roipool':>15}"
+          f"{'vs tv-roialign':>16}")
+    for m, t in times.items():
+        print(f"{'':<{len(device) + 2}}{m:<12}{1e3 * t:>12.1f}{t / ref:>14.2f}x"
+              f"{t / times['tv-roialign']:>15.2f}x")
 
 
 def _rss_mb() -> float:
@@ -209,17 +155,16 @@ def _reset_peak() -> None:
         pass
 
 
-def measure_memory(method: str, path: str, build_dir: str) -> dict:
+def measure_memory(method: str, path: str) -> dict:
     """Peak RSS rise of one forward + backward, in a fresh process that only loaded inputs."""
     torch.set_num_threads(1)
     data = torch.load(path, weights_only=True)
     props = ProposalTensors.from_dict(data["props"])
     feat = data["feat"]
     n = len(props)
-    ext = cpp_roipool(build_dir) if method == "cpp-roipool" else None
     _reset_peak()
     before = _rss_mb()
-    run(method, feat, props, ext)
+    run(method, feat, props)
     peak = _peak_mb()
     out_mb = n * C * OUT * OUT * 4 / 2**20
     return {"peak_rise_mb": peak - before, "output_mb": out_mb}
@@ -229,79 +174,59 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--proposals", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--mem", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--counts", type=int, nargs="*", default=[500, 1000, 2000, 4000],
+                    help="proposal counts of the CPU memory table (none: skip it)")
+    ap.add_argument("--mem", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mem:
         print(json.dumps(measure_memory(*args.mem)))
         return
     torch.set_num_threads(1)
-    tmp = tempfile.mkdtemp(prefix="jtsm_bench_")
-    ext = cpp_roipool(tmp)
-    methods = ["moi", "moi-tps", "roi-pool", "roi-align"] + (["cpp-roipool"] if ext else [])
     from jtsm.ops.binned_max import kernel_available
 
-    if kernel_available():  # the same ops on their torch path, for the kernel's ratio
-        methods[3:3] = ["moi-torch", "roi-pool-torch"]
-    else:
-        print("# jtsm.ops._binnedmax not built: moi and roi-pool run their torch path")
-    try:
-        import torchvision  # noqa: F401
-
-        methods += ["tv-roipool", "tv-roialign"]
-    except Exception as exc:  # noqa: BLE001
-        print(f"# torchvision not importable ({exc.__class__.__name__}): its ops skipped")
+    if not kernel_available():
+        print("# jtsm.ops._binnedmax not built: moi runs its torch path on the CPU too")
     n = args.proposals
     props = make_proposals(n)
     feat = torch.randn(1, C, H // STRIDE, W // STRIDE,
                        generator=torch.Generator().manual_seed(1))
     fh, fw = feat.shape[2:]
-    cb = cell_boxes(props.boxes, 1 / STRIDE)
-    mean_box = float((cb[:, 2:] - cb[:, :2]).prod(1).float().mean())
+    bx = props.boxes
+    mean_box = float(((bx[:, 2:] - bx[:, :2]) / STRIDE).prod(1).mean())
     print(f"# {n} proposals, {C} channels, {fh}x{fw} map, mean box {mean_box:.0f} cells, "
-          f"torch {torch.__version__}, 1 thread")
+          f"torch {torch.__version__}, torchvision {torchvision.__version__}, CPU 1 thread")
     t0 = time.perf_counter()
     superpixel_cell_incidence(props.superpixels, props.num_superpixels, (fh, fw), 1 / STRIDE)
     print(f"# superpixel-cell incidence (inside moi, once per image): "
           f"{1e3 * (time.perf_counter() - t0):.0f} ms")
-    if ext:
-        grad_cpp = run("cpp-roipool", feat, props, ext)
-        grad_ours = run("roi-pool", feat, props, ext)
-        print(f"# our RoIPool gradient equals the C++ one: {torch.allclose(grad_cpp, grad_ours)}")
-    times = {}
-    for m in methods:
-        run(m, feat, props, ext)  # warm-up
-        ts = []
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            run(m, feat, props, ext)
-            ts.append(time.perf_counter() - t)
-        times[m] = min(ts)
-    ref = "cpp-roipool" if ext else "roi-pool"
-    print(f"\n{'method':<14}{'fwd+bwd ms':>12}{'vs ' + ref:>18}")
-    for m in methods:
-        print(f"{m:<14}{1e3 * times[m]:>12.0f}{times[m] / times[ref]:>17.2f}x")
-
+    print_times("cpu", time_methods(feat, props, args.repeat, METHODS))
+    if torch.cuda.is_available():
+        dev = "cuda"
+        print(f"# {torch.cuda.get_device_name()}")
+        print_times(dev, time_methods(feat.to(dev), props.to(dev), args.repeat,
+                                      [m for m in METHODS if m != "moi-torch"]))
+    if not args.counts:
+        return
     print(f"\n{'method':<14}{'P':>6}{'peak rise MB':>14}{'output MB':>11}{'working MB':>12}")
-    counts = [500, 1000, 2000, 4000]
-    pooled = [m for m in ("moi", "moi-torch") if m in methods]  # at every proposal count
-    rows = [(m, k) for m in pooled for k in counts] + [(m, n) for m in methods
-                                                         if m not in pooled]
-    big = make_proposals(max(counts))
-    for m, k in rows:
-        path = f"{tmp}/inputs_{k}.pt"
-        sub = ProposalTensors(big.superpixels, big.crow[: k + 1], big.col[: int(big.crow[k])],
-                              big.boxes[:k], big.scores[:k], big.num_superpixels)
-        torch.save({"props": sub.as_dict(), "feat": feat}, path)
-        res = subprocess.run(
-            [sys.executable, __file__, "--mem", m, path, tmp], capture_output=True, text=True
-        )
-        if res.returncode != 0:
-            print(f"{m:<14}{k:>6}  failed: {res.stderr.strip().splitlines()[-1:]}")
-            continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        # output + its gradient (ones_like) are the op's unavoidable P x C x 7 x 7 tensors
-        work = r["peak_rise_mb"] - 2 * r["output_mb"]
-        print(f"{m:<14}{k:>6}{r['peak_rise_mb']:>14.0f}{r['output_mb']:>11.0f}{work:>12.0f}")
+    tmp = tempfile.mkdtemp(prefix="jtsm_bench_")
+    big = make_proposals(max(args.counts))
+    for m in ("moi", "moi-torch", "tv-roipool"):
+        for k in args.counts:
+            path = f"{tmp}/inputs_{k}.pt"
+            sub = ProposalTensors(big.superpixels, big.crow[: k + 1],
+                                  big.col[: int(big.crow[k])], big.boxes[:k], big.scores[:k],
+                                  big.num_superpixels)
+            torch.save({"props": sub.as_dict(), "feat": feat}, path)
+            res = subprocess.run([sys.executable, __file__, "--mem", m, path],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                print(f"{m:<14}{k:>6}  failed: {res.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            # output + its gradient (ones_like) are the op's unavoidable P x C x 7 x 7 tensors
+            work = r["peak_rise_mb"] - 2 * r["output_mb"]
+            print(f"{m:<14}{k:>6}{r['peak_rise_mb']:>14.0f}{r['output_mb']:>11.0f}"
+                  f"{work:>12.0f}")
 
 
 if __name__ == "__main__":

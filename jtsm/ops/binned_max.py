@@ -15,10 +15,11 @@ that holds the max, as RoIPool's argmax does.
 - elsewhere (CUDA, other dtypes, a table holding NaN, the extension not built, or
   ``JTSM_BINNEDMAX=0``): pure torch, ``scatter_reduce`` ``amax`` over fixed-size slices of the
   cell list, so the gathered working set stays below ``_BLOCK_ELEMS`` elements whatever the
-  number of bins, and nothing is copied to the host (no synchronisation).
+  number of bins; the forward copies nothing to the host, the backward one small tensor (the
+  cell ranges of its chunks of bins: one synchronisation per call).
 
-Autograd keeps the table and the per-bin scale, never the output: the max is recomputed in
-backward.
+Autograd keeps the table, the plan and the per-bin scale, never the output: the max is
+recomputed in backward, chunk by chunk, so the backward's working memory is bounded too.
 """
 
 import os
@@ -34,8 +35,8 @@ except ImportError:  # not compiled (no C compiler at install time)
 
 __all__ = ["BinPlan", "binned_max", "kernel_available", "rect_bin_cells"]
 
-# elements (cells x channels) gathered at once by the torch path; 2**22 floats = 16 MB
-_BLOCK_ELEMS = 1 << 22
+# elements (cells x channels) gathered at once by the torch path; 2**20 floats = 4 MB
+_BLOCK_ELEMS = 1 << 20
 
 
 def kernel_available() -> bool:
@@ -162,7 +163,34 @@ def _backward_impl(grad_out: Tensor, table: Tensor, starts: Tensor, cells: Tenso
         return grad
     if e == 0:
         return grad
-    # first entry (in the bin's cell order) holding the bin's max, per bin and channel
+    # Bins in chunks of `rows`, so every temporary is (rows, C) or a slice of at most
+    # _BLOCK_ELEMS gathered elements. The chunks' cell ranges come to the host in one transfer
+    # (one synchronisation per call, whatever the number of bins).
+    rows = max(1, _BLOCK_ELEMS // max(1, c))
+    bounds = torch.cat([starts[0:nb:rows], starts[nb:]]).tolist()
+    chan = torch.arange(c, device=table.device)
+    flat = grad.view(-1)
+    for i, b0 in enumerate(range(0, nb, rows)):
+        b1, s0, s1 = min(b0 + rows, nb), bounds[i], bounds[i + 1]
+        if s1 == s0:
+            continue
+        sub = starts[b0 : b1 + 1] - s0
+        sub_cells = cells[s0:s1]
+        first = _first_max(table, sub, sub_cells)
+        src = grad_out[b0:b1]
+        if scale is not None:
+            src = src * scale[b0:b1].to(src.dtype).unsqueeze(1)
+        n = s1 - s0
+        src = src * (first < n)  # an empty bin or a NaN max has no argmax: no gradient
+        cell = sub_cells[first.clamp_(max=n - 1)]
+        flat.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
+    return grad
+
+
+def _first_max(table: Tensor, starts: Tensor, cells: Tensor) -> Tensor:
+    """``(B, C)`` position in ``cells`` of the first entry of each bin holding its max (``E``
+    where none does: an empty bin or a NaN max)."""
+    nb, c, e = starts.shape[0] - 1, table.shape[1], cells.shape[0]
     vmax = _torch_max(table, starts, cells)
     owner = _owner(starts, e)
     first = torch.full((nb, c), e, dtype=torch.int64, device=table.device)
@@ -171,21 +199,9 @@ def _backward_impl(grad_out: Tensor, table: Tensor, starts: Tensor, cells: Tenso
         own = owner[a : a + step]
         hit = table.index_select(0, cells[a : a + step]) == vmax.index_select(0, own)
         pos = torch.arange(a, a + own.shape[0], device=table.device)[:, None]
-        pos = torch.where(hit, pos, e)
-        first.scatter_reduce_(0, own[:, None].expand(-1, c), pos, "amin", include_self=True)
-    del vmax
-    chan = torch.arange(c, device=table.device)
-    flat = grad.view(-1)
-    rows = max(1, _BLOCK_ELEMS // max(1, c))
-    for a in range(0, nb, rows):  # route bin chunks: temporaries stay below _BLOCK_ELEMS
-        f = first[a : a + rows]
-        src = grad_out[a : a + rows]
-        if scale is not None:
-            src = src * scale[a : a + rows].to(src.dtype).unsqueeze(1)
-        src = src * (f < e)  # a NaN max has no argmax: no gradient
-        cell = cells[f.clamp(max=e - 1)]
-        flat.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
-    return grad
+        first.scatter_reduce_(0, own[:, None].expand(-1, c), torch.where(hit, pos, e), "amin",
+                              include_self=True)
+    return first
 
 
 # ---------------------------------------------------------------------------------------------

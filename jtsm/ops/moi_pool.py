@@ -23,8 +23,9 @@ follow from it, and the max runs in :mod:`jtsm.ops.binned_max` (one ``torch.libr
 fixed-size slices, so memory does not grow with the number of channels times proposals beyond
 the output itself. On the CPU with the C kernel built, the plan comes from the kernel in one
 pass. Elsewhere (e.g. CUDA) the plan is built in torch with a fixed number of host
-synchronisations per image (4: the incidence's ``unique``, the sizes of the cell-on and bin
-expansions, the compaction of the on-cells), none per proposal.
+synchronisations per image, none per proposal: 4 for the plan (the incidence's ``unique``, the
+sizes of the cell-on and bin expansions, the compaction of the on-cells) and 1 in backward
+(:mod:`jtsm.ops.binned_max`).
 """
 
 from __future__ import annotations
