@@ -122,7 +122,7 @@ def test_tiny_backbone_small_and_stride8():
 def test_tiny_width_scales_channels_and_reaches_the_mining_model():
     from jtsm.config import load_config
     from jtsm.data.labels import CategoryMap
-    from jtsm.engine.mine import build_mining_model
+    from jtsm.modeling.build import build_model
 
     m = build_backbone("tiny", stride=16, width=24)
     assert m.out_channels == 192
@@ -132,7 +132,7 @@ def test_tiny_width_scales_channels_and_reaches_the_mining_model():
     assert 0.5 < n24 / n32 < 0.6  # parameters (and compute) grow as the width's square
     cats = CategoryMap.from_coco([{"id": 1, "name": "a", "isthing": 1},
                                   {"id": 2, "name": "b", "isthing": 0}])
-    model = build_mining_model(load_config(overrides={"backbone.width": 24}), cats)
+    model = build_model(load_config(overrides={"backbone.width": 24}), cats)
     assert model.backbone.out_channels == 192
     with pytest.raises(ConfigError, match="backbone.width"):
         load_config(overrides={"backbone.width": 2})
@@ -177,18 +177,18 @@ def test_tiny_set_stride_is_a_trous_of_the_same_weights():
 
 def test_warmup_stride_restores_and_refuses_fixed_backbones():
     from jtsm.engine.mine import warmup_stride
-    from jtsm.modeling.model import MiningConfig, MiningModel
+    from jtsm.modeling.model import MiningModel
 
-    model = MiningModel(MiningConfig(num_classes=3, backbone="tiny", stride=8, hidden=16))
+    model = MiningModel(build_backbone("tiny", stride=8), 3, fc_dim=16)
     with warmup_stride(model, 16):
         assert model.backbone.stride == 16
     assert model.backbone.stride == 8
     with pytest.raises(RuntimeError), warmup_stride(model, 16):
         raise RuntimeError("a failed warm-up")
     assert model.backbone.stride == 8
-    resnet = MiningModel(MiningConfig(num_classes=3, backbone="resnet18", hidden=16))
+    resnet = MiningModel(build_backbone("resnet18"), 3, fc_dim=16)
     with warmup_stride(resnet, 0):  # 0 and the backbone's own stride are no-ops
         pass
-    with pytest.raises(ConfigError, match="warmup.stride=8: backbone 'resnet18'"):
+    with pytest.raises(ConfigError, match="warmup.stride=8: a ResNet backbone"):
         with warmup_stride(resnet, 8):
             pass
