@@ -97,8 +97,11 @@ def _label_point(mask: np.ndarray) -> tuple[int, int]:
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float,
           colour: tuple[int, int, int] = (255, 255, 255), centre: bool = False,
-          box: tuple[int, int, int] | None = (0, 0, 0)) -> None:
-    """``text`` at ``org`` (its left baseline, or its centre) on a filled box, kept inside."""
+          box: tuple[int, int, int] | None = (0, 0, 0), taken: list[tuple[int, ...]] | None = None
+          ) -> bool:
+    """``text`` at ``org`` (its left baseline, or its centre) on a filled box, kept inside the
+    image. With ``taken`` (boxes already drawn), a label that would overlap one is skipped
+    (returns ``False``) and a drawn one is added to it."""
     th = max(1, round(scale * 2))
     (w, h), base = cv2.getTextSize(text, _FONT, scale, th)
     x, y = org
@@ -106,24 +109,37 @@ def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float,
         x, y = x - w // 2, y + h // 2
     x = int(np.clip(x, 2, max(2, img.shape[1] - w - 2)))
     y = int(np.clip(y, h + 2, max(h + 2, img.shape[0] - base - 2)))
+    rect = (x - 2, y - h - 2, x + w + 2, y + base)
+    if taken is not None:
+        if any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3]
+               for r in taken):
+            return False
+        taken.append(rect)
     if box is not None:
-        cv2.rectangle(img, (x - 2, y - h - 2), (x + w + 2, y + base), box, -1)
+        cv2.rectangle(img, rect[:2], rect[2:], box, -1)
     cv2.putText(img, text, (x, y), _FONT, scale, colour, th, cv2.LINE_AA)
+    return True
 
 
 def _labelled(image: np.ndarray, seg: PanopticSeg, names: dict[int, str],
               categories: CategoryMap | Sequence[dict[str, Any]] | None) -> np.ndarray:
+    """The segments painted and outlined, each named (with its score) where its label fits:
+    largest segments first, a label that would cover another's is left out (the legend still
+    lists its class)."""
     out = colourise(image, seg, categories=categories)
     scale = max(0.4, min(out.shape[:2]) / 700)
-    for s in seg.segments:
-        m = seg.ids == int(s["id"])
-        if not m.any():
+    areas = [(int((seg.ids == int(s["id"])).sum()), k) for k, s in enumerate(seg.segments)]
+    taken: list[tuple[int, ...]] = []
+    for area, k in sorted(areas, reverse=True):
+        s = seg.segments[k]
+        if area == 0:
             continue
         cid = int(s["category_id"])
         text = names.get(cid, str(cid))
         if "score" in s:
             text += f" {float(s['score']):.2f}"
-        _text(out, text, _label_point(m), scale, centre=True, box=(30, 30, 30))
+        _text(out, text, _label_point(seg.ids == int(s["id"])), scale, centre=True,
+              box=(30, 30, 30), taken=taken)
     return out
 
 
