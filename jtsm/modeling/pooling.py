@@ -1,5 +1,9 @@
 """Proposal pooling selectable by config: ``moi`` (default), ``moi-tps``, ``roi-pool``,
-``roi-align`` (paper Table 1)."""
+``roi-align`` (paper Table 1).
+
+``roi-pool`` and ``roi-align`` are ``torchvision.ops.roi_pool`` / ``roi_align`` on the
+proposals' boxes (:mod:`jtsm.ops.roi_pool`, :mod:`jtsm.ops.roi_align`); ``moi`` uses RoIPool's
+bins, so with ``compensation="none"`` a rectangle segment pools exactly as ``roi-pool``."""
 
 from __future__ import annotations
 

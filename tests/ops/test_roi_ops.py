@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torchvision
 from ops_helpers import ref_pool
 
 from jtsm.ops.roi_align import roi_align
@@ -107,3 +108,13 @@ def test_roi_align_gradcheck():
     feat = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
     boxes = torch.cat([torch.tensor([[0.0], [1.0], [1.0]]), _boxes(3, 40, 48, 5)], 1)
     assert torch.autograd.gradcheck(lambda f: roi_align(f, boxes, 2, 1 / 8, 0, True), (feat,))
+
+
+def test_box_iou_is_torchvision_with_zero_for_empty_boxes():
+    from jtsm.ops.boxes import box_iou
+
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0]])
+    b = torch.tensor([[5.0, 0.0, 15.0, 10.0], [0.0, 0.0, 0.0, 0.0]])
+    out = box_iou(a, b)
+    assert torch.equal(out, torch.tensor([[50 / 150, 0.0], [0.0, 0.0]]))
+    assert torchvision.ops.box_iou(a, b)[1, 1].isnan()  # what the wrapper turns into 0
