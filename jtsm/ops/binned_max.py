@@ -14,9 +14,9 @@ that holds the max, as RoIPool's argmax does.
   install time (one pass over the bins and their cells, no gathered copies);
 - elsewhere (CUDA, other dtypes, a table holding NaN, the extension not built, or
   ``JTSM_BINNEDMAX=0``): pure torch, ``scatter_reduce`` ``amax`` over fixed-size slices of the
-  cell list, so the gathered working set stays below ``_BLOCK_ELEMS`` elements whatever the
-  number of bins; the forward copies nothing to the host, the backward one small tensor (the
-  cell ranges of its chunks of bins: one synchronisation per call).
+  cell list, so the gathered working set stays below a fixed size (4 MB on the CPU, 128 MB
+  on a GPU) whatever the number of bins; the forward copies nothing to the host, the backward
+  one small tensor (the cell ranges of its chunks of bins: one synchronisation per call).
 
 Autograd keeps the table, the plan and the per-bin scale, never the output: the max is
 recomputed in backward, chunk by chunk, so the backward's working memory is bounded too.
@@ -35,8 +35,16 @@ except ImportError:  # not compiled (no C compiler at install time)
 
 __all__ = ["BinPlan", "binned_max", "kernel_available", "rect_bin_cells"]
 
-# elements (cells x channels) gathered at once by the torch path; 2**20 floats = 4 MB
+# elements (cells x channels) gathered at once by the torch path: 2**20 floats = 4 MB on the
+# CPU (about a cache); on a GPU 2**25 (128 MB), where each slice costs kernel launches
 _BLOCK_ELEMS = 1 << 20
+_BLOCK_ELEMS_GPU = 1 << 25
+
+
+def _rows_per_block(table: Tensor) -> int:
+    """Cells (rows of ``table``) gathered per slice."""
+    block = _BLOCK_ELEMS if table.device.type == "cpu" else _BLOCK_ELEMS_GPU
+    return max(1, block // max(1, table.shape[1]))
 
 
 def kernel_available() -> bool:
@@ -124,7 +132,7 @@ def _torch_max(table: Tensor, starts: Tensor, cells: Tensor) -> Tensor:
     out = table.new_full((nb, c), float("-inf"))
     if e:
         owner = _owner(starts, e)
-        step = max(1, _BLOCK_ELEMS // max(1, c))
+        step = _rows_per_block(table)
         for a in range(0, e, step):
             own = owner[a : a + step]
             vals = table.index_select(0, cells[a : a + step])
@@ -164,9 +172,9 @@ def _backward_impl(grad_out: Tensor, table: Tensor, starts: Tensor, cells: Tenso
     if e == 0:
         return grad
     # Bins in chunks of `rows`, so every temporary is (rows, C) or a slice of at most
-    # _BLOCK_ELEMS gathered elements. The chunks' cell ranges come to the host in one transfer
+    # one block of gathered elements. The chunks' cell ranges come to the host in one transfer
     # (one synchronisation per call, whatever the number of bins).
-    rows = max(1, _BLOCK_ELEMS // max(1, c))
+    rows = _rows_per_block(table)
     bounds = torch.cat([starts[0:nb:rows], starts[nb:]]).tolist()
     chan = torch.arange(c, device=table.device)
     flat = grad.view(-1)
@@ -194,7 +202,7 @@ def _first_max(table: Tensor, starts: Tensor, cells: Tensor) -> Tensor:
     vmax = _torch_max(table, starts, cells)
     owner = _owner(starts, e)
     first = torch.full((nb, c), e, dtype=torch.int64, device=table.device)
-    step = max(1, _BLOCK_ELEMS // max(1, c))
+    step = _rows_per_block(table)
     for a in range(0, e, step):
         own = owner[a : a + step]
         hit = table.index_select(0, cells[a : a + step]) == vmax.index_select(0, own)
