@@ -231,7 +231,9 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
         import cv2
 
         image = cv2.resize(image, seg.image_size[::-1], interpolation=cv2.INTER_LINEAR)
-    write_panel(out / "viz" / (Path(rec["file_name"]).stem + ".png"), image, seg, truth,
+    from jtsm.engine.viz import panel_name
+
+    write_panel(out / "viz" / (panel_name(rec["file_name"]) + ".png"), image, seg, truth,
                 categories)
 
 
