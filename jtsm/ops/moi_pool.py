@@ -22,10 +22,10 @@ incidence is computed once; a ``(P, h_f * w_f)`` bool cell-on map and the bins' 
 follow from it, and the max runs in :mod:`jtsm.ops.binned_max` (one ``torch.library`` op) over
 fixed-size slices, so memory does not grow with the number of channels times proposals beyond
 the output itself. On the CPU with the C kernel built, the plan comes from the kernel in one
-pass. Elsewhere (e.g. CUDA) the plan is built in torch with a fixed number of host
-synchronisations per image, none per proposal: 4 for the plan (the incidence's ``unique``, the
-sizes of the cell-on and bin expansions, the compaction of the on-cells) and 1 in backward
-(:mod:`jtsm.ops.binned_max`).
+pass. Elsewhere (e.g. CUDA) the plan is built in torch, in chunks of proposals, with a fixed
+number of host synchronisations per image, none per proposal: 4 for the plan (the incidence's
+``unique``, the size of the cell-on expansion, the bins' sizes, the on-cells per chunk) and 1
+in backward (:mod:`jtsm.ops.binned_max`).
 """
 
 from __future__ import annotations
@@ -230,24 +230,62 @@ def moi_pool(
     return compensation(pooled, nonempty, compensation_mode, scores)
 
 
+# bin cells (before masking) expanded at once by the torch plan builder: 2**23 entries, a few
+# int64 arrays of 64 MB each
+_PLAN_ENTRIES = 1 << 23
+
+
+def _proposal_chunks(per_proposal: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive proposal ranges of at most ``limit`` entries each (a larger proposal alone)."""
+    chunks, a, acc = [], 0, 0
+    for i, n in enumerate(per_proposal):
+        if i > a and acc + n > limit:
+            chunks.append((a, i))
+            a, acc = i, 0
+        acc += n
+    if a < len(per_proposal):
+        chunks.append((a, len(per_proposal)))
+    return chunks
+
+
 @torch.compiler.disable  # data-dependent sizes: runs eagerly under torch.compile
 def _plan(proposals: ProposalTensors, incidence: tuple[Tensor, Tensor],
           bins: tuple[Tensor, Tensor, Tensor, Tensor], wf: int,
           n_cells: int) -> tuple[BinPlan, Tensor]:
-    """The bins' on-cells (Eq. 5-6) in torch, for all proposals at once with 3 host
-    synchronisations (cell-on expansion size, bin cells' count, compaction); also the
-    non-empty bins per proposal ``(P,)``."""
+    """The bins' on-cells (Eq. 5-6) in torch; also the non-empty bins per proposal ``(P,)``.
+
+    The bins' rectangles are expanded in chunks of proposals of at most ``_PLAN_ENTRIES``
+    cells, twice: once to count each chunk's on-cells, once to keep them. Host
+    synchronisations: 3 whatever the number of proposals (the cell-on expansion's size, the
+    rectangles' sizes per proposal, the on-cells per chunk).
+    """
     lo_r, hi_r, lo_c, hi_c = bins
     p, ph = lo_r.shape
     pw = lo_c.shape[1]
     dev = lo_r.device
     on = cell_on(proposals, incidence, 0, p, n_cells).view(-1)
     kh, kw = (hi_r - lo_r).clamp(min=0), (hi_c - lo_c).clamp(min=0)
-    total = int((kh.sum(1) * kw.sum(1)).sum())  # host sync: every cell of every bin
-    cells, entry_bin, _ = rect_bin_cells(lo_r, hi_r, lo_c, hi_c, wf, total)
-    owner = torch.div(entry_bin, ph * pw, rounding_mode="floor")
-    keep = torch.nonzero(on[owner * n_cells + cells]).squeeze(1)  # Eq. 5: Omega (host sync)
-    cells, entry_bin = cells[keep], entry_bin[keep]
+    per_proposal = (kh.sum(1) * kw.sum(1)).tolist()  # host sync: every cell of every bin
+    chunks = _proposal_chunks(per_proposal, _PLAN_ENTRIES)
+
+    def chunk_cells(a: int, b: int) -> tuple[Tensor, Tensor, Tensor]:
+        total = sum(per_proposal[a:b])
+        cells, entry_bin, _ = rect_bin_cells(lo_r[a:b], hi_r[a:b], lo_c[a:b], hi_c[a:b], wf,
+                                             total)
+        owner = a + torch.div(entry_bin, ph * pw, rounding_mode="floor")
+        return cells, entry_bin + a * ph * pw, on[owner * n_cells + cells]  # Eq. 5: Omega
+
+    kept = [chunk_cells(a, b)[2].sum() for a, b in chunks]
+    kept_n = torch.stack(kept).tolist() if kept else []  # host sync: on-cells per chunk
+    all_cells, all_bins = [], []
+    for (a, b), n in zip(chunks, kept_n):
+        cells, entry_bin, keep = chunk_cells(a, b)
+        idx = torch.nonzero_static(keep, size=n).squeeze(1)
+        all_cells.append(cells[idx])
+        all_bins.append(entry_bin[idx])
+    empty = torch.zeros(0, dtype=torch.int64, device=dev)
+    cells = torch.cat(all_cells) if all_cells else empty
+    entry_bin = torch.cat(all_bins) if all_bins else empty
     counts = torch.zeros(p * ph * pw, dtype=torch.int64, device=dev)
     counts.index_add_(0, entry_bin, torch.ones_like(entry_bin))
     nonempty = (counts > 0).view(p, ph * pw).sum(1)

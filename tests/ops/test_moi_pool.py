@@ -174,6 +174,25 @@ def test_slicing_the_cell_list_does_not_change_result(monkeypatch):
     assert torch.equal(res[0][1], res[1][1])
 
 
+def test_plan_built_in_chunks_of_proposals_is_the_same(monkeypatch):
+    """The torch plan builder expands at most _PLAN_ENTRIES bin cells at a time (a larger
+    proposal alone); the plan does not depend on the chunking."""
+    import importlib
+
+    mp = importlib.import_module("jtsm.ops.moi_pool")  # the module, not the re-exported function
+    props = random_proposals(36, 44, n_sp=25, n_prop=30, seed=8)
+    hf, wf = 9, 11
+    inc = superpixel_cell_incidence(props.superpixels, props.num_superpixels, (hf, wf), 1 / 4)
+    bins = mp.moi_bins(props, 1 / 4, 7, 7, hf, wf)
+    whole, ne_whole = mp._plan(props, inc, bins, wf, hf * wf)
+    monkeypatch.setattr(mp, "_PLAN_ENTRIES", 60)  # below most proposals' 49+ cells: ~1 each
+    parts, ne_parts = mp._plan(props, inc, bins, wf, hf * wf)
+    assert torch.equal(whole.starts, parts.starts) and torch.equal(whole.cells, parts.cells)
+    assert torch.equal(ne_whole, ne_parts) and whole.cells.numel() > 0
+    assert mp._proposal_chunks([5, 70, 3, 3, 60, 1], 60) == [(0, 1), (1, 2), (2, 4), (4, 5),
+                                                            (5, 6)]
+
+
 def test_compensation_code_and_paper():
     pooled = torch.tensor([[[[1.0, 0.0], [3.0, 0.0]]], [[[2.0, 2.0], [2.0, 2.0]]]])  # (2,1,2,2)
     nonempty = torch.tensor([2, 4])
