@@ -133,7 +133,7 @@ def test_proposals_corrupt_truncated_and_zero_byte_images_warn_and_count(two_ima
         assert sum(str(path) in w for w in warnings) == 1, (path, warnings)
     assert f"2 computed, 0 already done, {len(bad)} bad" in r.stdout
     assert sorted(p.name for p in (tmp_path / "p").glob("*.npz")) == [
-        "val_000000.npz", "val_000001.npz"]
+        "val_000000.jpg.npz", "val_000001.jpg.npz"]
     assert _props(two_images, tmp_path / "p", "--skip-bad").exit_code == 0
 
 
@@ -144,7 +144,7 @@ def test_proposals_accept_grey_rgba_16bit_and_palette_images(two_images, tmp_pat
     ok(r)
     assert json.loads(r.stdout)["bad"] == []
     for kind in VARIANTS:
-        assert load_proposals(tmp_path / "p" / f"{kind}.npz").image_size == (H, W)
+        assert load_proposals(tmp_path / "p" / f"{kind}.png.npz").image_size == (H, W)
 
 
 def test_proposals_very_large_image_is_downscaled(two_images, tmp_path):
@@ -153,9 +153,9 @@ def test_proposals_very_large_image_is_downscaled(two_images, tmp_path):
     r = _props(two_images, tmp_path / "p", "--json", env={"JTSM_MAX_IMAGE_SIDE": "300"})
     ok(r)
     assert json.loads(r.stdout)["computed"] == 4
-    assert load_proposals(tmp_path / "p/big.npz").image_size == (225, 300)
-    assert load_proposals(tmp_path / "p/huge.npz").image_size == (225, 300)
-    assert load_proposals(tmp_path / "p/val_000000.npz").image_size == (H, W)
+    assert load_proposals(tmp_path / "p/big.png.npz").image_size == (225, 300)
+    assert load_proposals(tmp_path / "p/huge.jpg.npz").image_size == (225, 300)
+    assert load_proposals(tmp_path / "p/val_000000.jpg.npz").image_size == (H, W)
 
 
 def test_proposals_decompression_bomb_is_refused_not_decoded(two_images, tmp_path):
@@ -230,7 +230,7 @@ def mini(tmp_path, synth_dir, synth_proposals) -> SimpleNamespace:
     props = root / "props"
     props.mkdir()
     for im in recs:
-        npz = Path(im["file_name"]).with_suffix(".npz").name
+        npz = im["file_name"] + ".npz"
         shutil.copy(synth_proposals / npz, props / npz)
     labels = root / "labels.json"
     labels.write_text(json.dumps({
@@ -248,7 +248,7 @@ def mini(tmp_path, synth_dir, synth_proposals) -> SimpleNamespace:
 
     ns.mine = mine
     ns.first = images / recs[0]["file_name"]
-    ns.first_npz = props / Path(recs[0]["file_name"]).with_suffix(".npz").name
+    ns.first_npz = props / (recs[0]["file_name"] + ".npz")
     return ns
 
 
@@ -314,7 +314,7 @@ def test_mine_accepts_grey_rgba_16bit_and_palette_images(mini):
          for i, k in enumerate(VARIANTS)]))
     for kind in VARIANTS:
         write_variant(mini.first, mini.images / f"{kind}.png", kind)
-        shutil.copy(mini.first_npz, mini.props / f"{kind}.npz")
+        ProposalStore(mini.props).save(f"{kind}.png", load_proposals(mini.first_npz))
     r = mini.mine("--json", "--set", "solver.max_iter=6")
     ok(r)
     assert json.loads(r.stdout)["images"] == 6
@@ -374,8 +374,11 @@ def _finished_then_reopened(mini) -> Path:
 
 def test_mine_resume_from_a_checkpoint_of_another_config(mini):
     ck = _finished_then_reopened(mini)
+    config = (ck.parent.parent / "config.json").read_bytes()
     r = mini.mine("--resume", "--set", "mining.fc_dim=24")
-    one_line_error(r, ck, "do not fit")
+    # refused before anything is written: the run's config differs from the resumed one
+    one_line_error(r, ck.parent.parent, "mining.fc_dim=", "vs 24", "--overwrite")
+    assert (ck.parent.parent / "config.json").read_bytes() == config
 
 
 def test_mine_resume_from_a_checkpoint_holding_pickled_code(mini):
@@ -428,7 +431,7 @@ def rl(tmp_path, mined_run, synth_dir, synth_proposals) -> SimpleNamespace:
     first = json.loads(mined_json.read_text())["annotations"][0]
     ns = SimpleNamespace(run=run_dir, images=images, props=props, mined_json=mined_json,
                          first_image=images / "train_000000.jpg",
-                         first_npz=props / "train_000000.npz",
+                         first_npz=props / "train_000000.jpg.npz",
                          first_png=run_dir / "mined/panoptic" / first["file_name"])
 
     def relabel(*extra: str, evidence: str = "superpixel-snap"):
@@ -613,7 +616,7 @@ def test_refine_resume_from_a_checkpoint_of_another_config(rf):
     ok(rf.refine())
     (rf.refined / "refine_final.pt").unlink(missing_ok=True)
     one_line_error(rf.refine("--set", "refine.mask_channels=16", resume=True), rf.refined,
-                   "do not fit")
+                   "refine.mask_channels=", "vs 16", "--overwrite")
 
 
 # =============================================================================================
@@ -627,11 +630,11 @@ def pr(tmp_path, mined_run, synth_dir, synth_proposals) -> SimpleNamespace:
     props = tmp_path / "props"
     props.mkdir()
     for n in val:
-        shutil.copy(synth_proposals / Path(n).with_suffix(".npz"), props)
+        shutil.copy(synth_proposals / (n + ".npz"), props)
     ds = shutil.copy(synth_dir / "annotations/panoptic_val.json", tmp_path / "val.json")
     ns = SimpleNamespace(run=run_dir, images=images, props=props, dataset=Path(ds),
                          out=tmp_path / "pred", first_image=images / val[0],
-                         first_npz=props / Path(val[0]).with_suffix(".npz"),
+                         first_npz=props / (val[0] + ".npz"),
                          gt=synth_dir / "annotations/panoptic_val.json")
 
     def predict(*extra: str, proposals: bool = True, env=None):
@@ -784,7 +787,7 @@ def test_eval_recall_missing_corrupt_or_other_size_proposal_file(tmp_path, synth
                                                                  synth_proposals):
     gt = synth_dir / "annotations/panoptic_val.json"
     props = shutil.copytree(synth_proposals, tmp_path / "props")
-    first = props / "val_000000.npz"
+    first = props / "val_000000.jpg.npz"
 
     def recall():
         return run("eval", "--metric", "recall", "--gt", gt, "--pred", props)
