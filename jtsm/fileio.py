@@ -351,11 +351,17 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def _check_jpeg_complete(data: np.ndarray, path: Path) -> None:
-    """A JPEG must reach its end-of-image marker after its first scan: libjpeg decodes a cut
-    file as grey rows without an error, which would train on made-up pixels."""
+def _check_jpeg_complete(data: np.ndarray, path: Path, height: int, width: int) -> None:
+    """A JPEG must hold enough image data for the size its header declares and reach its
+    end-of-image marker: libjpeg decodes a cut file (or a few bytes claiming 20000x20000
+    pixels) as made-up grey rows with only a warning, which would train on invented pixels.
+
+    The size bound: Huffman coding spends at least one bit on every 8x8 block of the
+    fullest-sampled component, so its scans hold at least ``(H / 8) (W / 8) / 8`` bytes
+    (arithmetic-coded JPEGs, which can go below it, are not bounded).
+    """
     buf = memoryview(data).cast("B")
-    n, pos = len(buf), 2
+    n, pos, sof = len(buf), 2, 0
     while pos + 4 <= n:  # marker segments up to the first scan (EXIF thumbnails hold FFD9)
         if buf[pos] != 0xFF:
             break
@@ -368,6 +374,9 @@ def _check_jpeg_complete(data: np.ndarray, path: Path) -> None:
         if 0xD0 <= marker <= 0xD8 or marker == 0x01:
             pos += 2
             continue
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                      0xCF):
+            sof = marker
         length = (buf[pos + 2] << 8) | buf[pos + 3]
         if marker == 0xDA:  # start of scan: entropy-coded data follows, FF always stuffed
             pos += 2 + length
@@ -375,6 +384,11 @@ def _check_jpeg_complete(data: np.ndarray, path: Path) -> None:
         pos += 2 + length
     else:
         raise DataError(f"{path}: truncated JPEG (cut before its image data)")
+    need = (height // 8) * (width // 8) // 8
+    if sof in (0xC0, 0xC1, 0xC2) and n - pos < need:
+        raise DataError(f"{path}: JPEG header says {width}x{height} pixels but the file holds "
+                        f"{n - pos} bytes of image data (at least {need} needed): truncated or "
+                        "damaged")
     rest = data[pos:]
     hits = np.flatnonzero(rest[:-1] == 0xFF)
     if not (hits.size and np.any(rest[hits + 1] == 0xD9)):
@@ -432,7 +446,7 @@ def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = Non
             raise DataError(f"{path}: image header says {w}x{h} pixels")
         k = 1
         if fmt in ("JPEG", "MPO"):
-            _check_jpeg_complete(data, path)
+            _check_jpeg_complete(data, path, h, w)
             # libjpeg decodes at 1/k scale directly: memory shrinks by k^2
             k = next((k for k in (8, 4, 2) if max(h, w) // k >= side), 1)
             if k > 1:

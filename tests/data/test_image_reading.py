@@ -93,3 +93,34 @@ def test_a_format_without_a_readable_header_is_refused(tmp_path):
     (tmp_path / "x.png").write_bytes(b"#?RADIANCE\n" + bytes(200))
     with pytest.raises(DataError, match=r"x\.png: not an image format jtsm reads"):
         read_image(tmp_path / "x.png")
+
+
+def _claiming(size: int) -> bytes:
+    """A valid small JPEG whose header is edited to claim ``size`` x ``size`` pixels."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, "JPEG")
+    d = bytearray(buf.getvalue())
+    i = d.find(b"\xff\xc0")
+    d[i + 5:i + 9] = size.to_bytes(2, "big") * 2
+    return bytes(d)
+
+
+def test_a_jpeg_claiming_more_pixels_than_it_holds_is_refused_before_decoding(tmp_path):
+    import time
+
+    (tmp_path / "bomb.jpg").write_bytes(_claiming(20000))
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match=r"bomb\.jpg: JPEG header says 20000x20000 pixels but "
+                                        r"the file holds \d+ bytes of image data"):
+        read_image(tmp_path / "bomb.jpg")
+    assert time.perf_counter() - t0 < 1.0  # refused from the header, nothing decoded
+
+
+@pytest.mark.parametrize("opts", [{}, {"optimize": True}, {"progressive": True},
+                                  {"progressive": True, "optimize": True}])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_flat_jpegs_that_compress_to_almost_nothing_still_read(tmp_path, opts, mode):
+    img = Image.new(mode, (1200, 900), (128, 128, 128) if mode == "RGB" else 128)
+    img.save(tmp_path / "flat.jpg", quality=50, **opts)
+    out = read_image(tmp_path / "flat.jpg")
+    assert out.shape == (900, 1200, 3) and abs(int(out.mean()) - 128) <= 1
