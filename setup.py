@@ -5,8 +5,8 @@ install still succeeds and jtsm uses its pure-Python/torch paths, with the same 
 
 - ``jtsm.evaluation._pngcore``: PNG decoding and pixel-pair runs for PQ evaluation (else
   libspng / OpenCV);
-- ``jtsm.ops._binnedmax``: the CPU kernel of MoIPool / RoIPool's binned max and its backward
-  (else gathers in torch).
+- ``jtsm.ops._binnedmax``: the CPU kernel of MoIPool's binned max, its backward and its plan
+  (registered as the torch.library op ``jtsm::binned_max``; else scatter_reduce in torch).
 """
 
 import sys
