@@ -103,6 +103,21 @@ def test_cuda_moi_pool_equals_cpu(dtype, mode):
 
 @pytest.mark.cuda
 @cuda
+def test_cuda_opcheck_and_compile():
+    plan = _plan(20, 30, 0)
+    table = torch.randn(20, 5, device="cuda", requires_grad=True)
+    scale = torch.rand(30, device="cuda") + 0.5
+    torch.library.opcheck(_binned_max_op, (table, plan.starts.cuda(), plan.cells.cuda(), scale))
+    torch._dynamo.reset()
+    props = random_proposals(40, 48, n_sp=20, n_prop=15, seed=2).to("cuda")
+    feat = torch.randn(1, 8, 10, 12, device="cuda", requires_grad=True)
+    ref = moi_pool(feat, props, 7, 1 / 4)
+    out = torch.compile(moi_pool, backend="aot_eager")(feat, props, 7, 1 / 4)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+@pytest.mark.cuda
+@cuda
 @pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
 def test_cuda_roi_ops_equal_cpu(op):
     gen = torch.Generator().manual_seed(5)
