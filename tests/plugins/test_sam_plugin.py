@@ -4,7 +4,8 @@ The model is a small SAM (a 2-block ViT of width 32 on 256 px, about 0.1M parame
 from a ``model_config`` JSON with random weights and saved as the checkpoint, so the whole path
 of the product runs (JSON architecture -> checkpoint file -> SamAutomaticMaskGenerator ->
 proposals -> store -> mining) in well under a second per image. Mask quality is meaningless
-with random weights; what is checked is that SAM's output arrives exactly.
+with random weights; what is checked is that SAM's output arrives exactly. The package is
+installed into the test environment by ``make install``; without it these tests fail.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from jtsm_sam.generate import (
+    SamOptions,
+    generate,
+    mask_records,
+    record_scores,
+    union_proposals,
+)
+from jtsm_sam.model import PUBLISHED, build_sam, read_model_config
 
 from jtsm import plugins
 from jtsm.errors import ConfigError
@@ -25,16 +34,6 @@ from jtsm.fileio import read_image
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import ProposalSet
 from jtsm_cli.main import cli
-
-jtsm_sam = pytest.importorskip("jtsm_sam", reason="make install puts the sam plugin in the venv")
-from jtsm_sam.generate import (  # noqa: E402
-    SamOptions,
-    generate,
-    mask_records,
-    record_scores,
-    union_proposals,
-)
-from jtsm_sam.model import PUBLISHED, build_sam, read_model_config  # noqa: E402
 
 TINY_ARCH = {
     "encoder_embed_dim": 32, "encoder_depth": 2, "encoder_num_heads": 2,
