@@ -79,19 +79,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(device: str, stage: str, backbone: str, n_props: int, steps: int, seed: int = 0
-            ) -> tuple[float, float]:
+def measure(device: str, stage: str, backbone: str, n_props: int, steps: int, seed: int = 0,
+            preset: str = "voc", scales: list[int] = SCALES) -> tuple[float, float]:
     """Seconds per image (median of ``steps`` after one warm-up step) and peak memory (MB)."""
     torch.manual_seed(seed)
-    cfg = load_config("voc", [f"backbone.name={backbone}", f"input.max_proposals={n_props}",
-                              "refine.mask_channels=256", "refine.semantic_channels=256"])
+    cfg = load_config(preset, [f"backbone.name={backbone}", f"input.max_proposals={n_props}",
+                               "refine.mask_channels=256", "refine.semantic_channels=256"])
     model = build_model(cfg, VOC, stage, device)
     module = (RefineTrainModule(model, cfg) if stage == "refine"
               else MilTrainModule.from_config(model, cfg)).train()
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-3,
                           momentum=0.9)
     rng = np.random.default_rng(seed)
-    items = [random_item(rng, int(rng.choice(SCALES)), n_props, stage == "refine")
+    items = [random_item(rng, int(rng.choice(scales)), n_props, stage == "refine")
              for _ in range(steps + 1)]
     cuda = device.startswith("cuda")
     if cuda:
@@ -120,11 +120,15 @@ def main() -> None:
     ap.add_argument("--backbones", default="resnet18-ws,resnet50")
     ap.add_argument("--proposals", default="2000,4000")
     ap.add_argument("--stages", default="mine,refine")
+    ap.add_argument("--config", default="voc",
+                    help="the preset the model is built from (voc: the paper's; photos: the "
+                         "own-photos recipe, at its own training scales)")
     ap.add_argument("--cpu-subset", action="store_true",
                     help="on the CPU only the first backbone and proposal count (a ratio "
                          "without minutes of CPU steps)")
     args = ap.parse_args()
     devices = args.device or ["cpu"]
+    scales = SCALES if args.config == "voc" else load_config(args.config).input.train_scales
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
     results: dict[tuple[str, str, int], dict[str, float]] = {}
@@ -134,7 +138,8 @@ def main() -> None:
         for stage in args.stages.split(","):
             for backbone in args.backbones.split(",")[:1 if subset else None]:
                 for n in [int(x) for x in args.proposals.split(",")][:1 if subset else None]:
-                    sec, mem = measure(device, stage, backbone, n, steps)
+                    sec, mem = measure(device, stage, backbone, n, steps, preset=args.config,
+                                       scales=scales)
                     results.setdefault((stage, backbone, n), {})[device] = sec
                     print(f"{device:6} {stage:6} {backbone:12} {n:5} proposals: "
                           f"{1 / sec:6.2f} images/s ({sec:.3f} s/image), peak {mem:,.0f} MB",
