@@ -9,12 +9,14 @@ at most ``--max`` proposals. The images are a generated dataset (``jtsm data syn
     .venv/bin/python benchmarks/bench_sam_proposals.py --random-weights --model vit_b \\
         --n 3 --side 320
 
-With ``--checkpoint`` the numbers measure SAM. Without one, ``--random-weights`` (also the
-default when no checkpoint is given) builds the architecture untrained, so only the timing is
-meaningful: the recall of random weights says nothing about SAM. SAM's quality thresholds are
-then switched off (``pred_iou_thresh=0``, ``stability_score_thresh=0``): every mask of every
-prompt goes through SAM's post-processing, an upper bound on that part of the time.
-SAM's model load is timed apart from the per-image time. Needs the plugin package
+With ``--checkpoint`` the numbers measure SAM. Without one, ``--random-weights`` builds the
+architecture untrained, so only the timing is meaningful: the recall of random weights says
+nothing about SAM. SAM's quality thresholds are then switched off (``pred_iou_thresh=0``,
+``stability_score_thresh=0``): every mask of every prompt goes through SAM's post-processing,
+an upper bound on that part of the time. With neither, it says so and runs nothing
+(``make bench`` runs every script without arguments). SAM's model load is timed apart from the
+per-image time, and the first image's time is split into the image encoder and one batch of
+64 prompts (``--breakdown-only``: only that). Needs the plugin package
 (``pip install -e examples/jtsm-sam-plugin``).
 """
 
@@ -134,7 +136,15 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    random = args.random_weights or args.checkpoint is None
+    if args.checkpoint is None and not args.random_weights:
+        # e.g. under `make bench`: nothing to measure SAM with, and random ViT-B weights take
+        # minutes per image on a CPU, so they are only used when asked for
+        print("bench_sam_proposals: give --checkpoint PATH (a SAM checkpoint) or "
+              "--random-weights (timing only); nothing run")
+        return
+    if args.checkpoint is not None and args.random_weights:
+        raise SystemExit("--checkpoint and --random-weights exclude each other")
+    random = args.checkpoint is None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.dataset is None:
