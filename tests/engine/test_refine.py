@@ -65,11 +65,12 @@ def test_refine_then_predict_then_eval(tmp_path, mine_run, synth_dir, synth_prop
     panels = sorted((pred / "viz").glob("*.png"))
     assert len(panels) == 2
     first = json.loads(gt.read_text())["images"][0]
-    panel = read_image(pred / "viz" / first["file_name"].replace(".jpg", ".png"))
-    # image | prediction | ground truth, 4 px apart
-    assert panel.shape == (first["height"], 3 * first["width"] + 8, 3)
-    image = read_image(synth_dir / "images" / first["file_name"])
-    assert np.array_equal(panel[:, : first["width"]], image)
+    name = first["file_name"].rsplit(".", 1)[0]
+    info = json.loads((pred / "viz" / f"{name}.json").read_text())
+    assert info["titles"] == ["image", "prediction", "ground truth"]
+    panel = read_image(pred / "viz" / f"{name}.png")
+    # three parts side by side, each at least the image's size, under a title band
+    assert panel.shape[1] >= 3 * first["width"] and panel.shape[0] > first["height"]
     assert_eval_matches_references(gt, pred)
 
 
