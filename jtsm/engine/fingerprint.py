@@ -265,7 +265,8 @@ def check_resume_weights(out: str | os.PathLike[str], stages: Iterable[str],
     """Before a resumed run writes anything: every stage checkpoint it would load has tensors
     of the shapes the current config's model has (names the file and the first key).
 
-    ``model_state`` builds the model's ``state_dict`` (only called when a checkpoint exists).
+    ``model_state`` builds the model's ``state_dict`` (only called when a checkpoint exists,
+    under a forked random state, so the run's own model is initialised as without the check).
     Checkpoint keys are matched after dropping a wrapper's leading ``model.``.
     """
     from jtsm.engine.checkpoint import latest_checkpoint, load_checkpoint
@@ -279,7 +280,10 @@ def check_resume_weights(out: str | os.PathLike[str], stages: Iterable[str],
             ck = load_checkpoint(path)
             weights = ck.get("model", ck) if isinstance(ck.get("model"), dict) else ck
             if state is None:
-                state = model_state()
+                import torch
+
+                with torch.random.fork_rng(devices=[]):  # the run's own init draws the same
+                    state = model_state()
             for key, tensor in weights.items():
                 k = key[len("model."):] if key.startswith("model.") else key
                 want = state.get(k)
