@@ -123,6 +123,18 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None
     atomic_write_bytes(path, json.dumps(obj, indent=indent).encode("utf-8"))
 
 
+def append_line(path: str | os.PathLike[str], line: str) -> None:
+    """Append one text line to ``path`` (a log, a metrics file), its folder made if needed;
+    a failed write (disk full) raises :func:`write_error` naming the file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line.rstrip("\n") + "\n")
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
 class JsonListWriter:
     """A JSON list written one item at a time to a temporary file, renamed onto ``path`` by
     :meth:`close`: constant memory for long result lists, and no partial file after a kill.

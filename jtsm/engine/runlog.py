@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jtsm.fileio import append_line
+
 __all__ = ["RunLog", "format_eta", "progress_line", "write_log_line"]
 
 _NOT_SCALARS = ("stage", "iteration", "max_iter", "seconds")
@@ -46,10 +48,7 @@ def progress_line(rec: dict[str, Any], its: float) -> str:
 
 def write_log_line(run_dir: str | os.PathLike[str], line: str) -> None:
     """Append ``line`` to ``RUN/log.txt`` (flushed at once: a killed run keeps its log)."""
-    path = Path(run_dir) / "log.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line.rstrip("\n") + "\n")
+    append_line(Path(run_dir) / "log.txt", line)
 
 
 class RunLog:

@@ -49,7 +49,7 @@ from jtsm.engine.distributed import (
 from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.engine.runlog import RunLog
 from jtsm.errors import ConfigError, DataError, JtsmError
-from jtsm.fileio import atomic_write_bytes
+from jtsm.fileio import append_line, atomic_write_bytes
 
 __all__ = ["TrainTask", "TrainingDiverged", "lr_at", "item_seed", "sample_index", "train"]
 
@@ -293,9 +293,7 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
             if on_log is not None:
                 on_log({**rec, "line": line} if line is not None else rec)
             if paths is not None and (done % solver.log_period == 0 or done == solver.max_iter):
-                paths.metrics.parent.mkdir(parents=True, exist_ok=True)
-                with open(paths.metrics, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                append_line(paths.metrics, json.dumps(rec))
             if paths is not None and (done % solver.checkpoint_period == 0
                                       or done == solver.max_iter):
                 _save(paths, stage, done, model, opt, config)

@@ -43,3 +43,15 @@ def test_checkpoint_write_failure_names_the_file(tmp_path, monkeypatch):
         checkpoint.save_checkpoint(tmp_path / "model_final.pt", {"w": torch.zeros(1000)})
     assert "inline_container" not in str(e.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_appended_logs_name_the_file(tmp_path):
+    """``metrics.jsonl`` and ``log.txt`` are appended line by line; a full disk names them."""
+    from jtsm.fileio import append_line
+
+    append_line(tmp_path / "run" / "log.txt", "one")
+    append_line(tmp_path / "run" / "log.txt", "two\n")
+    assert (tmp_path / "run" / "log.txt").read_text() == "one\ntwo\n"
+    os.symlink("/dev/full", tmp_path / "metrics.jsonl")
+    with pytest.raises(JtsmError, match=r"metrics.jsonl: cannot write \(No space left"):
+        append_line(tmp_path / "metrics.jsonl", '{"loss": 1.0}')
