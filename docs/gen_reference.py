@@ -118,50 +118,12 @@ def command_options(group: click.Command | None = None) -> dict[str, list[str]]:
 
 # -------------------------------------------------------------------------------- config page
 
-#: The meaning of config keys whose field in jtsm/config.py has no comment yet. A comment in the
-#: source always wins; tests/test_docs.py fails when a key here no longer exists.
-FALLBACK_MEANINGS: dict[str, str] = {
-    "seed": "seed of every random draw of a run (data order, augmentation, initialisation)",
-    "mining.pool_size": "side of the pooled grid of MoIPool / RoI pooling (h_p = w_p of Eq. 5)",
-    "mining.fc_dim": "width of the mining head's two FC layers (the paper's: 4096)",
-    "mining.dropout": "dropout after each FC layer of the mining head",
-    "mining.refine_iou_threshold": "overlap with a pseudo ground truth from which a proposal "
-                                   "takes its class in a refinement head (else background)",
-    "input.train_scales": "short sides drawn per training image",
-    "input.max_size": "cap on the long side after resizing, in training and at test time",
-    "input.hflip": "random horizontal flips in training",
-    "input.max_proposals": "proposals kept per image (best first), in training and prediction",
-    "input.test_scales": "short sides at test time (the first; --tta averages all)",
-    "solver.lr": "base learning rate",
-    "solver.momentum": "SGD momentum",
-    "solver.weight_decay": "weight decay (decoupled for adamw)",
-    "solver.max_iter": "training iterations of the stage",
-    "solver.warmup_iters": "iterations of the linear learning-rate ramp (not the tag warm-up)",
-    "solver.warmup_factor": "learning-rate multiplier at the start of that ramp",
-    "solver.steps": "iterations at which the learning rate is multiplied by gamma",
-    "solver.gamma": "learning-rate factor at each of steps",
-    "solver.ims_per_batch": "images per step over all workers (the global batch)",
-    "solver.checkpoint_period": "iterations between checkpoints (RUN/checkpoints/)",
-    "solver.log_period": "iterations between log lines and metrics.jsonl records",
-    "warmup.iters": "iterations of the tag warm-up (0: off, as with a pretrained backbone)",
-    "warmup.optimizer": "optimiser of the tag warm-up: adamw or sgd",
-    "warmup.lr": "learning rate of the tag warm-up",
-    "mined.max_instances": "most instances of one thing class per image",
-    "mined.max_detections": "most detections per image in detections.json",
-    "refine.mask_channels": "channels of the instance branch's mask-head convolutions "
-                            "(the paper's: 256)",
-    "refine.semantic_channels": "channels of the semantic branch's convolutions "
-                                "(the paper's: 256)",
-    "refine.instance_weight": "w_IS of Eq. 1",
-    "refine.semantic_weight": "w_SS of Eq. 1",
-}
-
 def _field_comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment that explains it in the class's source.
+    """Field name -> the comment that explains it in the class's source ("" when none).
 
-    A field's trailing ``# comment`` and the comment-only lines right below it that are indented
-    past the field (its continuation) make its meaning; a ````name````: sentence in the class
-    docstring is used where a field has no comment.
+    A field's trailing ``# comment`` and the comment-only lines right below it whose text starts
+    in the comment's column (its continuation) make its meaning; a ````name````: sentence in the
+    class docstring is used where a field has no comment.
     """
     try:
         lines, _ = inspect.getsourcelines(cls)
@@ -178,15 +140,16 @@ def _field_comments(cls: type) -> dict[str, str]:
         line = src_lines[node.end_lineno - 1]
         parts: list[str] = []
         if "#" in line:
-            parts.append(line.split("#", 1)[1].strip())
-            col = line.index("#")
+            comment = line.split("#", 1)[1]
+            parts.append(comment.strip())
+            col = len(line) - len(comment.lstrip())  # where the comment's text starts
             for nxt in src_lines[node.end_lineno:]:
-                stripped = nxt.strip()
-                if stripped.startswith("#") and len(nxt) - len(nxt.lstrip()) > 4 \
-                        and nxt.index("#") >= col - 2:
-                    parts.append(stripped[1:].strip())
-                else:
+                if not nxt.lstrip().startswith("#"):
                     break
+                text = nxt.split("#", 1)[1]
+                if abs(len(nxt) - len(text.lstrip()) - col) > 2:
+                    break
+                parts.append(text.strip())
         out[node.target.id] = " ".join(p for p in parts if p)
     doc = inspect.getdoc(cls) or ""
     flat = " ".join(doc.split())
@@ -221,7 +184,7 @@ def config_keys(cls: type | None = None, prefix: str = "") -> list[tuple[str, st
             continue
         key = f"{prefix}{f.name}"
         rows.append((key, _type_str(tp), getattr(defaults, f.name),
-                     comments.get(f.name) or FALLBACK_MEANINGS.get(key, "")))
+                     comments.get(f.name, "")))
     return rows
 
 

@@ -56,14 +56,14 @@ class MiningConfig:
     """Panoptic mining branch (paper Sec. 3.2-3.3)."""
 
     pooling: str = "moi"  # moi | moi-tps | roi-pool | roi-align
-    pool_size: int = 7
+    pool_size: int = 7  # bins per side of the MoIPool / RoI pooling grid (h_p = w_p of Eq. 5)
     compensation: str = "code"  # code: bins/(nonempty+1) | paper: Eq. 7 | none
     use_scores: bool = True  # "code" compensation also multiplies by (proposal score + 1)
-    fc_dim: int = 256
-    dropout: float = 0.5
+    fc_dim: int = 256  # width of the mining head's two FC layers (the paper's: 4096)
+    dropout: float = 0.5  # dropout probability after each FC layer of the head, in [0, 1)
     refine_heads: int = 4  # n_r of Eq. 4
     refine_iou: str = "box"  # box | mask: how OICR spreads pseudo labels
-    refine_iou_threshold: float = 0.5
+    refine_iou_threshold: float = 0.5  # IoU from which a proposal takes its pseudo label's class
     train_backbone: bool = True  # false: MIL trains the heads only, on the warm-up's backbone
 
 
@@ -71,13 +71,15 @@ class MiningConfig:
 class InputConfig:
     """Training/test image scales, augmentation and proposals per image."""
 
-    train_scales: list[int] = field(default_factory=lambda: [112, 128, 144])
-    max_size: int = 1333
-    hflip: bool = True
+    train_scales: list[int] = field(default_factory=lambda: [112, 128, 144])  # short sides (px);
+    #                                                                           one drawn per image
+    max_size: int = 1333  # cap on the long side after resizing (pixels), train and test
+    hflip: bool = True  # random horizontal flips in training (p = 0.5)
     hsv_jitter: float = 1.5  # exposure/saturation scaled by up to this factor
-    max_proposals: int = 4000
+    max_proposals: int = 4000  # proposals kept per image, best first (train and predict)
     min_proposal_area: float = 0.0  # drop proposals smaller than this fraction of the image
-    test_scales: list[int] = field(default_factory=lambda: [128])
+    test_scales: list[int] = field(default_factory=lambda: [128])  # test short sides (pixels):
+    #                                                                the first, or all with --tta
     cache_mb: float = 1024.0  # decoded images + proposals kept in memory in training (0: none)
 
 
@@ -86,17 +88,17 @@ class SolverConfig:
     """SGD with momentum (or AdamW), linear warmup, step decay; ``ims_per_batch`` is global."""
 
     optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    max_iter: int = 1000
-    warmup_iters: int = 50
-    warmup_factor: float = 0.1
-    steps: list[int] = field(default_factory=lambda: [700])
-    gamma: float = 0.1
-    ims_per_batch: int = 4
-    checkpoint_period: int = 200
-    log_period: int = 10
+    lr: float = 0.01  # base learning rate
+    momentum: float = 0.9  # SGD momentum, in [0, 1)
+    weight_decay: float = 5e-4  # L2 weight decay (decoupled with adamw)
+    max_iter: int = 1000  # training iterations of the stage
+    warmup_iters: int = 50  # iterations of the linear lr ramp (not the tag warm-up)
+    warmup_factor: float = 0.1  # lr multiplier at the start of that ramp
+    steps: list[int] = field(default_factory=lambda: [700])  # lr x gamma at these iterations
+    gamma: float = 0.1  # lr factor at each of steps
+    ims_per_batch: int = 4  # images per step over all workers (the global batch)
+    checkpoint_period: int = 200  # iterations between checkpoints (RUN/checkpoints/)
+    log_period: int = 10  # iterations between log lines / metrics.jsonl records
     clip_grad_norm: float = 0.0  # 0 = off
     load_threads: int = -1  # threads loading the next items during a step (0: in the loop;
     #                          -1: 1 on a GPU, 0 on a CPU, see jtsm.engine.loader)
@@ -110,11 +112,11 @@ class WarmupConfig:
     features the MIL head can start from; ``iters: 0`` turns it off (pretrained backbones).
     """
 
-    iters: int = 0
+    iters: int = 0  # iterations of the tag warm-up (0: off, e.g. pretrained backbone)
     batch: int = 8  # images per item: batch-norm statistics are taken over these
     items: int = 2  # items per step (the global batch is items x batch images, any workers)
-    optimizer: str = "adamw"
-    lr: float = 0.001
+    optimizer: str = "adamw"  # optimiser of the tag warm-up: adamw | sgd
+    lr: float = 0.001  # learning rate of the tag warm-up
     stride: int = 0  # 0: the backbone's; 16 trains a stride-8 tiny backbone at stride 16
     #                  (same weights, ~2.3x cheaper per image; MIL runs at stride 8 after)
     whiten_images: int = 0  # > 0: the stem conv starts as a whitening of the patches of this
@@ -128,12 +130,12 @@ class MinedConfig:
 
     presence_threshold: float = 0.5  # image score above which a class counts (no tags)
     instance_ratio: float = 0.5  # further instances need >= ratio x the top score
-    max_instances: int = 10
+    max_instances: int = 10  # most instances of one thing class per image
     candidates: int = 50  # top proposals per class considered
     overlap: float = 0.2  # mask IoU above which a candidate duplicates a chosen one
     stuff_area: int = 16  # stuff regions smaller than this (pixels) are dropped
     nms: float = 0.5  # box NMS of detections
-    max_detections: int = 100
+    max_detections: int = 100  # most detections per image in detections.json
 
 
 @dataclass
@@ -142,18 +144,18 @@ class RefineConfig:
 
     mask_size: int = 14  # RoIAlign output of the instance branch; masks are 2x this
     mask_convs: int = 4  # 3x3 convs of the instance branch (Mask R-CNN head)
-    mask_channels: int = 256
+    mask_channels: int = 256  # channels of the instance branch's convs (paper: 256)
     semantic_convs: int = 2  # 3x3 convs of the semantic branch
-    semantic_channels: int = 256
+    semantic_channels: int = 256  # channels of the semantic branch's convs (paper: 256)
     mask_rois: int = 64  # positive boxes per image the instance loss is taken on
     roi_iou: float = 0.5  # a proposal box is a positive of a pseudo instance at this IoU
     mining_weight: float = 1.0  # Eq. 1: L = w_PM L_PM + w_IS L_IS + w_SS L_SS
-    instance_weight: float = 1.0
-    semantic_weight: float = 1.0
+    instance_weight: float = 1.0  # w_IS of Eq. 1
+    semantic_weight: float = 1.0  # w_SS of Eq. 1
     mask_threshold: float = 0.5  # predicted mask probability that counts as foreground
     head_lr_mult: float = 1.0  # learning rate of the two new branches x this
     mask_weight: str = "image_score"  # Eq. 9 weight: the class's image score, "segment_score"
-    # (the pseudo segment's own score) or "none"
+    #                                   (the pseudo segment's own score) or "none"
     things_from: str = "instance"  # prediction: thing masks of the instance branch, or "mined"
     snap: str = "none"  # "superpixels": instance masks snapped to the proposals' superpixels
     stuff_from: str = "semantic"  # prediction: stuff of the semantic branch, or "mined"
@@ -163,7 +165,7 @@ class RefineConfig:
 class Config:
     """Everything a training run needs; saved resolved in the run folder."""
 
-    seed: int = 0
+    seed: int = 0  # seed of every random draw: data order, augmentation, initialisation
     proposals: str = "selective-search"  # method used when proposals are computed on the fly
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)

@@ -116,15 +116,63 @@ def test_config_page_carries_each_field_comment(generated: dict[str, str]) -> No
     assert checked > 20
 
 
+def _keys_without_meaning(page: str) -> list[str]:
+    """The keys whose row on a config page has an empty meaning cell."""
+    return [m.group(1) for m in re.finditer(r"^\| `([\w.]+)` \|.*\|  \|$", page, flags=re.M)]
+
+
 def test_config_page_gives_every_key_a_meaning(generated: dict[str, str]) -> None:
+    """jtsm/config.py is the one place a key's meaning lives: a field comment (or a docstring
+    sentence) for every key, nothing kept beside it in the generator."""
     from jtsm.config import Config
 
-    keys = {k for k, _ in _config_keys(Config)}
-    empty = [m.group(1) for m in re.finditer(r"^\| `([\w.]+)` \|.*\|  \|$",
-                                            generated["config.md"], flags=re.M)]
-    assert not empty, f"config keys without a meaning: {empty}"
-    stale = set(_gen().FALLBACK_MEANINGS) - keys
-    assert not stale, f"docs/gen_reference.py explains keys that no longer exist: {stale}"
+    empty = _keys_without_meaning(generated["config.md"])
+    assert not empty, f"config keys without a comment in jtsm/config.py: {empty}"
+    meanings = {key: meaning for key, _, _, meaning in _gen().config_keys(Config)}
+    assert set(meanings) == {k for k, _ in _config_keys(Config)}
+    assert all(m.strip() for m in meanings.values()), [k for k, m in meanings.items() if not m]
+
+
+@dataclasses.dataclass
+class _ProbeSection:
+    """A section whose fields are explained in three ways, or not at all.
+
+    ``documented``: explained by the docstring.
+    """
+
+    commented: int = 1  # what the commented key means
+    continued: int = 2  # a comment that goes on
+    #                     on the line below
+    bare: float = 0.5
+    documented: str = "x"
+
+
+@dataclasses.dataclass
+class _ProbeConfig:
+    """A config tree with one key lacking a comment."""
+
+    seed: int = 0  # the top-level key's comment
+    sect: _ProbeSection = dataclasses.field(default_factory=_ProbeSection)
+
+
+def test_config_key_without_a_comment_fails_the_meaning_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key added to the config tree without a comment leaves an empty cell that the check
+    above reports; the generator has no other source of meanings to fill it from."""
+    import jtsm.config
+
+    gen = _gen()
+    meanings = {key: meaning for key, _, _, meaning in gen.config_keys(_ProbeConfig)}
+    assert meanings == {"seed": "the top-level key's comment",
+                        "sect.commented": "what the commented key means",
+                        "sect.continued": "a comment that goes on on the line below",
+                        "sect.bare": "",
+                        "sect.documented": "explained by the docstring"}
+    monkeypatch.setattr(jtsm.config, "Config", _ProbeConfig)
+    gen.write_pages(tmp_path)
+    page = (tmp_path / "config.md").read_text(encoding="utf-8")
+    assert "| `sect.continued` | int | `2` | a comment that goes on on the line below |" in page
+    assert _keys_without_meaning(page) == ["sect.bare"]
 
 
 def _markdown_files() -> list[Path]:
