@@ -30,11 +30,21 @@ MIN_SIDE, MAX_SIDE = 384, 768
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+#: Twenty well-separated colours (the "tab20" qualitative palette: ten hues, each dark and
+#: light); a category id picks one, ids past 20 cycle through them darker.
+_PALETTE = np.array([
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+], np.float32)
+
+
 def class_colour(category_id: int) -> np.ndarray:
-    """A fixed, well-spread RGB colour for a category id (golden-angle hues), float32 ``(3,)``."""
-    hue = int((category_id * 137.508) % 180)
-    hsv = np.array([[[hue, 200, 230]]], np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    """A fixed RGB colour for a category id, float32 ``(3,)``: ids 1..20 (VOC's 21 classes,
+    the demo's 9) each their own palette colour, later ids the same colours darker."""
+    i = max(int(category_id) - 1, 0)
+    return _PALETTE[i % len(_PALETTE)] * (0.8 ** ((i // len(_PALETTE)) % 3))
 
 
 def instance_colour(category_id: int, k: int) -> np.ndarray:
