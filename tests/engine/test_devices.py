@@ -132,22 +132,36 @@ def test_devices_this_machine_lacks_are_refused_before_any_work(tmp_path, synth_
     assert not (tmp_path / "run").exists()
 
 
-def _first_losses(device: str, synth_dir: Path, synth_proposals: Path, out: Path) -> list[float]:
-    cfg = load_config(overrides=[*TINY, "solver.max_iter=20", "solver.log_period=1",
-                                 "mining.dropout=0", "backbone.precision=fp32"])
-    run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
-             synth_proposals, out, write_outputs=False, device=device)
+def _first_losses(device_args: list[str], synth_dir: Path, synth_proposals: Path,
+                  out: Path) -> list[float]:
+    """The first 20 logged losses of ``jtsm mine DEVICE_ARGS`` (dropout off, float32)."""
+    sets = [*TINY, "solver.max_iter=20", "solver.log_period=1", "mining.dropout=0",
+            "backbone.precision=fp32"]
+    res = CliRunner().invoke(cli, [
+        "mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"), "--images",
+        str(synth_dir / "images"), "--proposals", str(synth_proposals), "--out", str(out),
+        "--quiet", *device_args, *[a for o in sets for a in ("--set", o)]])
+    assert res.exit_code == 0, res.output
     lines = (out / "metrics.jsonl").read_text().splitlines()
     return [json.loads(ln)["loss"] for ln in lines]
 
 
+def test_the_loss_log_the_gpu_check_compares_is_reproducible(tmp_path, synth_dir,
+                                                            synth_proposals):
+    """What the ``--gpus 1`` comparison rests on: on one device two runs log the same 20
+    losses, and they change as training goes."""
+    a = _first_losses(["--device", "cpu"], synth_dir, synth_proposals, tmp_path / "a")
+    b = _first_losses(["--device", "cpu"], synth_dir, synth_proposals, tmp_path / "b")
+    assert len(a) == 20 and a == b and len(set(a)) > 1
+
+
 @pytest.mark.cuda
 @CUDA
-def test_cuda_mining_gives_the_cpus_first_20_losses(tmp_path, synth_dir, synth_proposals):
-    """The same run on ``cuda`` and on ``cpu``: the first 20 logged losses agree within float
-    tolerance (GPU kernels sum in another order)."""
-    cpu = _first_losses("cpu", synth_dir, synth_proposals, tmp_path / "cpu")
-    gpu = _first_losses("cuda", synth_dir, synth_proposals, tmp_path / "cuda")
+def test_gpus_1_gives_the_cpus_first_20_losses(tmp_path, synth_dir, synth_proposals):
+    """The same run with ``--gpus 1`` and with ``--device cpu``: the first 20 logged losses
+    agree within float tolerance (GPU kernels sum in another order)."""
+    cpu = _first_losses(["--device", "cpu"], synth_dir, synth_proposals, tmp_path / "cpu")
+    gpu = _first_losses(["--gpus", "1"], synth_dir, synth_proposals, tmp_path / "cuda")
     assert len(cpu) == len(gpu) == 20
     torch.testing.assert_close(torch.tensor(gpu), torch.tensor(cpu), rtol=2e-3, atol=2e-4)
 
