@@ -3,7 +3,8 @@
 Augmentation (the paper's training defaults, docs/method.md): a random short side from
 ``train_scales`` (long side capped at ``max_size``), horizontal flip, HSV exposure/saturation
 jitter up to ``hsv_jitter`` x. Proposals are the top ``max_proposals`` of the store, resized
-and flipped with the image. Images without any tag carry no signal and are skipped (``skipped_untagged``).
+and flipped with the image. Images without any tag carry no signal and are skipped
+(``skipped_untagged``).
 """
 
 from __future__ import annotations
