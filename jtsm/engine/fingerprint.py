@@ -9,7 +9,7 @@ proposal store, ``OUT/meta.json`` for relabelled labels)::
                 "proposals": {"path": "/abs/props", "digest": "<the store's fingerprint>"}},
      "options": {...},                       # method, evidence and their options
      "config": "<digest of the resolved config>",
-     "jtsm": "0.1.0"}
+     "jtsm": "0.2.0"}
 
 Two fingerprints are the same job when stage, input digests, options and config digest agree
 (paths may differ: a moved input with the same content is the same input; the jtsm version is

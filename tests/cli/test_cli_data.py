@@ -40,8 +40,11 @@ def test_every_command_has_help_with_example():
 
 
 def test_version():
+    import jtsm
+
     r = CliRunner().invoke(cli, ["--version"])
-    assert r.exit_code == 0 and "0.1.0" in r.output
+    assert r.exit_code == 0 and r.output.strip() == f"jtsm, version {jtsm.__version__}"
+    assert jtsm.__version__ == "0.2.0"  # the CHANGELOG's newest release
 
 
 def test_synth_with_other_classes(tmp_path):
