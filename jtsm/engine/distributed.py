@@ -192,12 +192,19 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_f
         torch.set_num_threads(max(1, available_cores() // nproc))
     try:
         fn(*args)
-        dist.barrier()  # nobody tears down while another rank still talks to the group
-    except JtsmError as e:  # the launcher re-raises it: the user sees its one-line message
-        _save_error(os.path.dirname(store_file), rank, e)
-        raise
-    finally:
+        dist.barrier()  # every rank's work is done (and its files written) past this point
+    except BaseException as e:
+        if isinstance(e, JtsmError):  # the launcher re-raises it: the user sees its one line
+            _save_error(os.path.dirname(store_file), rank, e)
         dist.destroy_process_group()
+        raise
+    # Leave at once: tearing the group down (destroy_process_group, then C++ destructors at
+    # interpreter exit) races between ranks that finish a moment apart, and was seen to abort a
+    # finished rank ("terminate called without an active exception", SIGABRT) and so fail a
+    # run whose results were all written. The OS closes the sockets and the store file.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _save_error(folder: str, rank: int, error: Exception) -> None:
