@@ -35,6 +35,7 @@ __all__ = [
     "read_image_size",
     "apply_orientation",
     "read_json",
+    "read_meta",
     "safe_join",
     "write_error",
     "write_png",
@@ -206,6 +207,18 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{path}: is a directory, expected a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: malformed JSON ({exc})") from None
+
+
+def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``FOLDER/meta.json`` (what made a run folder, store or output folder) as a dict, or
+    ``None`` when the folder has none; anything but a JSON object is a :class:`DataError`."""
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        return None
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: malformed metadata (not a JSON object)")
+    return meta
 
 
 def safe_join(root: str | os.PathLike[str], name: str) -> Path:

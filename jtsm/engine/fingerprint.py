@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from jtsm.errors import DataError, JtsmError
+from jtsm.fileio import read_meta
 
 __all__ = ["RESUMABLE_KEYS", "check_folder", "check_not_inside", "check_resume_weights",
            "clear_folder", "config_digest", "differences", "file_digest", "fingerprint",
@@ -173,18 +174,6 @@ def run_id_of(run: str | os.PathLike[str]) -> str:
     return file_digest(run / "meta.json")
 
 
-def _read_meta(folder: Path) -> dict[str, Any] | None:
-    from jtsm.fileio import read_json
-
-    path = folder / "meta.json"
-    if not path.is_file():
-        return None
-    meta = read_json(path)
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: malformed metadata (not a JSON object)")
-    return meta
-
-
 def check_folder(out: str | os.PathLike[str], current: Mapping[str, Any], *,
                  resume: bool, overwrite: bool, what: str = "run",
                  markers: Iterable[str] = ("meta.json", "checkpoints", "model_final.pt"),
@@ -210,7 +199,7 @@ def check_folder(out: str | os.PathLike[str], current: Mapping[str, Any], *,
         return "new"
     if overwrite:
         return "overwrite"
-    meta = _read_meta(out)
+    meta = read_meta(out)
     recorded = (meta or {}).get("fingerprint")
     if not isinstance(recorded, dict):
         raise JtsmError(f"{out}: holds a {what} that records no fingerprint (made by an older "

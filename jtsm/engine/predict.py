@@ -114,19 +114,14 @@ def predict_images(
     return summary
 
 
-def _predict_into(
-    run: Run,
-    images: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    dataset: str | os.PathLike[str] | None = None,
-    proposals: str | os.PathLike[str] | None = None,
-    tta: bool = False,
-    progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
-    viz: int = 0,
-) -> dict[str, Any]:
-    """Predict every image; returns counts. Proposals come from ``proposals`` (a store) or
-    are computed with the run's proposal method. ``viz``: the first ``viz`` images also get
-    ``OUT/viz/<name>.png`` (image | prediction | ground truth when ``dataset`` is panoptic).
+def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
+                  dataset: str | os.PathLike[str] | None, proposals: str | os.PathLike[str] | None,
+                  tta: bool, progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None,
+                  viz: int) -> dict[str, Any]:
+    """:func:`predict_images`' work, into the staging folder ``out``; returns counts.
+    Proposals come from ``proposals`` (a store) or are computed with the run's proposal method.
+    ``viz``: the first ``viz`` images also get ``OUT/viz/<name>.png`` (image | prediction |
+    ground truth when ``dataset`` is panoptic).
 
     Memory stays flat over any number of images: each PNG is written when its image is done,
     and the result lists go to disk as they grow. The three json files are written last. An

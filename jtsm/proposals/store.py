@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from jtsm.errors import DataError
-from jtsm.fileio import atomic_write_bytes, atomic_write_json, read_json, safe_join
+from jtsm.fileio import atomic_write_bytes, atomic_write_json, read_json, read_meta, safe_join
 from jtsm.structures import ProposalSet
 
 __all__ = ["FORMAT", "VERSION", "ProposalStore", "load_proposals", "save_proposals"]
@@ -266,13 +266,7 @@ class ProposalStore:
     # ---- provenance and checks -------------------------------------------------------------
     def read_meta(self) -> dict[str, Any] | None:
         """``STORE/meta.json`` (the fingerprint of the job that made the store), if any."""
-        path = self.root / "meta.json"
-        if not path.is_file():
-            return None
-        meta = read_json(path)
-        if not isinstance(meta, dict):
-            raise DataError(f"{path}: malformed store metadata (not a JSON object)")
-        return meta
+        return read_meta(self.root)
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:
         """Write ``STORE/meta.json`` atomically."""
