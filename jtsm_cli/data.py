@@ -112,31 +112,53 @@ def voc(voc_dir: str, out: str, sbd_dir: str | None, as_json: bool, quiet: bool)
 @click.option("--stuff", default="", metavar="NAMES",
               help="Comma-separated classes that are stuff (sky, grass, road: regions without "
                    "instances); all other tags are things.")
+@click.option("--min-images", type=click.IntRange(1), default=2, show_default=True,
+              help="Warn about classes tagged on fewer images than this (a class on one image "
+                   "is not learned).")
+@click.option("--strict", is_flag=True,
+              help="Make the warnings errors (images under --images the file does not list, "
+                   "classes on fewer than --min-images images): exit 1, nothing written.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def tags(tags_file: str, images: str, out: str, stuff: str, as_json: bool) -> None:
+def tags(tags_file: str, images: str, out: str, stuff: str, min_images: int, strict: bool,
+         as_json: bool) -> None:
     """Turn a tags file into the labels json every stage reads.
 
     \b
-    TAGS_FILE is a CSV or TSV, one image per line: file,tags (tags separated by ';' or
-    spaces; a 'file,tags' header line is optional), e.g.
+    TAGS_FILE is a CSV or TSV, one image per line: file,tags (a 'file,tags' header line is
+    optional). Tags are separated by ';', '|' or ',' (a quoted field or more columns), which
+    keep the spaces inside a name, or else by spaces; names ignore case. E.g.
         file,tags
         beach.jpg,person;dog;sand
         street.jpg,person car road
+        rocket.jpg,traffic light;sky
     or a json whose images carry label names or ids, or a COCO panoptic/instances json.
-    Image sizes are stored as a viewer shows them (EXIF orientation applied).
+    Image sizes are stored as a viewer shows them (EXIF orientation applied). Warnings (on
+    stderr) name images under --images the file does not list and classes on few images.
     Example:
         jtsm data tags photos/tags.csv --images photos --out photos/labels.json --stuff sand,road
     """
-    from jtsm.data.tags import labels_json
+    from jtsm.data.tags import read_tags
+    from jtsm.errors import DataError
     from jtsm.fileio import atomic_write_json
 
-    d = labels_json(tags_file, images, [s for s in stuff.split(",") if s.strip()])
+    d, report = read_tags(tags_file, images, [s for s in stuff.split(",") if s.strip()],
+                          min_images=min_images)
+    warnings = report.warnings(tags_file, images)
+    for line in report.notices():
+        click.echo(f"Note: {line}", err=True)
+    if strict and warnings:
+        raise DataError(f"{'; '.join(warnings)} (--strict: {out} not written)")
+    for line in warnings:
+        click.echo(f"Warning: {line}", err=True)
     atomic_write_json(out, d, indent=1)
     cats = d["categories"]
     counts = {"out": out, "images": len(d["images"]),
               "tagged": sum(bool(im["labels"]) for im in d["images"]),
               "things": [c["name"] for c in cats if c["isthing"]],
-              "stuff": [c["name"] for c in cats if not c["isthing"]]}
+              "stuff": [c["name"] for c in cats if not c["isthing"]],
+              "unlisted_images": list(report.unlisted),
+              "rare_classes": report.rare,
+              "merged_spellings": {k: list(v) for k, v in report.merged.items()}}
     if as_json:
         echo_json(counts)
         return

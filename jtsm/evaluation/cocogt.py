@@ -1,6 +1,9 @@
 """Ground truth for instance and box metrics: a COCO instances json, or a COCO panoptic one
 converted (its thing segments become instances, crowd segments ``iscrowd=1``; stuff is left out).
 
+A labels json of image-level tags (what ``jtsm data tags`` writes: images with ``labels``, no
+annotations) is refused as ground truth by every loader here, saying what the metrics need.
+
 Also loads and validates COCO results files (a list of ``{image_id, category_id, score, bbox
 and/or segmentation}``), so that a bad record is reported by file and index, not by an assert
 deep inside pycocotools.
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -18,13 +21,54 @@ from pycocotools import mask as mask_utils
 from jtsm.errors import DataError
 from jtsm.fileio import read_json
 
-__all__ = ["is_panoptic", "load_instances_gt", "load_results"]
+if TYPE_CHECKING:
+    from jtsm.data.coco_panoptic import PanopticDataset
+
+__all__ = ["is_panoptic", "is_tags_only", "load_instances_gt", "load_panoptic_gt",
+           "load_results"]
 
 
 def is_panoptic(d: dict[str, Any]) -> bool:
     """Whether a loaded json is COCO panoptic (its annotations carry ``segments_info``)."""
     anns = d.get("annotations") or []
     return bool(anns) and isinstance(anns[0], dict) and "segments_info" in anns[0]
+
+
+def is_tags_only(d: Any) -> bool:
+    """Whether a loaded json holds image-level tags only: images carrying ``labels`` and no
+    annotations (no mask or box a metric could score against)."""
+    if not isinstance(d, dict) or not isinstance(d.get("images"), list) or d.get("annotations"):
+        return False
+    return any(isinstance(im, dict) and "labels" in im for im in d["images"])
+
+
+def _tags_only_error(path: str | os.PathLike[str]) -> DataError:
+    return DataError(f"{path}: holds image-level tags only (images with 'labels', no "
+                     "'annotations'); PQ and proposal recall need ground-truth masks (a COCO "
+                     "panoptic json), AP, mAP and CorLoc masks or boxes (a COCO panoptic or "
+                     "instances json)")
+
+
+def load_panoptic_gt(
+    gt_json: str | os.PathLike[str], png_dir: str | os.PathLike[str] | None = None
+) -> PanopticDataset:
+    """:func:`jtsm.data.coco_panoptic.load_panoptic_json` for ground truth: a file it refuses
+    that holds tags only (:func:`is_tags_only`) is named as such."""
+    from jtsm.data.coco_panoptic import load_panoptic_json
+
+    try:
+        ds = load_panoptic_json(gt_json, png_dir)
+    except DataError:
+        try:
+            tags_only = is_tags_only(read_json(gt_json))
+        except DataError:
+            tags_only = False
+        if tags_only:
+            raise _tags_only_error(gt_json) from None
+        raise
+    if not ds.annotations and is_tags_only(ds.raw):  # "annotations": [] beside the tags
+        raise _tags_only_error(gt_json)
+    return ds
 
 
 def load_instances_gt(
@@ -47,6 +91,8 @@ def load_instances_gt(
     """
     gt_json = Path(gt_json)
     d = read_json(gt_json)
+    if is_tags_only(d):
+        raise _tags_only_error(gt_json)
     if not isinstance(d, dict) or not {"images", "annotations", "categories"} <= set(d):
         raise DataError(f"{gt_json}: expected a COCO json with images, annotations, categories")
     if is_panoptic(d):

@@ -408,9 +408,10 @@ def _build_jobs(
     gt_json: Path, pred_json: Path, gt_dir: Path | None, pred_dir: Path | None,
     image_ids: set[int] | None = None,
 ) -> tuple[list[_Job], CategoryMap]:
-    from jtsm.data.coco_panoptic import load_panoptic_json, png_dir_for
+    from jtsm.data.coco_panoptic import png_dir_for
+    from jtsm.evaluation.cocogt import load_panoptic_gt
 
-    ds = load_panoptic_json(gt_json, gt_dir)
+    ds = load_panoptic_gt(gt_json, gt_dir)
     preds = _load_predictions(pred_json)
     pdir = Path(pred_dir) if pred_dir is not None else png_dir_for(pred_json)
     if not pdir.is_dir():

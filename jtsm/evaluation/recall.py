@@ -97,10 +97,10 @@ def evaluate_recall(
         DataError: a missing/corrupt ground-truth or proposal file, or proposals made for an
             image of another size (the file is named).
     """
-    from jtsm.data.coco_panoptic import load_panoptic_json
+    from jtsm.evaluation.cocogt import load_panoptic_gt
     from jtsm.proposals.store import ProposalStore
 
-    ds = load_panoptic_json(gt_json)
+    ds = load_panoptic_gt(gt_json)
     store = ProposalStore(proposals_dir)
     budgets: list[int | None] = list(dict.fromkeys(list(ks) + [None]))
     bests: list[np.ndarray] = []

@@ -93,7 +93,7 @@ def test_tags_command_writes_labels_and_errors_are_one_line(tmp_path):
                                  str(tmp_path / "im"), "--out", str(out), "--stuff", "grass",
                                  "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["stuff"] == ["grass"]
+    assert json.loads(r.stdout)["stuff"] == ["grass"]  # warnings go to stderr
     d = json.loads(out.read_text())
     assert d["images"][0] | {"labels": None} == {"id": 1, "file_name": "x.jpg", "height": 12,
                                                  "width": 16, "labels": None}
@@ -105,3 +105,56 @@ def test_tags_command_writes_labels_and_errors_are_one_line(tmp_path):
     lines = r.output.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1, r.output
     assert lines[0].startswith("Error: ") and "tags.csv: line 2: no image 'y.jpg'" in lines[0]
+
+
+def _tag_photos(tmp_path):
+    """Three generated photos, a tags file that lists two of them (a kite on one only)."""
+    import cv2
+    import numpy as np
+
+    (tmp_path / "im").mkdir()
+    for i, name in enumerate(("x.jpg", "y.jpg", "z.jpg")):
+        assert cv2.imwrite(str(tmp_path / "im" / name), np.full((10, 14, 3), 40 * i, np.uint8))
+    (tmp_path / "tags.csv").write_text("file,tags\nx.jpg,Dog;kite\ny.jpg,dog;sky\n")
+    return tmp_path / "tags.csv", tmp_path / "im"
+
+
+def test_tags_reports_unlisted_photos_rare_classes_and_merged_spellings(tmp_path):
+    from jtsm.data.tags import read_tags
+
+    tags, im = _tag_photos(tmp_path)
+    out = tmp_path / "labels.json"
+    r = CliRunner().invoke(cli, ["data", "tags", str(tags), "--images", str(im), "--out",
+                                 str(out)])
+    assert r.exit_code == 0, r.output
+    err = r.stderr.strip().splitlines()
+    assert err[0] == "Note: tag names that differ only in case are one class: 'Dog' (also 'dog')"
+    assert err[1] == f"Warning: 1 image under {im} is not in {tags}, so no stage will use it: " \
+                     "z.jpg"
+    assert err[2].startswith("Warning: 2 classes tagged on one image only will not be learned")
+    assert "'kite' (1 image), 'sky' (1 image)" in err[2] and len(err) == 3
+    assert r.stdout.startswith(f"Wrote {out}: 2 images (2 tagged), 3 classes")
+    assert json.loads(out.read_text()) == read_tags(tags, im)[0]  # warnings change nothing
+    r = CliRunner().invoke(cli, ["data", "tags", str(tags), "--images", str(im), "--out",
+                                 str(out), "--min-images", "3", "--json"])
+    counts = json.loads(r.stdout)
+    assert counts["unlisted_images"] == ["z.jpg"]
+    assert counts["rare_classes"] == {"kite": 1, "sky": 1, "Dog": 2}
+    assert counts["merged_spellings"] == {"Dog": ["dog"]}
+    assert "fewer than 3 images (--min-images) may not be learned: 'Dog' (2 images)" in r.stderr
+
+
+def test_tags_strict_turns_warnings_into_an_error_and_writes_nothing(tmp_path):
+    tags, im = _tag_photos(tmp_path)
+    out = tmp_path / "labels.json"
+    r = CliRunner().invoke(cli, ["data", "tags", str(tags), "--images", str(im), "--out",
+                                 str(out), "--strict"])
+    assert r.exit_code == 1 and not out.exists()
+    errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("Note: ")]
+    assert len(errors) == 1 and errors[0].startswith("Error: 1 image under ")
+    assert "'kite' (1 image)" in errors[0] and errors[0].endswith(f"(--strict: {out} not written)")
+    assert "Traceback" not in r.output
+    (tmp_path / "tags.csv").write_text("x.jpg,dog;sky\ny.jpg,dog;sky\nz.jpg,sky\n")
+    r = CliRunner().invoke(cli, ["data", "tags", str(tags), "--images", str(im), "--out",
+                                 str(out), "--strict", "--min-images", "2"])
+    assert r.exit_code == 0 and r.stderr == "" and out.is_file()
