@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -33,7 +34,10 @@ class BackboneConfig:
 
     ``name``: ``tiny`` (a compact CNN that trains from scratch on a CPU in minutes), or
     ``resnet18|34|50`` and their ``-ws`` variants (res5 dilated, stride 16, as the paper).
-    ``weights``: a file of ImageNet weights in torchvision's key layout (loaded weights-only).
+    ``weights``: ImageNet weights: ``imagenet`` (torchvision's for the ResNet's depth, from the
+    torch hub cache, downloaded there on first use), ``torchvision:ResNet50_Weights.IMAGENET1K_V2``
+    (any torchvision entry by name), or a file in torchvision's key layout (loaded weights-only);
+    empty trains from scratch (:mod:`jtsm.modeling.imagenet_weights`).
     ``norm``: ``bn``, ``frozen_bn``, ``gn``, or ``auto`` (frozen_bn with weights, else the
     backbone's own). ``freeze_at``: stages frozen (-1 = auto). ``stride``: ``tiny`` only
     (8, 16). ``width``: ``tiny`` only, the stem's channels (stages 2x, 4x, 8x; compute grows
@@ -98,6 +102,9 @@ class SolverConfig:
     gamma: float = 0.1  # lr factor at each of steps
     ims_per_batch: int = 4  # images per step over all workers (the global batch)
     checkpoint_period: int = 200  # iterations between checkpoints (RUN/checkpoints/)
+    # minutes of training between checkpoints as well, whatever the iteration (0: off), so an
+    # interrupt loses minutes of work, not a checkpoint_period of slow iterations
+    checkpoint_minutes: float = 10.0
     log_period: int = 10  # iterations between log lines / metrics.jsonl records
     clip_grad_norm: float = 0.0  # 0 = off
     load_threads: int = -1  # threads loading the next items during a step (0: in the loop;
@@ -220,6 +227,9 @@ class Config:
              ">= 1"),
             ("solver.checkpoint_period", self.solver.checkpoint_period,
              self.solver.checkpoint_period >= 1, ">= 1"),
+            ("solver.checkpoint_minutes", self.solver.checkpoint_minutes,
+             math.isfinite(self.solver.checkpoint_minutes)
+             and self.solver.checkpoint_minutes >= 0, ">= 0, 0 = off"),
             ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
             ("solver.load_threads", self.solver.load_threads, self.solver.load_threads >= -1,
              ">= 0, or -1"),
@@ -270,6 +280,9 @@ class Config:
         for key, value, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config value {key}={value!r} is out of range (want {want})")
+        if self.backbone.weights.strip() and self.backbone.name == "tiny":
+            raise ConfigError("config value backbone.weights is set but backbone.name='tiny' "
+                              "has no pretrained weights (use a resnet backbone)")
         return self
 
 

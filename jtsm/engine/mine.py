@@ -42,6 +42,7 @@ from jtsm.engine.trainer import train
 from jtsm.errors import ConfigError
 from jtsm.fileio import atomic_write_json
 from jtsm.modeling.build import build_model
+from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import run_module
 from jtsm.ops.proposal_tensors import ProposalTensors
@@ -216,6 +217,9 @@ def run_mine(
     and the mined outputs written.
     """
     out = Path(out)
+    # ImageNet weights found (or downloaded) before anything else: a missing file is one line
+    # before the run folder exists
+    resolve_weights(cfg.backbone.weights, cfg.backbone.name)
     torch.manual_seed(cfg.seed)
     labels = read_image_labels(dataset)
     ds = MiningDataset(labels, images, proposals, cfg.input)
@@ -257,7 +261,8 @@ def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.Pa
     return fpr.prepare_run(
         out, "mine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
         proposals=proposals, records=ds.records, stages=("warmup", "mine"),
-        model_state=lambda: build_model(cfg, ds.categories, "mine", "cpu").state_dict(),
+        model_state=lambda: build_model(cfg, ds.categories, "mine", "cpu",
+                                        pretrained=False).state_dict(),
         inside={"--proposals": proposals})
 
 

@@ -140,7 +140,8 @@ def _refine_start(cfg: Config, source: Path, pseudo: str | os.PathLike[str],
     return fpr.prepare_run(
         out, "refine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
         proposals=proposals, records=ds.records, stages=("refine",),
-        model_state=lambda: build_model(cfg, ds.categories, "refine", "cpu").state_dict(),
+        model_state=lambda: build_model(cfg, ds.categories, "refine", "cpu",
+                                        pretrained=False).state_dict(),
         inside={"--run": source, "--proposals": proposals})
 
 
@@ -181,7 +182,7 @@ def run_refine(
     categories = CategoryMap.from_coco(meta["categories"])
     torch.manual_seed(cfg.seed)
     ds = RefineDataset(pseudo, images, proposals, cfg.input, categories)
-    model = build_model(cfg, categories, "refine", device)
+    model = build_model(cfg, categories, "refine", device, pretrained=False)
     _init_from(model, source)
     source_stage = str(meta.get("stage", "?"))
     start = _refine_start(cfg, source, pseudo, images, proposals, out, ds, resume, overwrite)

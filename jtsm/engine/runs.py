@@ -61,7 +61,7 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path / 'meta.json'}: malformed run metadata ({exc})") from None
     if stage in STAGES:
-        model: nn.Module = build_model(cfg, categories, stage, device)
+        model: nn.Module = build_model(cfg, categories, stage, device, pretrained=False)
     else:
         raise DataError(f"{path / 'meta.json'}: unknown stage {stage!r} (want mine or refine)")
     weights = path / "model_final.pt"

@@ -22,13 +22,19 @@ STAGES = ("mine", "refine")
 
 
 def build_model(cfg: Config, categories: CategoryMap, stage: str = "mine",
-                device: torch.device | str = "cpu") -> nn.Module:
+                device: torch.device | str = "cpu", pretrained: bool = True) -> nn.Module:
     """The model of ``stage`` (``mine`` or ``refine``) over ``categories`` (things first,
-    then stuff), on ``device``."""
+    then stuff), on ``device``.
+
+    ``pretrained=False`` builds the same modules without reading ``backbone.weights``: for a
+    model whose trained weights are loaded next (a run folder, a refine run's start), so that
+    no ImageNet file or network is needed there.
+    """
     if stage == "mine":
-        model: nn.Module = MiningModel.from_config(cfg, categories.num_classes)
+        model: nn.Module = MiningModel.from_config(cfg, categories.num_classes, pretrained)
     elif stage == "refine":
-        model = PanopticModel.from_config(cfg, categories.num_classes, categories.num_things)
+        model = PanopticModel.from_config(cfg, categories.num_classes, categories.num_things,
+                                          pretrained)
     else:
         raise ConfigError(f"unknown stage {stage!r} (want one of {', '.join(STAGES)})")
     return model.to(device)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from jtsm.modeling.backbone import build_backbone
+from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
 from jtsm.modeling.mining import MiningHead
 from jtsm.modeling.pooling import build_pooler
@@ -71,10 +72,12 @@ class MiningModel(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
 
     @classmethod
-    def from_config(cls, cfg: Config, num_classes: int) -> MiningModel:
+    def from_config(cls, cfg: Config, num_classes: int, pretrained: bool = True
+                    ) -> MiningModel:
         """The mining model ``cfg.backbone`` and ``cfg.mining`` describe, over
-        ``num_classes`` (things + stuff)."""
-        return cls(backbone_from_config(cfg), num_classes, **mining_kwargs(cfg))
+        ``num_classes`` (things + stuff); ``pretrained=False`` skips reading the backbone's
+        ImageNet weights (see :func:`backbone_from_config`)."""
+        return cls(backbone_from_config(cfg, pretrained), num_classes, **mining_kwargs(cfg))
 
     def forward(self, image: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
         if image.dim() != 4 or image.shape[0] != 1:
@@ -124,12 +127,20 @@ class MiningModel(nn.Module):
         return out
 
 
-def backbone_from_config(cfg: Config) -> nn.Module:
-    """The backbone ``cfg.backbone`` describes (``norm``/``freeze_at`` ``auto`` resolved by
-    :func:`jtsm.modeling.backbone.build_backbone`)."""
+def backbone_from_config(cfg: Config, pretrained: bool = True) -> nn.Module:
+    """The backbone ``cfg.backbone`` describes.
+
+    ``norm`` / ``freeze_at`` ``auto`` follow ``backbone.weights`` being set (frozen BN and
+    stages up to res2 frozen with pretrained weights), whether or not they are loaded:
+    ``pretrained=False`` builds the same modules without reading the weights (a run whose
+    trained weights are loaded next needs no ImageNet file, nor a network).
+    """
     b = cfg.backbone
-    return build_backbone(b.name, b.weights or None, None if b.norm == "auto" else b.norm,
-                          None if b.freeze_at < 0 else b.freeze_at, b.stride, b.width)
+    has_weights = bool(b.weights.strip())
+    norm = b.norm if b.norm != "auto" else ("frozen_bn" if has_weights else None)
+    freeze_at = b.freeze_at if b.freeze_at >= 0 else (2 if has_weights else 0)
+    file = resolve_weights(b.weights, b.name) if pretrained and has_weights else None
+    return build_backbone(b.name, file, norm, freeze_at, b.stride, b.width)
 
 
 def mining_kwargs(cfg: Config) -> dict[str, Any]:

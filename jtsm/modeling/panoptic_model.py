@@ -52,11 +52,11 @@ class PanopticModel(MiningModel):
 
     @classmethod
     def from_config(cls, cfg: Config, num_classes: int,  # type: ignore[override]
-                    num_things: int = 0) -> PanopticModel:
+                    num_things: int = 0, pretrained: bool = True) -> PanopticModel:
         """The full model ``cfg`` describes (the mining branch as :class:`MiningModel`
         builds it, the branches of ``cfg.refine``)."""
         r = cfg.refine
-        return cls(backbone_from_config(cfg), num_classes, num_things,
+        return cls(backbone_from_config(cfg, pretrained), num_classes, num_things,
                    mask_size=r.mask_size, mask_channels=r.mask_channels,
                    mask_convs=r.mask_convs, semantic_channels=r.semantic_channels,
                    semantic_convs=r.semantic_convs, **mining_kwargs(cfg))
