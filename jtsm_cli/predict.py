@@ -19,7 +19,12 @@ from jtsm_cli.train_common import device_option
               help="A json listing the images (ids are kept, so eval can match them).")
 @click.option("--proposals", type=click.Path(exists=True, file_okay=False),
               help="Proposal store; without it proposals are computed with the run's method.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, or holding this same job's predictions (then nothing "
+                   "is redone).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the predictions in --out (another run's, other images or options) "
+                   "instead of refusing them.")
 @click.option("--tta", is_flag=True, help="Average all test scales and horizontal flips.")
 @click.option("--viz", type=click.IntRange(0), default=0, show_default=True,
               help="Write OUT/viz/<name>.png for the first N images: image | prediction | "
@@ -28,7 +33,8 @@ from jtsm_cli.train_common import device_option
 @device_option
 @quiet_option
 def predict(run_dir: str, images: str, dataset: str | None, proposals: str | None, out: str,
-            tta: bool, viz: int, as_json: bool, device: str, quiet: bool) -> None:
+            overwrite: bool, tta: bool, viz: int, as_json: bool, device: str,
+            quiet: bool) -> None:
     """Predict panoptic segments, instance masks and detections.
 
     \b
@@ -46,7 +52,9 @@ def predict(run_dir: str, images: str, dataset: str | None, proposals: str | Non
     run = load_run(run_dir, resolve_device(device))
     summary = predict_images(run, images, out, dataset, proposals, tta,
                              progress=lambda it, n, label: progress(it, n, label, quiet),
-                             viz=viz)
+                             viz=viz, overwrite=overwrite)
     report(summary, t0, as_json, lambda s: (
+        f"{out} already holds this job's predictions ({s.get('images', '?')} images); "
+        "nothing redone (--overwrite predicts again)" if s.get("done_before") else
         f"Predicted {s['images']} images in {s['seconds']}s: {s['segments']} segments, "
         f"{s['instances']} instances, {s['detections']} detections -> {out}"))

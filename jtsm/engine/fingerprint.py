@@ -35,12 +35,14 @@ from jtsm.fileio import read_meta
 
 __all__ = ["RESUMABLE_KEYS", "check_folder", "check_not_inside", "check_resume_weights",
            "clear_folder", "config_digest", "differences", "file_digest", "fingerprint",
-           "fingerprint_digest", "input_record", "jtsm_version", "names_digest",
+           "fingerprint_digest", "images_digest", "input_record", "jtsm_version",
+           "names_digest",
            "new_run_id", "run_id_of"]
 
 #: Config keys a resumed run may change: the schedule's length and bookkeeping, not the model
 #: or the data (a larger ``solver.max_iter`` continues a finished stage).
-RESUMABLE_KEYS = frozenset({"solver.max_iter", "solver.checkpoint_period", "solver.log_period",
+RESUMABLE_KEYS = frozenset({"solver.max_iter", "solver.checkpoint_period",
+                            "solver.checkpoint_minutes", "solver.log_period",
                             "solver.load_threads", "input.cache_mb"})
 
 _CHUNK = 1 << 20
@@ -65,6 +67,21 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a file") from None
     return h.hexdigest()[:16]
+
+
+def images_digest(root: str | os.PathLike[str], names: Iterable[str]) -> str:
+    """Digest of the images a stage reads: each name (order kept) with its file's size and
+    modification time, so that another folder of the same names, or an image replaced in
+    place, is another input (the bytes are not read: a stat per image)."""
+    root = Path(root)
+    items = []
+    for name in names:
+        try:
+            st = (root / name).stat()
+            items.append([name, st.st_size, st.st_mtime_ns])
+        except OSError:
+            items.append([name, None, None])
+    return hashlib.sha256(_canonical(items)).hexdigest()[:16]
 
 
 def _canonical(obj: Any) -> bytes:

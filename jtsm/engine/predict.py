@@ -82,16 +82,24 @@ def predict_images(
     tta: bool = False,
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
     viz: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every image into ``out`` (see :func:`_predict_into` for the files).
 
-    The outputs are written into a hidden sibling folder and replace the previous ones of
-    ``out`` as a set at the end (:mod:`jtsm.engine.staging`): a run that fails on a bad image,
-    or is killed, leaves the previous results whole. ``OUT/meta.json`` records what made them
-    (the run's id, the images, the dataset and the options).
+    ``out`` follows the rule of every stage (:func:`jtsm.engine.fingerprint.check_folder`):
+    a new or empty folder is written; one holding the predictions of this same job is left as
+    it is (the summary says ``"done_before": True``); one holding anything else of a
+    prediction's (another run's, other images, other options, files of the same names) is
+    refused, naming the difference, unless ``overwrite``. The outputs are written into a
+    hidden sibling folder and replace the previous ones of ``out`` as a set at the end
+    (:mod:`jtsm.engine.staging`): a run that fails on a bad image, or is killed, leaves the
+    previous results whole. ``OUT/meta.json`` records what made them (the run's id, the
+    images, the dataset and the options).
 
     Raises:
-        JtsmError: ``out`` is the run folder or its mined outputs.
+        JtsmError: ``out`` is the run folder or its mined outputs, is (or is inside) the image
+            folder or the proposal store, or holds another job's predictions without
+            ``overwrite``.
     """
     from jtsm.engine import fingerprint as fpr
     from jtsm.engine.staging import staged_folder
@@ -101,15 +109,27 @@ def predict_images(
     if final.resolve() in (Path(run.path).resolve(), (Path(run.path) / "mined").resolve()):
         raise DataError(f"--out {out} is the run folder or its mined outputs (--run "
                         f"{run.path}); writing there would replace them: choose another --out")
+    # an image folder that held the outputs would read them back as images on the next run
+    fpr.check_not_inside(final, "--out", {"--images": images if Path(images).is_dir() else None,
+                                          "--proposals": proposals})
+    records = image_records(images, dataset)
     inputs = {"run": fpr.input_record(run.path, run.meta.get("run_id")),
-              "images": fpr.input_record(images),
+              "images": fpr.input_record(images, fpr.images_digest(
+                  image_root(images), [r["file_name"] for r in records])),
               "dataset": fpr.input_record(dataset, fpr.file_digest(dataset) if dataset else None),
               "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
     fp = fpr.fingerprint("predict", inputs, {"tta": tta, "viz": viz})
+    action = fpr.check_folder(final, fp, resume=False, overwrite=overwrite,
+                              what="prediction", markers=PREDICT_ENTRIES, resume_implied=True)
+    if action == "resume":  # the same job's outputs, whole (they are swapped in as a set)
+        meta = read_json(final / "meta.json")
+        return {**meta.get("summary", {}), "out": str(final), "done_before": True}
     with staged_folder(final, PREDICT_ENTRIES) as stage:
-        summary = _predict_into(run, images, stage, dataset, proposals, tta, progress, viz)
-        atomic_write_json(stage / "meta.json", {"stage": "predict", "fingerprint": fp},
-                          indent=2)
+        summary = _predict_into(run, images, stage, dataset, proposals, tta, progress, viz,
+                                records)
+        atomic_write_json(stage / "meta.json", {"stage": "predict", "fingerprint": fp,
+                                                "summary": {k: v for k, v in summary.items()
+                                                            if k != "out"}}, indent=2)
     summary["out"] = str(final)
     return summary
 
@@ -117,7 +137,7 @@ def predict_images(
 def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
                   dataset: str | os.PathLike[str] | None, proposals: str | os.PathLike[str] | None,
                   tta: bool, progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None,
-                  viz: int) -> dict[str, Any]:
+                  viz: int, records: list[dict[str, Any]]) -> dict[str, Any]:
     """:func:`predict_images`' work, into the staging folder ``out``; returns counts.
     Proposals come from ``proposals`` (a store) or are computed with the run's proposal method.
     ``viz``: the first ``viz`` images also get ``OUT/viz/<name>.png`` (image | prediction |
@@ -127,7 +147,6 @@ def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
     and the result lists go to disk as they grow. The three json files are written last. An
     image read downscaled (over :data:`jtsm.fileio.MAX_SIDE`) is answered at its own size.
     """
-    records = image_records(images, dataset)
     root = image_root(images)  # a folder, one image file or a list file
     store = ProposalStore(proposals) if proposals is not None else None
     cats = run.categories

@@ -20,13 +20,15 @@ def test_failed_predict_leaves_previous_results_whole(tmp_path, rel_data, rel_ru
     before = tree(out)
     assert {"panoptic.json", "instances.json", "detections.json", "meta.json"} <= set(before)
     (images / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    code, text = jtsm("predict", "--run", rel_run, "--images", images, "--out", out, "-q")
+    code, text = jtsm("predict", "--run", rel_run, "--images", images, "--out", out, "-q",
+                      "--overwrite")
     assert code == 1 and "zz_broken.jpg" in text
     assert tree(out) == before  # the previous results, whole, and nothing else
     assert not (tmp_path / ".pred.partial").exists()
     # a smaller successful run leaves no PNG of the larger one
     (images / "zz_broken.jpg").unlink()
     (images / sorted(p.name for p in images.iterdir())[0]).unlink()
-    code, text = jtsm("predict", "--run", rel_run, "--images", images, "--out", out, "-q")
+    code, text = jtsm("predict", "--run", rel_run, "--images", images, "--out", out, "-q",
+                      "--overwrite")
     assert code == 0, text
     assert len(list((out / "panoptic").glob("*.png"))) == 2
