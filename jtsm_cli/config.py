@@ -13,20 +13,26 @@ def config_group() -> None:
 
     \b
     Example:
-        jtsm config show --config synth --set solver.max_iter=100
         jtsm config list
+        jtsm config show photos
+        jtsm config show --config synth --set solver.max_iter=100
     """
 
 
 @config_group.command("show")
+@click.argument("name", required=False, metavar="[NAME|PATH]")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
-def show(config_path: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Print the config the defaults, --config and --set resolve to (what a run saves)."""
+def show(name: str | None, config_path: str | None, overrides: tuple[str, ...],
+         as_json: bool) -> None:
+    """Print the config the defaults, a preset or file (NAME or --config) and --set resolve
+    to (what a run saves)."""
     from jtsm.config import config_to_dict, load_config
     from jtsm_cli.common import echo_json
 
-    d = config_to_dict(load_config(config_path, list(overrides)))
+    if name and config_path and name != config_path:
+        raise click.UsageError(f"two configs named: {name} and --config {config_path}")
+    d = config_to_dict(load_config(name or config_path, list(overrides)))
     if as_json:
         echo_json(d)
         return

@@ -8,6 +8,7 @@ Usage errors exit 2 (click's convention).
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
 from typing import Any
 
@@ -30,6 +31,28 @@ COMMANDS: dict[str, str] = {
     "relabel": "jtsm_cli.relabel:relabel",
     "viz": "jtsm_cli.viz:viz",
 }
+
+
+#: Commands that continue their own folder's work when run again as they were.
+_CONTINUE_AS_IS = ("proposals", "relabel")
+#: Commands that continue from their run folder's last checkpoint with --resume.
+_RESUMABLE = ("mine", "refine")
+
+
+def interrupt_hint(args: list[str]) -> str:
+    """What to run to continue an interrupted command (``args``: its words after ``jtsm``),
+    as text to follow "Interrupted." (empty for commands that have nothing to continue)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in _RESUMABLE:
+        words = [a for a in args if a not in ("--overwrite", "--resume")] + ["--resume"]
+        return (" Checkpoints are kept (every solver.checkpoint_period iterations and "
+                "solver.checkpoint_minutes); continue with:\n  "
+                + shlex.join(["jtsm", *words]))
+    if command in _CONTINUE_AS_IS:
+        words = [a for a in args if a != "--overwrite"]
+        return (" What was finished is kept; the same command continues:\n  "
+                + shlex.join(["jtsm", *words]))
+    return ""
 
 
 class JtsmGroup(click.Group):
@@ -68,6 +91,10 @@ class JtsmGroup(click.Group):
             click.echo(f"Warning: a plugin failed in register_commands: {exc}", err=True)
         self._plugin_commands = set(self.commands) - before
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["jtsm.argv"] = list(args)  # the words after `jtsm`, for interrupt_hint
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -79,7 +106,8 @@ class JtsmGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+            click.echo(f"Interrupted.{interrupt_hint(ctx.meta.get('jtsm.argv', []))}",
+                       err=True)
             sys.exit(130)
         except Exception as exc:  # noqa: BLE001 - no bare tracebacks for users
             if ctx.obj and ctx.obj.get("debug"):

@@ -21,7 +21,8 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Override a config value, e.g. --set solver.max_iter=200.")(f)
     return click.option("--config", "config_path", metavar="NAME|PATH",
                         help="A preset shipped with jtsm (synth, synth_refine, voc, coco, "
-                             "photos; `jtsm config show`) or a TOML/JSON/YAML file, over the "
+                             "photos, ...: `jtsm config list` lists them, `jtsm config show "
+                             "NAME` prints one) or a TOML/JSON/YAML file, over the "
                              "defaults.")(f)
 
 

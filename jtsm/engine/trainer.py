@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -211,6 +212,9 @@ def train(
             start = int(state["iteration"])
             if is_main():
                 _trim_metrics(paths.metrics, stage, start)
+        elif is_main():
+            print(f"--resume: {paths.run} has no {stage} checkpoint yet; {stage} starts from "
+                  "iteration 0", file=sys.stderr, flush=True)
     wrapped: nn.Module = model
     if world > 1:  # each rank keeps its own BatchNorm statistics in a step; bn_sync merges
         wrapped = ddp_wrap(model, find_unused)
@@ -242,7 +246,8 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
     """Iterations ``start .. solver.max_iter`` of :func:`train`, the batch slots' items taken
     from ``items`` in order."""
     world, local = get_world_size(), len(slots)
-    t_last = time.perf_counter()
+    t_last = t_saved = time.perf_counter()
+    save_every = solver.checkpoint_minutes * 60.0  # 0: by iteration only
     # plain progress lines: RUN/log.txt, TensorBoard when installed, and on_log's "line"
     runlog = RunLog(paths.run if paths is not None and is_main() else None, stage, start,
                     solver.max_iter)
@@ -295,8 +300,10 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
             if paths is not None and (done % solver.log_period == 0 or done == solver.max_iter):
                 append_line(paths.metrics, json.dumps(rec))
             if paths is not None and (done % solver.checkpoint_period == 0
-                                      or done == solver.max_iter):
+                                      or done == solver.max_iter
+                                      or 0 < save_every <= now - t_saved):
                 _save(paths, stage, done, model, opt, config)
+                t_saved = time.perf_counter()
     runlog.close()
 
 

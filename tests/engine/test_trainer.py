@@ -201,3 +201,35 @@ def test_prefetcher_keeps_the_order_and_raises_at_the_failing_item():
     for threads in (0, 2):  # both end where the keys end
         with Prefetcher(lambda k: k * 2, range(3), threads=threads) as doubled:
             assert list(doubled) == [0, 2, 4]
+
+
+def test_checkpoints_also_by_wall_time(tmp_path, monkeypatch):
+    """checkpoint_minutes saves between period checkpoints once that much time has passed
+    (the clock is stepped by 1 minute per call, so every iteration counts as a minute)."""
+    import jtsm.engine.trainer as trainer_mod
+
+    clock = iter(range(0, 10_000, 60))
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: float(next(clock)))
+    saved = []
+    real_save = trainer_mod._save
+    monkeypatch.setattr(trainer_mod, "_save", lambda paths, stage, done, *a: (
+        saved.append(done), real_save(paths, stage, done, *a)))
+    train(ToyModel(), ToyTask(), _solver(max_iter=12, checkpoint_period=100,
+                                         checkpoint_minutes=2.5),
+          seed=0, run_dir=tmp_path)
+    assert saved and saved[-1] == 12
+    assert len(saved) >= 3 and all(d < 12 for d in saved[:-1])  # the time-driven ones
+    off = []
+    monkeypatch.setattr(trainer_mod, "_save", lambda paths, stage, done, *a: off.append(done))
+    train(ToyModel(), ToyTask(), _solver(max_iter=12, checkpoint_period=100,
+                                         checkpoint_minutes=0),
+          seed=0, run_dir=tmp_path / "off")
+    assert off == [12]
+
+
+def test_resume_without_a_checkpoint_says_it_starts_from_zero(tmp_path, capsys):
+    train(ToyModel(), ToyTask(), _solver(max_iter=3), seed=0, run_dir=tmp_path, resume=True)
+    err = capsys.readouterr().err
+    assert "has no train checkpoint yet; train starts from iteration 0" in err
+    train(ToyModel(), ToyTask(), _solver(max_iter=6), seed=0, run_dir=tmp_path, resume=True)
+    assert "starts from iteration 0" not in capsys.readouterr().err
