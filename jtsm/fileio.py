@@ -234,8 +234,25 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     return full
 
 
+def _on_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``colour`` (uint8 ``(H, W, C)``) composited over white by ``alpha`` (uint8 ``(H, W)``,
+    255 opaque): ``round((c a + 255 (255 - a)) / 255)`` per channel, in 16-bit integers (no
+    float copy of a large image)."""
+    a = alpha.astype(np.uint16)[:, :, None]
+    out = colour.astype(np.uint16) * a
+    out += 255 * (255 - a) + 127  # at most 255 * 255 + 127: fits 16 bits
+    out //= 255
+    return out.astype(np.uint8)
+
+
 def _to_rgb_uint8(img: np.ndarray, path: Path) -> np.ndarray:
-    """Convert what OpenCV decoded (BGR order) to RGB uint8 ``(H, W, 3)``."""
+    """Convert what OpenCV decoded (BGR order) to RGB uint8 ``(H, W, 3)``.
+
+    An alpha channel (BGRA, and grey + alpha, which OpenCV decodes as BGRA) is composited over
+    white, as a viewer shows a transparent image on a page: a transparent pixel reads as
+    ``(255, 255, 255)``, not as whatever colour its invisible pixel stores. 16-bit images are
+    reduced to 8 bits first (alpha too: an error of at most 1 per channel).
+    """
     if img.dtype == np.uint16:  # round(x / 257), without a float copy of a large image
         img = cv2.convertScaleAbs(img, alpha=1 / 257.0)
     elif img.dtype in (np.float32, np.float64):
@@ -246,8 +263,13 @@ def _to_rgb_uint8(img: np.ndarray, path: Path) -> np.ndarray:
         return np.repeat(img[:, :, None], 3, axis=2)
     if img.ndim == 3 and img.shape[2] == 1:
         return np.repeat(img, 3, axis=2)
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    if img.ndim == 3 and img.shape[2] in (2, 4):  # with alpha: over white
+        alpha = img[:, :, -1]
+        if img.shape[2] == 2:
+            rgb = np.repeat(img[:, :, :1], 3, axis=2)
+        else:
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+        return rgb if alpha.min() == 255 else _on_white(rgb, alpha)
     if img.ndim == 3 and img.shape[2] == 3:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     raise DataError(f"{path}: unsupported image shape {img.shape}")
@@ -504,7 +526,8 @@ def read_image(path: str | os.PathLike[str], max_side: int | None = None) -> np.
     """Read an image as RGB ``uint8`` ``(H, W, 3)``, turned as a viewer shows it (EXIF
     orientation applied, for every format).
 
-    Greyscale, RGBA (alpha dropped), 16-bit and palette images are converted. A zero-byte,
+    Greyscale, 16-bit and palette images are converted; transparent ones (RGBA, grey +
+    alpha, palette with transparency) are composited over white. A zero-byte,
     truncated (PNG or JPEG) or undecodable file raises :class:`DataError` naming it. An image
     whose long side is over ``max_side`` (default :data:`MAX_SIDE`, or ``JTSM_MAX_IMAGE_SIDE``)
     is downscaled (area interpolation) so that its long side is ``max_side``; memory stays

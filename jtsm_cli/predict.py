@@ -8,6 +8,7 @@ import click
 
 from jtsm_cli.common import progress, quiet_option, report
 from jtsm_cli.train_common import device_option
+from jtsm_cli.viz import min_score_option
 
 
 @click.command()
@@ -29,12 +30,13 @@ from jtsm_cli.train_common import device_option
 @click.option("--viz", type=click.IntRange(0), default=0, show_default=True,
               help="Write OUT/viz/<name>.png for the first N images: image | prediction | "
                    "ground truth (when --dataset has masks).")
+@min_score_option("the --viz predictions")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @device_option
 @quiet_option
 def predict(run_dir: str, images: str, dataset: str | None, proposals: str | None, out: str,
-            overwrite: bool, tta: bool, viz: int, as_json: bool, device: str,
-            quiet: bool) -> None:
+            overwrite: bool, tta: bool, viz: int, min_score: float, as_json: bool,
+            device: str, quiet: bool) -> None:
     """Predict panoptic segments, instance masks and detections.
 
     \b
@@ -52,7 +54,7 @@ def predict(run_dir: str, images: str, dataset: str | None, proposals: str | Non
     run = load_run(run_dir, resolve_device(device))
     summary = predict_images(run, images, out, dataset, proposals, tta,
                              progress=lambda it, n, label: progress(it, n, label, quiet),
-                             viz=viz, overwrite=overwrite)
+                             viz=viz, min_score=min_score, overwrite=overwrite)
     report(summary, t0, as_json, lambda s: (
         f"{out} already holds this job's predictions ({s.get('images', '?')} images); "
         "nothing redone (--overwrite predicts again)" if s.get("done_before") else

@@ -44,14 +44,63 @@ def test_read_image_converts_modes(tmp_path):
     assert np.array_equal(read_image(tmp_path / "rgb.png"), rgb)
     Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.png")
     assert np.array_equal(read_image(tmp_path / "grey.png"), np.repeat(rgb[..., :1], 3, 2))
-    rgba = np.concatenate([rgb, np.full((6, 7, 1), 9, np.uint8)], 2)
-    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    rgba = np.concatenate([rgb, np.full((6, 7, 1), 255, np.uint8)], 2)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")  # opaque: the colours as stored
     assert np.array_equal(read_image(tmp_path / "rgba.png"), rgb)
     Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
     assert read_image(tmp_path / "pal.png").shape == (6, 7, 3)
     deep = rgb.astype(np.uint16) * 257
     cv2.imwrite(str(tmp_path / "deep.png"), cv2.cvtColor(deep, cv2.COLOR_RGB2BGR))
     assert np.array_equal(read_image(tmp_path / "deep.png"), rgb)
+
+
+def _over_white(rgb, alpha):
+    """The reference: ``c a + 255 (1 - a)`` in floats, ``alpha`` in [0, 1]."""
+    return rgb * alpha[..., None] + 255.0 * (1 - alpha[..., None])
+
+
+def test_read_image_composites_transparency_on_white(tmp_path):
+    # BGRA as cv2 writes it: transparent black, half-transparent red, opaque blue, and a
+    # random row checked against the float reference
+    rng = np.random.default_rng(1)
+    rgb = np.zeros((2, 5, 3), np.uint8)
+    alpha = np.zeros((2, 5), np.uint8)
+    rgb[0, 1], alpha[0, 1] = (255, 0, 0), 128
+    rgb[0, 2], alpha[0, 2] = (0, 0, 255), 255
+    rgb[0, 3], alpha[0, 3] = (0, 255, 0), 0  # invisible green stays invisible
+    rgb[1] = rng.integers(0, 256, (5, 3))
+    alpha[1] = rng.integers(0, 256, 5)
+    bgra = np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), alpha])
+    assert cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
+    got = read_image(tmp_path / "rgba.png")
+    assert got.shape == (2, 5, 3) and got.dtype == np.uint8
+    assert got[0, 0].tolist() == [255, 255, 255]
+    assert got[0, 3].tolist() == [255, 255, 255]
+    assert np.abs(got[0, 1].astype(int) - (255, 128, 128)).max() <= 1
+    assert got[0, 2].tolist() == [0, 0, 255]
+    want = _over_white(rgb.astype(float), alpha / 255.0)
+    assert np.abs(got.astype(float) - want).max() <= 0.5 + 1e-9  # rounded, not truncated
+
+    # 16-bit BGRA: the same picture at 16 bits
+    deep = bgra.astype(np.uint16) * 257
+    deep[0, 1, 3] = 32768  # half of 65535
+    assert cv2.imwrite(str(tmp_path / "rgba16.png"), deep)
+    got16 = read_image(tmp_path / "rgba16.png")
+    assert got16.dtype == np.uint8
+    assert got16[0, 0].tolist() == [255, 255, 255]
+    assert np.abs(got16[0, 1].astype(int) - (255, 128, 128)).max() <= 1
+    assert np.abs(got16.astype(float) - want).max() <= 1.5
+
+    # grey + alpha (LA; OpenCV cannot write it, PIL can)
+    grey = np.array([[200, 200, 0, 90]], np.uint8)
+    la_alpha = np.array([[0, 128, 255, 200]], np.uint8)
+    Image.fromarray(np.dstack([grey, la_alpha]), "LA").save(tmp_path / "la.png")
+    got_la = read_image(tmp_path / "la.png")
+    assert got_la.shape == (1, 4, 3)
+    assert (got_la[..., 0] == got_la[..., 1]).all() and (got_la[..., 1] == got_la[..., 2]).all()
+    want_la = _over_white(np.repeat(grey[..., None], 3, 2).astype(float), la_alpha / 255.0)
+    assert np.abs(got_la.astype(float) - want_la).max() <= 0.5 + 1e-9
+    assert got_la[0, 0].tolist() == [255, 255, 255]
 
 
 def test_read_image_bad_files(tmp_path):

@@ -46,12 +46,14 @@ def _invoke(*args: str) -> str:
     return r.stdout
 
 
-def _present(ds, image_id: int) -> set[str]:
-    """Class names of the segments that have pixels in an image of a panoptic json."""
+def _present(ds, image_id: int, min_score: float = 0.0) -> set[str]:
+    """Class names of the segments that have pixels in an image of a panoptic json (and a
+    score of at least ``min_score``, when they have one)."""
     seg = ds.read(image_id)
     ids = set(np.unique(seg.ids).tolist())
     names = {int(c["id"]): c["name"] for c in ds.categories.categories}
-    return {names[int(s["category_id"])] for s in seg.segments if int(s["id"]) in ids}
+    return {names[int(s["category_id"])] for s in seg.segments
+            if int(s["id"]) in ids and s.get("score", 1.0) >= min_score}
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +148,9 @@ def test_logs_and_viz_legends(pipeline):
     assert len(pred.images) == 4
     for im in pred.images:
         stem = Path(im["file_name"]).stem
-        want = _present(pred, int(im["id"]))
         for folder in ("pred/viz", "viz"):  # predict --viz and jtsm viz
             info = json.loads((pipeline / folder / f"{stem}.json").read_text())
+            want = _present(pred, int(im["id"]), info["min_score"])  # the rest hidden
             assert set(info["legend"]["prediction"]) == want, (folder, stem)
             assert len(info["legend"]["prediction"]) == len(want)
             assert (pipeline / folder / f"{stem}.png").is_file()

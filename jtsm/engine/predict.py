@@ -24,6 +24,7 @@ from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
 from jtsm.engine.panoptic_inference import refined_panoptic
+from jtsm.engine.panoptic_viz import MIN_SCORE
 from jtsm.engine.runs import Run
 from jtsm.errors import DataError
 from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_json, safe_join
@@ -82,6 +83,7 @@ def predict_images(
     tta: bool = False,
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
     viz: int = 0,
+    min_score: float = MIN_SCORE,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every image into ``out`` (see :func:`_predict_into` for the files).
@@ -118,7 +120,8 @@ def predict_images(
                   image_root(images), [r["file_name"] for r in records])),
               "dataset": fpr.input_record(dataset, fpr.file_digest(dataset) if dataset else None),
               "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
-    fp = fpr.fingerprint("predict", inputs, {"tta": tta, "viz": viz})
+    fp = fpr.fingerprint("predict", inputs, {"tta": tta, "viz": viz,
+                                             "min_score": min_score if viz else None})
     action = fpr.check_folder(final, fp, resume=False, overwrite=overwrite,
                               what="prediction", markers=PREDICT_ENTRIES, resume_implied=True)
     if action == "resume":  # the same job's outputs, whole (they are swapped in as a set)
@@ -126,7 +129,7 @@ def predict_images(
         return {**meta.get("summary", {}), "out": str(final), "done_before": True}
     with staged_folder(final, PREDICT_ENTRIES) as stage:
         summary = _predict_into(run, images, stage, dataset, proposals, tta, progress, viz,
-                                records)
+                                records, min_score)
         atomic_write_json(stage / "meta.json", {"stage": "predict", "fingerprint": fp,
                                                 "summary": {k: v for k, v in summary.items()
                                                             if k != "out"}}, indent=2)
@@ -137,11 +140,12 @@ def predict_images(
 def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
                   dataset: str | os.PathLike[str] | None, proposals: str | os.PathLike[str] | None,
                   tta: bool, progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None,
-                  viz: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+                  viz: int, records: list[dict[str, Any]], min_score: float = MIN_SCORE
+                  ) -> dict[str, Any]:
     """:func:`predict_images`' work, into the staging folder ``out``; returns counts.
     Proposals come from ``proposals`` (a store) or are computed with the run's proposal method.
     ``viz``: the first ``viz`` images also get ``OUT/viz/<name>.png`` (image | prediction |
-    ground truth when ``dataset`` is panoptic).
+    ground truth when ``dataset`` is panoptic), segments scored below ``min_score`` undrawn.
 
     Memory stays flat over any number of images: each PNG is written when its image is done,
     and the result lists go to disk as they grow. The three json files are written last. An
@@ -164,7 +168,7 @@ def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
         seg, found = predict_one(run, image, ps, tta, rec["id"])
         seg, found = _own_size(seg, found, image.shape[:2], size)
         if len(panoptic.images) < viz:
-            _write_viz(out, rec, image, seg, gt, cats)
+            _write_viz(out, rec, image, seg, gt, cats, min_score)
         panoptic.add({"id": rec["id"], "file_name": rec["file_name"],
                       "height": seg.image_size[0], "width": seg.image_size[1]}, seg)
         insts.extend(_instances(seg, rec["id"], thing_ids))
@@ -228,7 +232,8 @@ def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | No
 
 
 def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticSeg,
-               gt: PanopticDataset | None, categories: CategoryMap | None = None) -> None:
+               gt: PanopticDataset | None, categories: CategoryMap | None = None,
+               min_score: float = MIN_SCORE) -> None:
     """``OUT/viz/<name>.png``: image | prediction | ground truth (when ``gt`` has the image),
     segments named after ``categories``, with ``OUT/viz/<name>.json`` (the legend)."""
     from jtsm.engine.panoptic_viz import write_panel
@@ -248,7 +253,7 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
     from jtsm.engine.viz import panel_name
 
     write_panel(out / "viz" / (panel_name(rec["file_name"]) + ".png"), image, seg, truth,
-                categories)
+                categories, min_score=min_score)
 
 
 def _ground_truth(dataset: str | os.PathLike[str] | None) -> PanopticDataset | None:

@@ -2,8 +2,12 @@
 predictions) over its images, optionally beside a ground truth json.
 
 For each image of the json: ``OUT/<name>.png`` (``image | segments | ground truth``, see
-:mod:`jtsm.engine.panoptic_viz`) and ``OUT/<name>.json`` (titles and legend), ``<name>`` being
-the image's file name without extension (folders joined with ``__``).
+:mod:`jtsm.engine.panoptic_viz`) and ``OUT/<name>.json`` (titles, legend, score threshold),
+``<name>`` being the image's file name without extension (folders joined with ``__``).
+
+The json's column is titled after what made it (:func:`describe`): ``prediction`` (a ``jtsm
+predict`` folder), ``pseudo labels`` (``jtsm relabel``), ``mined segments`` (a mining run's
+``mined/``) or ``ground truth`` (a dataset: no record of a stage, no scores).
 """
 
 from __future__ import annotations
@@ -13,18 +17,52 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from jtsm.data.coco_panoptic import load_panoptic_json
+from jtsm.data.coco_panoptic import PanopticDataset, load_panoptic_json
 from jtsm.data.images import image_root
-from jtsm.engine.panoptic_viz import write_panel
+from jtsm.engine.panoptic_viz import MIN_SCORE, check_min_score, write_panel
 from jtsm.errors import DataError
-from jtsm.fileio import read_image, safe_join
+from jtsm.fileio import read_image, read_meta, safe_join
 
-__all__ = ["panel_name", "visualise"]
+__all__ = ["describe", "panel_name", "visualise"]
+
+#: A folder's ``meta.json`` stage -> the title of its json's column and whether it holds
+#: labels (drawn whole, never thresholded by score).
+STAGE_TITLES: dict[str, tuple[str, bool]] = {
+    "predict": ("prediction", False),
+    "relabel": ("pseudo labels", True),
+}
 
 
 def panel_name(file_name: str) -> str:
     """``a/b/c.jpg`` -> ``a__b__c``: one flat, collision-free name per image."""
     return Path(file_name).with_suffix("").as_posix().replace("/", "__")
+
+
+def _stage(folder: Path) -> str | None:
+    meta = read_meta(folder)
+    return str(meta.get("stage")) if meta is not None and "stage" in meta else None
+
+
+def describe(panoptic: str | os.PathLike[str], ds: PanopticDataset,
+             gt: str | os.PathLike[str] | None = None) -> tuple[str, bool]:
+    """What a panoptic json holds: ``(title of its column, whether it holds labels)``.
+
+    From the ``meta.json`` of its folder (``predict``: ``prediction``; ``relabel``: ``pseudo
+    labels``), of a mining run (``RUN/mined/``: ``mined segments``); ``ground truth`` when it
+    is the ``gt`` file, or when nothing records a stage and no segment has a score (a
+    dataset); ``segments`` otherwise.
+    """
+    path = Path(panoptic)
+    if gt is not None and path.resolve() == Path(gt).resolve():
+        return "ground truth", True
+    stage = _stage(path.parent)
+    if stage is not None:
+        return STAGE_TITLES.get(stage, ("segments", False))
+    if path.parent.name == "mined" and _stage(path.parent.parent) == "mine":
+        return "mined segments", False
+    scored = any("score" in s for ann in ds.annotations.values()
+                 for s in ann.get("segments_info", ()))
+    return ("segments", False) if scored else ("ground truth", True)
 
 
 def visualise(
@@ -33,19 +71,27 @@ def visualise(
     out: str | os.PathLike[str],
     gt: str | os.PathLike[str] | None = None,
     limit: int | None = None,
-    title: str = "prediction",
+    title: str | None = None,
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
+    min_score: float = MIN_SCORE,
 ) -> dict[str, Any]:
     """Write a panel per image of ``panoptic`` (the first ``limit``); returns counts.
 
     Ground-truth images are matched by file name. Category names come from ``panoptic``'s
-    categories (``gt``'s fill in ids it lacks).
+    categories (``gt``'s fill in ids it lacks). ``title`` names the json's column (``None``:
+    from what made it, :func:`describe`). Segments scored below ``min_score`` are not drawn,
+    unless the json holds labels (pseudo labels, ground truth).
 
     Raises:
-        DataError: a json, PNG or image that cannot be read (naming it).
+        JtsmError: ``min_score`` is not a number in [0, 1].
+        DataError: a json, PNG or image that cannot be read, or a segment score that is not a
+            number (naming it).
     """
+    min_score = check_min_score(min_score)
     pred = load_panoptic_json(panoptic)
     truth = load_panoptic_json(gt) if gt is not None else None
+    auto_title, labels = describe(panoptic, pred, gt)
+    title = title or auto_title
     root = image_root(images)
     cats = {int(c["id"]): c for c in (truth.categories.categories if truth else ())}
     cats.update({int(c["id"]): c for c in pred.categories.categories})
@@ -58,7 +104,7 @@ def visualise(
     if progress is not None:
         it = progress(records, len(records), "viz")
     out = Path(out)
-    n_gt = 0
+    n_gt = hidden = 0
     for im in it:
         image = read_image(safe_join(root, str(im["file_name"])))
         seg = pred.read(int(im["id"]))
@@ -68,6 +114,12 @@ def visualise(
             if gid in truth.annotations:
                 tseg = truth.read(gid)
                 n_gt += 1
-        write_panel(out / f"{panel_name(str(im['file_name']))}.png", image, seg, tseg,
-                    list(cats.values()), ("image", title, "ground truth"))
-    return {"panels": len(records), "with_ground_truth": n_gt, "out": str(out)}
+        path = out / f"{panel_name(str(im['file_name']))}.png"
+        try:
+            info = write_panel(path, image, seg, tseg, list(cats.values()),
+                               ("image", title, "ground truth"), min_score, (labels, True))
+        except DataError as exc:  # a bad score: name the json and the image
+            raise DataError(f"{panoptic}: image {im['file_name']}: {exc}") from None
+        hidden += sum(info["hidden"].values())
+    return {"panels": len(records), "with_ground_truth": n_gt, "title": title,
+            "min_score": None if labels else min_score, "hidden": hidden, "out": str(out)}
