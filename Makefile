@@ -17,8 +17,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when the package metadata or the C extension (built by setup.py) changes.
-$(STAMP): $(BIN)/python pyproject.toml setup.py jtsm/evaluation/_pngcore.c jtsm/ops/_binnedmax.c
+# The editable install links each package file (setup.py: strict mode), so it is redone when
+# the set of files changes: FILESET's name is a digest of the file list.
+FILES_DIGEST := $(shell find jtsm jtsm_cli plugins -name '*.py' -o -name '*.toml' 2>/dev/null \
+	| sort | cksum | cut -d' ' -f1)
+FILESET := $(VENV)/.files-$(FILES_DIGEST)
+
+$(FILESET): $(BIN)/python
+	rm -f $(VENV)/.files-*
+	touch $@
+
+# Reinstall when the package metadata, its files or the C extension (built by setup.py) change.
+$(STAMP): $(BIN)/python $(FILESET) pyproject.toml setup.py jtsm/evaluation/_pngcore.c jtsm/ops/_binnedmax.c
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
 	$(BIN)/python -m pip install --quiet -e examples/jtsm-sam-plugin
