@@ -102,9 +102,8 @@ class SolverConfig:
     gamma: float = 0.1  # lr factor at each of steps
     ims_per_batch: int = 4  # images per step over all workers (the global batch)
     checkpoint_period: int = 200  # iterations between checkpoints (RUN/checkpoints/)
-    # minutes of training between checkpoints as well, whatever the iteration (0: off), so an
-    # interrupt loses minutes of work, not a checkpoint_period of slow iterations
-    checkpoint_minutes: float = 10.0
+    checkpoint_minutes: float = 10.0  # a checkpoint also after this many minutes (0: off): an
+    #                                   interrupt loses minutes, not a period of slow iterations
     log_period: int = 10  # iterations between log lines / metrics.jsonl records
     clip_grad_norm: float = 0.0  # 0 = off
     load_threads: int = -1  # threads loading the next items during a step (0: in the loop;

@@ -40,8 +40,10 @@ def test_bad_values_named(override, msg):
 
 def test_whitening_would_replace_a_pretrained_stem_so_it_is_refused():
     with pytest.raises(ConfigError, match="warmup.whiten_images=200 is out of range.*pretrained"):
-        load_config(overrides=["backbone.weights=r18.pth", "warmup.whiten_images=200"])
-    assert load_config(overrides=["backbone.weights=r18.pth"]).warmup.whiten_images == 0
+        load_config(overrides=["backbone.name=resnet18", "backbone.weights=r18.pth",
+                               "warmup.whiten_images=200"])
+    assert load_config(overrides=["backbone.name=resnet18", "backbone.weights=r18.pth"]
+                       ).warmup.whiten_images == 0
 
 
 def test_bad_files(tmp_path):
