@@ -358,9 +358,18 @@ class PanopticWriter:
 
     def close(self) -> None:
         """Write the json (atomically)."""
-        out = {"images": self.images, "annotations": self.annotations,
-               "categories": self.categories, **self.extra}
-        atomic_write_json(self.json_path, out)
+        write_panoptic_json(self.json_path, self.images, self.annotations, self.categories,
+                            self.extra)
+
+
+def write_panoptic_json(json_path: str | os.PathLike[str], images: Sequence[dict[str, Any]],
+                        annotations: Sequence[dict[str, Any]],
+                        categories: Sequence[dict[str, Any]],
+                        extra: dict[str, Any] | None = None) -> None:
+    """A COCO panoptic json (atomically): ``images``, ``annotations`` (``annotations[i]``
+    belongs to ``images[i]``, its PNG already written), ``categories``, then ``extra``."""
+    atomic_write_json(json_path, {"images": list(images), "annotations": list(annotations),
+                                  "categories": list(categories), **(extra or {})})
 
 
 def write_panoptic_dataset(

@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,20 +36,17 @@ from jtsm.data.mining_dataset import (
     to_tensor,
 )
 from jtsm.engine.distributed import barrier, is_main
-from jtsm.engine.loader import Prefetcher, loader_threads
+from jtsm.engine.final_scoring import write_mined
 from jtsm.engine.trainer import train
 from jtsm.errors import ConfigError
-from jtsm.fileio import atomic_write_json
 from jtsm.modeling.build import build_model
 from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import run_module
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.structures import CategoryMap, ProposalSet
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "run_mine",
-           "train_warmup", "warmup_solver", "warmup_stride", "whiten_stem",
-           "write_presence"]
+           "train_warmup", "warmup_solver", "warmup_stride", "whiten_stem"]
 
 
 @contextmanager
@@ -242,8 +238,11 @@ def run_mine(
         from jtsm.engine.checkpoint import save_checkpoint
 
         save_checkpoint(out / "model_final.pt", model.state_dict())
-        if write_outputs:
-            summary["mined"] = write_mined(model, ds, out / "mined", cfg, progress=progress)
+    if write_outputs:  # every rank scores its share of the images
+        mined = write_mined(model, ds, out / "mined", cfg,
+                            progress=progress if is_main() else None)
+        if mined is not None:
+            summary["mined"] = mined
     barrier()
     return summary
 
@@ -264,66 +263,3 @@ def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.Pa
         model_state=lambda: build_model(cfg, ds.categories, "mine", "cpu",
                                         pretrained=False).state_dict(),
         inside={"--proposals": proposals})
-
-
-def _read_all(ds: MiningDataset, cfg: Config, model: MiningModel
-              ) -> Prefetcher[int, tuple[np.ndarray, ProposalSet]]:
-    """``ds.read(i)`` for every image in order, ahead on ``solver.load_threads`` threads."""
-    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
-    return Prefetcher(ds.read, range(len(ds)), threads)
-
-
-def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
-                progress: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """Mined segments (tags known) and detections of every training image, as COCO files."""
-    from jtsm.data.coco_panoptic import write_panoptic_dataset
-    from jtsm.engine.inference import score_proposals
-    from jtsm.engine.mined import detections, mine_image, present_classes
-
-    images, segs, dets, all_scores, all_tags = [], [], [], [], []
-    it = range(len(ds))
-    if progress is not None:
-        it = progress(it, len(ds), "mined outputs")
-    with _read_all(ds, cfg, model) as reads:
-        for i, (image, ps) in zip(it, reads):
-            rec = ds.records[i]
-            scores, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
-                                                   cfg.input.max_size, flip=False)
-            tags = [ds.categories.index(c) for c in rec.labels]
-            all_scores.append(image_scores)
-            all_tags.append(ds.categories.tag_vector(rec.labels))
-            present = present_classes(image_scores, tags, cfg.mined)
-            seg = mine_image(ps, scores, present, ds.categories, cfg.mined)
-            images.append({"id": rec.id, "file_name": rec.file_name,
-                           "height": image.shape[0], "width": image.shape[1]})
-            segs.append(seg)
-            dets.extend(detections(ps, scores, ds.categories, rec.id, cfg.mined))
-    write_panoptic_dataset(out / "panoptic.json", images, list(ds.categories.categories), segs)
-    atomic_write_json(out / "detections.json", dets)
-    _save_presence(out.parent, np.stack(all_scores), np.stack(all_tags), ds.categories, cfg)
-    return {"images": len(images), "segments": int(sum(len(s.segments) for s in segs)),
-            "detections": len(dets), "panoptic": str(out / "panoptic.json")}
-
-
-def _save_presence(run_dir: Path, scores: np.ndarray, tags: np.ndarray,
-                   categories: CategoryMap, cfg: Config) -> None:
-    """``RUN/presence.json``: per-class presence thresholds calibrated on training tags."""
-    from jtsm.engine.mined import calibrate_presence
-
-    thresholds = calibrate_presence(scores, tags, cfg.mined.presence_threshold)
-    atomic_write_json(run_dir / "presence.json",
-                      {"thresholds": thresholds.tolist(), "classes": categories.names})
-
-
-def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:
-    """Score every training image (at the test scales, as :func:`write_mined`) and calibrate
-    ``RUN/presence.json``."""
-    from jtsm.engine.inference import score_proposals
-
-    scores, tags = [], []
-    with _read_all(ds, cfg, model) as reads:
-        for i, (image, ps) in enumerate(reads):
-            _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
-            scores.append(y)
-            tags.append(ds.categories.tag_vector(ds.records[i].labels))
-    _save_presence(run_dir, np.stack(scores), np.stack(tags), ds.categories, cfg)

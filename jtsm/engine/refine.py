@@ -167,7 +167,7 @@ def run_refine(
     Returns (rank 0) a summary: images, skipped untagged, source stage.
     """
     from jtsm.engine.checkpoint import save_checkpoint
-    from jtsm.engine.mine import write_presence
+    from jtsm.engine.final_scoring import write_presence
     from jtsm.fileio import read_json
 
     source, out = Path(source), Path(out)
@@ -200,6 +200,6 @@ def run_refine(
                                "source_stage": source_stage}
     if is_main():
         save_checkpoint(out / "model_final.pt", model.state_dict())
-        write_presence(model, ds, out, cfg)
+    write_presence(model, ds, out, cfg)  # every rank scores its share of the images
     barrier()
     return summary

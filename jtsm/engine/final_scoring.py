@@ -1,0 +1,179 @@
+"""The work after training, shared by every rank: mined outputs and presence thresholds.
+
+Once a stage has trained, every training image is scored once more at the test scales:
+``jtsm mine`` writes the mined segments and detections (``RUN/mined/``) and both stages
+calibrate ``RUN/presence.json``. On N ranks each rank scores every N-th image (rank ``r``
+takes images ``r, r + N, ...``) and writes its part beside the outputs (PNGs in place, the
+rest in ``.part-<rank>/``); after a barrier, rank 0 merges the parts in image order into the
+files one process writes, byte for byte, and removes them. No rank waits at a barrier for more
+than the slowest rank's share, so the group's timeout bounds a share, not the whole dataset.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jtsm.config import Config
+from jtsm.data.coco_panoptic import PanopticWriter
+from jtsm.data.mining_dataset import MiningDataset
+from jtsm.engine.distributed import barrier, get_rank, get_world_size, is_main
+from jtsm.engine.loader import Prefetcher, loader_threads
+from jtsm.fileio import atomic_write_json, read_json
+from jtsm.modeling.model import MiningModel
+from jtsm.structures import CategoryMap, ProposalSet
+
+__all__ = ["shard", "write_mined", "write_presence"]
+
+
+def shard(n: int) -> range:
+    """The image indices (of ``n``) this rank scores: every world-size-th from its rank."""
+    return range(get_rank(), n, get_world_size())
+
+
+@contextmanager
+def _read(ds: MiningDataset, cfg: Config, model: MiningModel, indices: range
+          ) -> Iterator[Prefetcher[int, tuple[np.ndarray, ProposalSet]]]:
+    """``ds.read(i)`` for ``indices`` in order, ahead on ``solver.load_threads`` threads."""
+    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
+    with Prefetcher(ds.read, indices, threads) as reads:
+        yield reads
+
+
+def _part(folder: Path, rank: int) -> Path:
+    return folder / f".part-{rank}"
+
+
+def _save_scores(part: Path, indices: range, scores: list[np.ndarray], tags: list[np.ndarray],
+                 num_classes: int) -> None:
+    """This rank's image scores ``(k, C)`` and tag vectors ``(k, C)``, with their indices."""
+    part.mkdir(parents=True, exist_ok=True)
+    empty = np.zeros((0, num_classes), np.float32)
+    np.savez(part / "scores.npz", index=np.asarray(list(indices), np.int64),
+             scores=np.stack(scores) if scores else empty,
+             tags=np.stack(tags) if tags else empty)
+
+
+def _merged_scores(folder: Path, world: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every part's scores and tags, in image order: ``(n, C)`` each."""
+    index, scores, tags = [], [], []
+    for rank in range(world):
+        with np.load(_part(folder, rank) / "scores.npz") as z:
+            index.append(z["index"])
+            scores.append(z["scores"])
+            tags.append(z["tags"])
+    order = np.argsort(np.concatenate(index), kind="stable")
+    return np.concatenate(scores)[order], np.concatenate(tags)[order]
+
+
+def _save_presence(run_dir: Path, scores: np.ndarray, tags: np.ndarray,
+                   categories: CategoryMap, cfg: Config) -> None:
+    """``RUN/presence.json``: per-class presence thresholds calibrated on training tags."""
+    from jtsm.engine.mined import calibrate_presence
+
+    thresholds = calibrate_presence(scores, tags, cfg.mined.presence_threshold)
+    atomic_write_json(run_dir / "presence.json",
+                      {"thresholds": thresholds.tolist(), "classes": categories.names})
+
+
+def _remove_parts(folder: Path, world: int) -> None:
+    for rank in range(world):
+        shutil.rmtree(_part(folder, rank), ignore_errors=True)
+
+
+def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
+                progress: Callable[..., Any] | None = None) -> dict[str, Any] | None:
+    """Mined segments (tags known) and detections of every training image, as COCO files
+    (``out/panoptic.json`` + PNGs, ``out/detections.json``), and ``out/../presence.json``.
+
+    Called on every rank (see the module docstring). Returns the summary on rank 0, ``None``
+    on the others.
+    """
+    from jtsm.engine.inference import score_proposals
+    from jtsm.engine.mined import detections, mine_image, present_classes
+
+    world, rank = get_world_size(), get_rank()
+    indices = shard(len(ds))
+    part = _part(out, rank)
+    shutil.rmtree(part, ignore_errors=True)  # left by a run killed here
+    writer = PanopticWriter(part / "panoptic.json", list(ds.categories.categories),
+                            png_dir=out / "panoptic")
+    dets, scores, tags = [], [], []
+    it: Any = indices
+    if progress is not None:
+        it = progress(indices, len(indices), "mined outputs")
+    with _read(ds, cfg, model, indices) as reads:
+        for i, (image, ps) in zip(it, reads):
+            rec = ds.records[i]
+            s, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
+                                              cfg.input.max_size, flip=False)
+            scores.append(image_scores)
+            tags.append(ds.categories.tag_vector(rec.labels))
+            present = present_classes(image_scores, [ds.categories.index(c) for c in rec.labels],
+                                      cfg.mined)
+            writer.add({"id": rec.id, "file_name": rec.file_name,
+                        "height": image.shape[0], "width": image.shape[1]},
+                       mine_image(ps, s, present, ds.categories, cfg.mined))
+            dets.append(detections(ps, s, ds.categories, rec.id, cfg.mined))
+    writer.close()
+    atomic_write_json(part / "detections.json", dets)
+    _save_scores(part, indices, scores, tags, ds.categories.num_classes)
+    barrier()  # every part is written
+    summary = None
+    if is_main():
+        summary = _merge_mined(out, world, ds, cfg)
+        _remove_parts(out, world)
+    barrier()  # the merged files are written
+    return summary
+
+
+def _merge_mined(out: Path, world: int, ds: MiningDataset, cfg: Config) -> dict[str, Any]:
+    """Rank 0: the parts' images, annotations and detections in image order, as one process
+    writes them."""
+    from jtsm.data.coco_panoptic import write_panoptic_json
+
+    by_index: dict[int, tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = {}
+    for rank in range(world):
+        part = _part(out, rank)
+        d = read_json(part / "panoptic.json")
+        dets = read_json(part / "detections.json")
+        for i, im, ann, det in zip(range(rank, len(ds), world), d["images"], d["annotations"],
+                                   dets):
+            by_index[i] = (im, ann, det)
+    order = [by_index[i] for i in range(len(ds))]
+    write_panoptic_json(out / "panoptic.json", [o[0] for o in order],
+                        [o[1] for o in order], list(ds.categories.categories))
+    atomic_write_json(out / "detections.json", [d for o in order for d in o[2]])
+    scores, tags = _merged_scores(out, world)
+    _save_presence(out.parent, scores, tags, ds.categories, cfg)
+    return {"images": len(order),
+            "segments": int(sum(len(o[1]["segments_info"]) for o in order)),
+            "detections": sum(len(o[2]) for o in order),
+            "panoptic": str(out / "panoptic.json")}
+
+
+def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:
+    """Score every training image (at the test scales, as :func:`write_mined`) and calibrate
+    ``RUN/presence.json``; called on every rank, each scoring its share."""
+    from jtsm.engine.inference import score_proposals
+
+    world, rank = get_world_size(), get_rank()
+    indices = shard(len(ds))
+    scores, tags = [], []
+    with _read(ds, cfg, model, indices) as reads:
+        for i, (image, ps) in zip(indices, reads):
+            _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
+            scores.append(y)
+            tags.append(ds.categories.tag_vector(ds.records[i].labels))
+    _save_scores(_part(run_dir, rank), indices, scores, tags, ds.categories.num_classes)
+    barrier()
+    if is_main():
+        merged = _merged_scores(run_dir, world)
+        _save_presence(run_dir, *merged, ds.categories, cfg)
+        _remove_parts(run_dir, world)
+    barrier()
