@@ -10,11 +10,13 @@ No home-made cluster code: many machines are torchrun's job.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -24,8 +26,14 @@ from torch import nn
 from jtsm.errors import JtsmError
 from jtsm.system import available_cores
 
-__all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "ddp_wrap", "get_rank",
-           "get_world_size", "group_device", "init_from_env", "is_main", "launch"]
+__all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "ddp_wrap", "first_failure",
+           "get_rank", "get_world_size", "group_device", "group_timeout", "init_from_env",
+           "is_main", "launch"]
+
+#: How long a collective waits for the other ranks (seconds), unless JTSM_DIST_TIMEOUT says.
+#: The longest work between two collectives is one rank's share of the scoring after training
+#: (:mod:`jtsm.engine.final_scoring`) or one training step, far below this.
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 def get_rank() -> int:
@@ -43,6 +51,45 @@ def is_main() -> bool:
 def barrier() -> None:
     if get_world_size() > 1:
         dist.barrier()
+
+
+def group_timeout() -> timedelta:
+    """The process group's timeout: ``JTSM_DIST_TIMEOUT`` seconds, else
+    :data:`DEFAULT_TIMEOUT_S` (NCCL's own default, 10 minutes, is shorter than a large
+    dataset's scoring on one rank)."""
+    raw = os.environ.get("JTSM_DIST_TIMEOUT", "").strip()
+    if not raw:
+        return timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise JtsmError(f"JTSM_DIST_TIMEOUT={raw!r}: want a number of seconds > 0")
+    return timedelta(seconds=seconds)
+
+
+def first_failure(ok: bool, message: str | None) -> str | None:
+    """Agree across ranks whether a step failed, before any rank raises.
+
+    Every rank passes whether its own check passed and, if not, its one-line ``message``.
+    Returns ``None`` on every rank when all passed; otherwise the message of the lowest
+    failing rank (``"rank R: ..."`` on several ranks), the same on every rank, so that all of
+    them stop at once with one error instead of the healthy ones blocking in the next
+    collective until the timeout.
+    """
+    world = get_world_size()
+    if world == 1:
+        return None if ok else message
+    flags = torch.zeros(world, dtype=torch.float64, device=group_device())
+    flags[get_rank()] = 0.0 if ok else 1.0
+    dist.all_reduce(flags)
+    failed = torch.nonzero(flags).flatten().tolist()
+    if not failed:
+        return None
+    messages: list[str | None] = [None] * world
+    dist.all_gather_object(messages, None if ok else message)
+    return f"rank {failed[0]}: {messages[failed[0]]}"
 
 
 def group_device() -> torch.device:
@@ -152,7 +199,7 @@ def init_from_env(backend: str | None = None) -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, timeout=group_timeout())
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
@@ -184,20 +231,24 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_f
     A file has no server thread and no port to race for."""
     _die_with_parent(parent)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
-    dist.init_process_group(backend, init_method=f"file://{store_file}", rank=rank,
-                            world_size=nproc)
-    if backend == "nccl":
-        torch.cuda.set_device(rank)
-    elif "OMP_NUM_THREADS" not in os.environ:  # N CPU workers share the cores, not N x all
-        torch.set_num_threads(max(1, available_cores() // nproc))
     try:
+        dist.init_process_group(backend, init_method=f"file://{store_file}", rank=rank,
+                                world_size=nproc, timeout=group_timeout())
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+        elif "OMP_NUM_THREADS" not in os.environ:  # N CPU workers share the cores
+            torch.set_num_threads(max(1, available_cores() // nproc))
         fn(*args)
         dist.barrier()  # every rank's work is done (and its files written) past this point
-    except BaseException as e:
-        if isinstance(e, JtsmError):  # the launcher re-raises it: the user sees its one line
+    except BaseException as e:  # noqa: BLE001 - every failure becomes the launcher's one line
+        if not isinstance(e, KeyboardInterrupt):
             _save_error(os.path.dirname(store_file), rank, e)
-        dist.destroy_process_group()
-        raise
+        # Leave without tearing the group down: destroy_process_group can block under NCCL
+        # while another rank sits in a collective. The launcher ends the other ranks and
+        # raises this rank's error.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130 if isinstance(e, KeyboardInterrupt) else 1)
     # Leave at once: tearing the group down (destroy_process_group, then C++ destructors at
     # interpreter exit) races between ranks that finish a moment apart, and was seen to abort a
     # finished rank ("terminate called without an active exception", SIGABRT) and so fail a
@@ -207,7 +258,13 @@ def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_f
     os._exit(0)
 
 
-def _save_error(folder: str, rank: int, error: Exception) -> None:
+def _save_error(folder: str, rank: int, error: BaseException) -> None:
+    """Keep a worker's error for the launcher: a :class:`JtsmError` as it is (its one line is
+    the user's), anything else as one naming the rank and the exception."""
+    if not isinstance(error, JtsmError):
+        first = (str(error).strip().splitlines() or [""])[0]
+        error = JtsmError(f"rank {rank}: {type(error).__name__}: {first}"
+                          " (rerun with --nproc 1 --debug for the traceback)")
     tmp = os.path.join(folder, f".error{rank}.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(error, f)

@@ -43,6 +43,7 @@ from jtsm.engine.distributed import (
     RunningStatsSync,
     all_reduce_mean,
     ddp_wrap,
+    first_failure,
     get_rank,
     get_world_size,
     is_main,
@@ -266,13 +267,18 @@ def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch
             with ctx:
                 losses = wrapped(item)
                 total = sum(losses.values())
-                for name, v in losses.items():
-                    val = float(v.detach())
-                    if not math.isfinite(val):
-                        raise TrainingDiverged(
-                            f"{stage} iteration {it + 1}: loss term {name!r} is {val}; "
-                            f"lower solver.lr or check the data (last checkpoint kept)"
-                        )
+                values = torch.stack([v.detach().float().reshape(()) for v in losses.values()]
+                                     ).tolist()  # one host sync for every term
+                bad = next(((n, v) for n, v in zip(losses, values) if not math.isfinite(v)),
+                           None)
+                # agreed by every rank before any raises: a healthy rank would otherwise wait
+                # in the gradient all-reduce until the group's timeout
+                failure = first_failure(bad is None, None if bad is None else (
+                    f"{stage} iteration {it + 1}: loss term {bad[0]!r} is {bad[1]}; "
+                    "lower solver.lr or check the data (last checkpoint kept)"))
+                if failure is not None:
+                    raise TrainingDiverged(failure)
+                for name, val in zip(losses, values):
                     logged[name] = logged.get(name, 0.0) + val / local
                 (total / local).backward()
         if solver.clip_grad_norm > 0:

@@ -233,3 +233,38 @@ def test_resume_without_a_checkpoint_says_it_starts_from_zero(tmp_path, capsys):
     assert "has no train checkpoint yet; train starts from iteration 0" in err
     train(ToyModel(), ToyTask(), _solver(max_iter=6), seed=0, run_dir=tmp_path, resume=True)
     assert "starts from iteration 0" not in capsys.readouterr().err
+
+
+def test_nan_on_one_rank_stops_every_rank_at_once_with_its_error(tmp_path):
+    """Rank 1's loss turns NaN: both ranks agree before anyone raises, both stop with rank 1's
+    message (rank 0 does not wait in the gradient all-reduce for the group's timeout, here an
+    hour), and the launcher's error names the rank and the loss term."""
+    import os
+    import time
+
+    out = tmp_path / "nan"
+    env = {**os.environ, "JTSM_DIST_TIMEOUT": "3600"}
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, str(HERE / "ddp_script.py"), "2", str(out), "nan"],
+                       capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode != 0
+    assert time.monotonic() - t0 < 180
+    want = "rank 1: train iteration 3: loss term 'ce' is nan"
+    assert want in r.stderr.strip().splitlines()[-1]
+    for rank in (0, 1):
+        text = Path(f"{out}.rank{rank}.txt").read_text()
+        assert text.startswith("TrainingDiverged: ") and want in text
+
+
+def test_group_timeout_comes_from_the_environment(monkeypatch):
+    from jtsm.engine.distributed import DEFAULT_TIMEOUT_S, group_timeout
+    from jtsm.errors import JtsmError
+
+    monkeypatch.delenv("JTSM_DIST_TIMEOUT", raising=False)
+    assert group_timeout().total_seconds() == DEFAULT_TIMEOUT_S
+    monkeypatch.setenv("JTSM_DIST_TIMEOUT", "7.5")
+    assert group_timeout().total_seconds() == 7.5
+    for bad in ("0", "-3", "nan", "soon"):
+        monkeypatch.setenv("JTSM_DIST_TIMEOUT", bad)
+        with pytest.raises(JtsmError, match="JTSM_DIST_TIMEOUT"):
+            group_timeout()

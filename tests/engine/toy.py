@@ -59,3 +59,38 @@ def run(nproc_out: str, max_iter: int = 12, batch: int = 4) -> None:
     train(model, ToyTask(), solver, seed=3, run_dir=None)
     if is_main():
         torch.save(model.state_dict(), nproc_out)
+
+
+class NanOnRank(ToyModel):
+    """A toy whose loss turns NaN on one rank from its ``at``-th forward on."""
+
+    def __init__(self, rank: int, at: int) -> None:
+        super().__init__()
+        self.nan_rank, self.at, self.calls = rank, at, 0
+
+    def forward(self, item):
+        from jtsm.engine.distributed import get_rank
+
+        out = super().forward(item)
+        self.calls += 1
+        if get_rank() == self.nan_rank and self.calls >= self.at:
+            out["ce"] = out["ce"] * float("nan")
+        return out
+
+
+def run_nan(out: str, nan_rank: int = 1, at: int = 5) -> None:
+    """Train the toy with a NaN on rank ``nan_rank``; every rank writes the error it stopped
+    with to ``out.rank<R>.txt`` and raises it again."""
+    from pathlib import Path
+
+    from jtsm.config import SolverConfig
+    from jtsm.engine.distributed import get_rank
+    from jtsm.engine.trainer import train
+
+    torch.set_num_threads(1)
+    solver = SolverConfig(lr=0.1, max_iter=12, ims_per_batch=4, warmup_iters=2, steps=[8])
+    try:
+        train(NanOnRank(nan_rank, at), ToyTask(), solver, seed=3, run_dir=None)
+    except Exception as e:
+        Path(f"{out}.rank{get_rank()}.txt").write_text(f"{type(e).__name__}: {e}")
+        raise
