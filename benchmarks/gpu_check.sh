@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --cpu-dry-run) DRY=1; shift ;;
     --out) OUT=${2:?--out needs a folder}; shift 2 ;;
     --install-into) INSTALL_ONLY=${2:?}; shift 2 ;;  # internal: the install step, timed
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
