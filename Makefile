@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.jtsm-installed
 
-.PHONY: demo demo-quick test test-all lint install bench docs clean
+.PHONY: demo demo-quick test test-all lint install bench docs clean gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,23 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Wheels for an offline GPU node (benchmarks/gpu_check.sh --wheels gpu_wheels): what jtsm needs
+# beyond the node's own Python with torch, torchvision, numpy, OpenCV, scikit-image, scipy,
+# click, rich and pluggy - pycocotools (RLE masks, mask AP), pyspng (faster PNG decoding) and
+# setuptools >= 77 (to build jtsm there). Run on a networked machine; no dependencies are
+# fetched. For another node change the variables, e.g.
+#   make gpu-wheels GPU_PYTHON=3.11 GPU_PLATFORMS="manylinux2014_x86_64"
+# (pyspng's Python 3.12 wheel needs glibc >= 2.28: manylinux_2_28; without it jtsm decodes
+# PNGs with OpenCV.)
+GPU_WHEELS_DIR ?= gpu_wheels
+GPU_PYTHON ?= 3.12
+GPU_PLATFORMS ?= manylinux2014_x86_64 manylinux_2_28_x86_64
+GPU_WHEELS_PKGS ?= "pycocotools>=2.0.7" "pyspng>=0.1.4" "setuptools>=77"
+
+gpu-wheels:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) \
+		$(foreach p,$(GPU_PLATFORMS),--platform $(p)) -d $(GPU_WHEELS_DIR) $(GPU_WHEELS_PKGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out demo_out_quick site jtsm/evaluation/*.so jtsm/ops/*.so

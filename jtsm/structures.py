@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from pycocotools import mask as mask_utils
 
 __all__ = ["CategoryMap", "ProposalSet", "PanopticSeg", "masks_to_boxes", "mask_to_rle"]
 
@@ -121,7 +120,14 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO RLE of one ``(H, W)`` bool mask, with ``counts`` as a JSON-ready str."""
+    """COCO RLE of one ``(H, W)`` bool mask, with ``counts`` as a JSON-ready str.
+
+    Raises:
+        MissingDependencyError: pycocotools is not installed.
+    """
+    from jtsm.optional_deps import require
+
+    mask_utils = require("pycocotools.mask", "pycocotools", "writing COCO RLE masks")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle

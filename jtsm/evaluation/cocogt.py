@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from jtsm.errors import DataError
 from jtsm.fileio import read_json
+from jtsm.optional_deps import require
 
 if TYPE_CHECKING:
     from jtsm.data.coco_panoptic import PanopticDataset
@@ -145,6 +145,8 @@ def _from_panoptic(gt_json: Path, png_dir: str | os.PathLike[str] | None, masks:
                 "iscrowd": int(s.get("iscrowd", 0)),
             }
             if ids is not None:
+                mask_utils = require("pycocotools.mask", "pycocotools",
+                                     f"{gt_json}: instances from panoptic PNGs")
                 m = np.asfortranarray((ids == int(s["id"])).astype(np.uint8))
                 rle = mask_utils.encode(m)
                 rec["area"] = float(mask_utils.area(rle))

@@ -15,11 +15,8 @@ import io
 import os
 from typing import Any
 
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-
 from jtsm.evaluation.cocogt import load_instances_gt, load_results
+from jtsm.optional_deps import require
 
 __all__ = ["AP_KEYS", "coco_ap", "evaluate_ap"]
 
@@ -31,8 +28,13 @@ def _quiet() -> contextlib.AbstractContextManager[Any]:
     return contextlib.redirect_stdout(io.StringIO())  # pycocotools prints progress on stdout
 
 
-def _coco(dataset: dict[str, Any]) -> COCO:
-    coco = COCO()
+def _pycocotools(name: str) -> Any:
+    """``pycocotools.<name>``, or the one-line error that mask/box AP needs pycocotools."""
+    return require(f"pycocotools.{name}", "pycocotools", "COCO AP (COCOeval)")
+
+
+def _coco(dataset: dict[str, Any]) -> Any:
+    coco = _pycocotools("coco").COCO()
     coco.dataset = dataset
     with _quiet():
         coco.createIndex()
@@ -53,7 +55,7 @@ def coco_ap(
         else:
             coco_dt = _coco({"images": gt["images"], "categories": gt["categories"],
                              "annotations": []})
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev = _pycocotools("cocoeval").COCOeval(coco_gt, coco_dt, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -75,7 +77,11 @@ def evaluate_ap(
     Returns:
         ``{"segm": {AP, AP50, AP75, APs, APm, APl}, "bbox": {...}}``; ``segm`` only when every
         result and every ground-truth instance has a mask.
+
+    Raises:
+        MissingDependencyError: pycocotools is not installed (checked before reading files).
     """
+    mask_utils = _pycocotools("mask")
     probe = load_instances_gt(gt_json, gt_dir, masks=False)
     results = load_results(results_json, probe, need="any")
     with_masks = bool(results) and all("segmentation" in r for r in results)

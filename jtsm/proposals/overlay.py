@@ -91,10 +91,14 @@ def felzenszwalb_segment(
     """Felzenszwalb-Huttenlocher graph segmentation (OpenCV) -> ``(H, W)`` int32 labels.
 
     ``min_size`` defaults to ``k`` (as in the selective search paper's code).
-    """
-    import cv2
 
-    gs = cv2.ximgproc.segmentation.createGraphSegmentation(
+    Raises:
+        MissingDependencyError: OpenCV without its contrib modules (``cv2.ximgproc``).
+    """
+    from jtsm.optional_deps import require_ximgproc
+
+    gs = require_ximgproc("Felzenszwalb graph segmentation (selective-search and felzenszwalb "
+                          "proposals)").segmentation.createGraphSegmentation(
         float(sigma), float(k), int(k if min_size is None else min_size)
     )
     return gs.processImage(np.ascontiguousarray(image))
