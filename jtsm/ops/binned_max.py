@@ -12,16 +12,20 @@ that holds the max, as RoIPool's argmax does.
 
 - CPU, float32, NaN-free table: ``jtsm.ops._binnedmax``, an optional C extension built at
   install time (one pass over the bins and their cells, no gathered copies);
-- elsewhere (CUDA, other dtypes, a table holding NaN, the extension not built, or
-  ``JTSM_BINNEDMAX=0``): pure torch, ``scatter_reduce`` ``amax`` over slices of the cell
-  list. Its temporaries stay within a byte
+- CUDA, floating tables (float32, float64, bfloat16, float16): the Triton kernel of
+  :mod:`jtsm.ops.binned_max_triton` when ``triton`` imports (it ships with torch's CUDA
+  wheels): one pass over the bins' cells, backward by atomic adds into the argmax cells, no
+  gathered copies and no host synchronisation;
+- elsewhere (other devices or dtypes, a CPU table holding NaN, the C extension not built or
+  triton missing, or ``JTSM_BINNEDMAX=0``, which switches both kernels off): pure torch,
+  ``scatter_reduce`` ``amax`` over slices of the cell list. Its temporaries stay within a byte
   budget (16 MB on the CPU, 64 MB on a GPU, :func:`slice_rows` and :func:`chunk_bins`)
   whatever the number of bins, cells or channels; the forward copies nothing to the host, the
   backward one small tensor (the cell ranges of its chunks of bins: one synchronisation per
   call).
 
-Autograd keeps the table, the plan and the per-bin scale, never the output: the max is
-recomputed in backward, chunk by chunk, so the backward's working memory is bounded too.
+Autograd keeps the table, the plan and the per-bin scale, never the output: the max (and its
+argmax) is recomputed in backward, so nothing of output size is held between the passes.
 """
 
 import os
@@ -34,6 +38,7 @@ try:
     from jtsm.ops import _binnedmax as _kernel  # type: ignore[attr-defined]
 except ImportError:  # not compiled (no C compiler at install time)
     _kernel = None
+from jtsm.ops import binned_max_triton as _triton
 
 __all__ = ["BinPlan", "binned_max", "kernel_available", "rect_bin_cells"]
 
@@ -46,6 +51,7 @@ _WORK_BYTES_CPU = 16 << 20
 _WORK_BYTES_GPU = 64 << 20
 # the int64 index vectors that go with each gathered row (owner bin, position, starts)
 _INDEX_BYTES = 24
+_TRITON_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 def kernel_available() -> bool:
@@ -120,6 +126,13 @@ def _use_kernel(table: Tensor, scale: Tensor | None) -> bool:
             and not bool(torch.isnan(table).any()))
 
 
+def _use_triton(table: Tensor, scale: Tensor | None) -> bool:
+    """CUDA tables of a floating dtype go to the Triton kernel when triton imports."""
+    return (table.device.type == "cuda" and table.dtype in _TRITON_DTYPES and table.dim() == 2
+            and (scale is None or scale.device == table.device)
+            and os.environ.get("JTSM_BINNEDMAX", "1") != "0" and _triton.available())
+
+
 def _work_bytes(device: torch.device) -> int:
     """The torch path's budget for its temporaries on ``device``, in bytes."""
     return _WORK_BYTES_CPU if device.type == "cpu" else _WORK_BYTES_GPU
@@ -183,6 +196,8 @@ def _forward_impl(table: Tensor, starts: Tensor, cells: Tensor,
                         cells.contiguous().numpy(), None if sc is None else sc.numpy(),
                         out.numpy())
         return out
+    if _use_triton(table, scale):
+        return _triton.binned_max_forward(table, starts, cells, scale)[0]
     out = _torch_max(table, starts, cells, _work_bytes(table.device))
     if scale is not None:
         out.mul_(scale.to(out.dtype).unsqueeze(1))
@@ -201,6 +216,8 @@ def _backward_impl(grad_out: Tensor, table: Tensor, starts: Tensor, cells: Tenso
                          cells.contiguous().numpy(), None if sc is None else sc.numpy(),
                          grad_out.numpy(), grad.numpy(), scratch.numpy())
         return grad
+    if _use_triton(table, scale) and grad_out.device == table.device:
+        return _triton.binned_max_backward(grad_out, table, starts, cells, scale)
     grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
     if e == 0:
         return grad
