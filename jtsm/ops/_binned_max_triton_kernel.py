@@ -1,5 +1,5 @@
 """The Triton kernel of the binned max; imported on first use by :mod:`jtsm.ops.binned_max_triton`
-(which documents it), so that ``import jtsm`` never imports ``triton``.
+(which documents it), so that jtsm imports where ``triton`` is not installed.
 
 ``triton.jit`` decides at import whether kernels run compiled or in Triton's interpreter
 (``TRITON_INTERPRET=1``, CPU tensors), for this module and for triton's own library

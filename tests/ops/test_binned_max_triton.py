@@ -40,12 +40,18 @@ WIDE_TILE = (65536, 8)  # few programs: the interpreter's cost is per program an
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 RUNNER = "test_kernel_in_the_interpreter"
+COMPILER = "test_kernel_compiles_for_gpus"
 
 
 @pytest.fixture(autouse=True)
 def _in_the_interpreter(request):
-    """The CPU tests run only where triton was imported under its interpreter."""
-    if request.node.get_closest_marker("cuda") or request.node.name == RUNNER:
+    """The CPU tests run only where triton was imported under its interpreter; the runner
+    and the compiler test only where it was not."""
+    if request.node.get_closest_marker("cuda"):
+        return
+    if request.node.originalname in (RUNNER, COMPILER):
+        if INTERPRETED:
+            pytest.skip("needs triton imported without its interpreter")
         return
     if not INTERPRETED:
         pytest.skip(f"runs in Triton's interpreter, in the process {RUNNER} starts")
@@ -53,17 +59,51 @@ def _in_the_interpreter(request):
 
 def test_kernel_in_the_interpreter():
     """This module's CPU tests, in a fresh pytest process with ``TRITON_INTERPRET=1``."""
-    if INTERPRETED:
-        pytest.skip("this process is the interpreter's run")
     root = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-           "not cuda and not slow", "-k", f"not {RUNNER}", str(Path(__file__).relative_to(root))]
+           "not cuda and not slow", "-k", f"not {RUNNER} and not {COMPILER}",
+           str(Path(__file__).relative_to(root))]
     res = subprocess.run(cmd, cwd=root, env={**os.environ, "TRITON_INTERPRET": "1"},
                          capture_output=True, text=True, timeout=900)
     report = (res.stdout + res.stderr)[-8000:]
     assert res.returncode == 0, report
     summary = res.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary, report
+
+
+@pytest.mark.parametrize("arch,dtype,forward,with_scale", [
+    (90, "fp32", True, True), (90, "fp32", False, True), (90, "bf16", True, False),
+    (90, "bf16", False, True), (90, "fp16", True, True), (90, "fp64", True, True),
+    (90, "fp64", False, False), (80, "fp32", True, True), (80, "fp32", False, True),
+])
+def test_kernel_compiles_for_gpus(arch, dtype, forward, with_scale):
+    """The compiled path, which the interpreter does not take, down to a cubin for sm_80 /
+    sm_90 without a GPU: every variant the op launches types and lowers."""
+    import triton
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from jtsm.ops._binned_max_triton_kernel import binned_max_kernel
+
+    acc = tl.float64 if dtype == "fp64" else tl.float32
+    ptr, unused = f"*{dtype}", "*i64"
+    sig = {"table": ptr, "starts": "*i64", "cells": "*i64",
+           "scale": ptr if with_scale else unused, "out": ptr if forward else unused,
+           "arg": "*i32" if forward else unused, "grad_out": unused if forward else ptr,
+           "grad": unused if forward else f"*{'fp64' if dtype == 'fp64' else 'fp32'}",
+           "num_bins": "i32", "num_cells": "i32", "C": "i32"}
+    block_b, block_c = GPU_TILE
+    const = {"HAS_SCALE": with_scale, "FORWARD": forward, "WRITE_ARG": forward, "ACC": acc,
+             "BLOCK_B": block_b, "BLOCK_C": block_c}
+    names = list(sig) + list(const)
+    assert names == binned_max_kernel.arg_names  # the launch in binned_max_triton passes these
+    sig.update(dict.fromkeys(const, "constexpr"))
+    src = ASTSource(fn=binned_max_kernel, signature=sig,
+                    constexprs={(names.index(n),): v for n, v in const.items()})
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    assert compiled.asm["cubin"]
+    assert ("atom.global" in compiled.asm["ptx"]) == (not forward)  # backward: atomic adds
 
 
 def _random_plan(n_cells: int, n_bins: int, gen: torch.Generator, most: int = 7) -> BinPlan:
