@@ -6,16 +6,20 @@ are realistic segments: unions of 1-60 neighbouring superpixels of a 600-superpi
 from their extents. Each row's ratio is against ``torchvision.ops.roi_pool`` (``tv-roipool``)
 on the same device; ``tv-roialign`` is the other baseline of Table 1.
 
-- ``moi``: shape-invariant MoIPool (the C kernel of ``jtsm.ops._binnedmax`` on the CPU when
-  built; its torch path elsewhere); ``moi-torch``: the same op on its torch path
-  (``JTSM_BINNEDMAX=0``); ``moi-tps``: the thin-plate-spline MoIPool.
+- ``moi``: shape-invariant MoIPool through its kernel: the C kernel of ``jtsm.ops._binnedmax``
+  on the CPU when built, the Triton kernel of ``jtsm.ops.binned_max_triton`` on CUDA when
+  triton imports (the header says which ran); ``moi-torch``: the same op on its torch path
+  (``JTSM_BINNEDMAX=0`` switches both kernels off), on the CPU and on CUDA; ``moi-tps``: the
+  thin-plate-spline MoIPool.
 - ``tv-roipool`` / ``tv-roialign``: ``torchvision.ops`` on the proposals' boxes (what
   ``jtsm.ops.roi_pool`` / ``roi_align`` call).
 
 Peak memory (CPU): each measurement runs in a fresh subprocess that only loads its inputs; we
 report the rise of the peak RSS (``VmHWM``, reset just before the call) over the RSS before
 the call, and the "working" part: that rise minus the output and the output-gradient tensors,
-whose size any pooling op must pay (P x C x 7 x 7 floats each).
+whose size any pooling op must pay (P x C x 7 x 7 floats each). On CUDA the timing table has
+a "working MB" column: ``torch.cuda.max_memory_allocated`` during one forward + backward over
+what was allocated before it, minus the same two tensors and the feature gradient.
 
 Usage: ``python benchmarks/bench_pooling.py [--proposals 2000] [--repeat 3] [--counts 500 1000]``
 """
@@ -74,7 +78,7 @@ def make_proposals(n: int, seed: int = 0) -> ProposalTensors:
 
 def run(method: str, feat: torch.Tensor, props: ProposalTensors) -> torch.Tensor:
     """One forward + backward on ``feat``'s device; returns the feature gradient.
-    ``<name>-torch``: the same op with the C kernel switched off (``JTSM_BINNEDMAX=0``)."""
+    ``<name>-torch``: the same op with its kernels switched off (``JTSM_BINNEDMAX=0``)."""
     if method.endswith("-torch"):
         old = os.environ.get("JTSM_BINNEDMAX")
         os.environ["JTSM_BINNEDMAX"] = "0"
@@ -124,13 +128,30 @@ def time_methods(feat: torch.Tensor, props: ProposalTensors, repeat: int,
     return times
 
 
-def print_times(device: str, times: dict[str, float]) -> None:
+def cuda_working_mb(feat: torch.Tensor, props: ProposalTensors,
+                    methods: list[str]) -> dict[str, float]:
+    """Peak CUDA memory of one fwd+bwd of each method beyond what was allocated before it,
+    minus the output, its gradient and the feature gradient (MB)."""
+    unavoidable = (2 * len(props) * C * OUT * OUT + feat.numel()) * feat.element_size()
+    work = {}
+    for m in methods:
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run(m, feat, props)
+        torch.cuda.synchronize()
+        work[m] = (torch.cuda.max_memory_allocated() - base - unavoidable) / 2**20
+    return work
+
+
+def print_times(device: str, times: dict[str, float],
+                work: dict[str, float] | None = None) -> None:
     ref = times["tv-roipool"]
     print(f"\n{device}: {'method':<12}{'fwd+bwd ms':>12}{'vs tv-roipool':>15}"
-          f"{'vs tv-roialign':>16}")
+          f"{'vs tv-roialign':>16}" + (f"{'working MB':>12}" if work else ""))
     for m, t in times.items():
         print(f"{'':<{len(device) + 2}}{m:<12}{1e3 * t:>12.1f}{t / ref:>14.2f}x"
-              f"{t / times['tv-roialign']:>15.2f}x")
+              f"{t / times['tv-roialign']:>15.2f}x" + (f"{work[m]:>12.0f}" if work else ""))
 
 
 def _rss_mb() -> float:
@@ -201,10 +222,19 @@ def main() -> None:
           f"{1e3 * (time.perf_counter() - t0):.0f} ms")
     print_times("cpu", time_methods(feat, props, args.repeat, METHODS))
     if torch.cuda.is_available():
+        from jtsm.ops import binned_max_triton
+
         dev = "cuda"
-        print(f"# {torch.cuda.get_device_name()}")
-        print_times(dev, time_methods(feat.to(dev), props.to(dev), args.repeat,
-                                      [m for m in METHODS if m != "moi-torch"]))
+        if binned_max_triton.available():
+            import triton
+
+            kernel = f"the Triton kernel (triton {triton.__version__})"
+        else:
+            kernel = "its torch path (triton does not import)"
+        print(f"\n# {torch.cuda.get_device_name()}: moi runs {kernel}, moi-torch the torch path")
+        feat_d, props_d = feat.to(dev), props.to(dev)
+        print_times(dev, time_methods(feat_d, props_d, args.repeat, METHODS),
+                    cuda_working_mb(feat_d, props_d, METHODS))
     if not args.counts:
         return
     print(f"\n{'method':<14}{'P':>6}{'peak rise MB':>14}{'output MB':>11}{'working MB':>12}")

@@ -12,14 +12,20 @@ that holds the max, as RoIPool's argmax does.
 
 - CPU, float32, NaN-free table: ``jtsm.ops._binnedmax``, an optional C extension built at
   install time (one pass over the bins and their cells, no gathered copies);
-- elsewhere (CUDA, other dtypes, a table holding NaN, the extension not built, or
-  ``JTSM_BINNEDMAX=0``): pure torch, ``scatter_reduce`` ``amax`` over fixed-size slices of the
-  cell list, so the gathered working set stays below a fixed size (4 MB on the CPU, 128 MB
-  on a GPU) whatever the number of bins; the forward copies nothing to the host, the backward
-  one small tensor (the cell ranges of its chunks of bins: one synchronisation per call).
+- CUDA, floating tables (float32, float64, bfloat16, float16): the Triton kernel of
+  :mod:`jtsm.ops.binned_max_triton` when ``triton`` imports (it ships with torch's CUDA
+  wheels): one pass over the bins' cells, backward by atomic adds into the argmax cells, no
+  gathered copies and no host synchronisation;
+- elsewhere (other devices or dtypes, a CPU table holding NaN, the C extension not built or
+  triton missing, or ``JTSM_BINNEDMAX=0``, which switches both kernels off): pure torch,
+  ``scatter_reduce`` ``amax`` over slices of the cell list. Its temporaries stay within a byte
+  budget (16 MB on the CPU, 64 MB on a GPU, :func:`slice_rows` and :func:`chunk_bins`)
+  whatever the number of bins, cells or channels; the forward copies nothing to the host, the
+  backward one small tensor (the cell ranges of its chunks of bins: one synchronisation per
+  call).
 
-Autograd keeps the table, the plan and the per-bin scale, never the output: the max is
-recomputed in backward, chunk by chunk, so the backward's working memory is bounded too.
+Autograd keeps the table, the plan and the per-bin scale, never the output: the max (and its
+argmax) is recomputed in backward, so nothing of output size is held between the passes.
 """
 
 import os
@@ -32,19 +38,20 @@ try:
     from jtsm.ops import _binnedmax as _kernel  # type: ignore[attr-defined]
 except ImportError:  # not compiled (no C compiler at install time)
     _kernel = None
+from jtsm.ops import binned_max_triton as _triton
 
 __all__ = ["BinPlan", "binned_max", "kernel_available", "rect_bin_cells"]
 
-# elements (cells x channels) gathered at once by the torch path: 2**20 floats = 4 MB on the
-# CPU (about a cache); on a GPU 2**25 (128 MB), where each slice costs kernel launches
-_BLOCK_ELEMS = 1 << 20
-_BLOCK_ELEMS_GPU = 1 << 25
-
-
-def _rows_per_block(table: Tensor) -> int:
-    """Cells (rows of ``table``) gathered per slice."""
-    block = _BLOCK_ELEMS if table.device.type == "cpu" else _BLOCK_ELEMS_GPU
-    return max(1, block // max(1, table.shape[1]))
+# Bytes of temporaries the torch path holds at once, all together, whatever the number of
+# bins, cells or channels: on the CPU a few caches' worth; on a GPU more (each slice costs
+# kernel launches). The forward gathers slices of the cell list within the budget; the
+# backward takes chunks of bins whose (bins, C) tensors use half of it and slices of their
+# cells the other half.
+_WORK_BYTES_CPU = 16 << 20
+_WORK_BYTES_GPU = 64 << 20
+# the int64 index vectors that go with each gathered row (owner bin, position, starts)
+_INDEX_BYTES = 24
+_TRITON_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 def kernel_available() -> bool:
@@ -119,24 +126,62 @@ def _use_kernel(table: Tensor, scale: Tensor | None) -> bool:
             and not bool(torch.isnan(table).any()))
 
 
-def _owner(starts: Tensor, e: int) -> Tensor:
-    """``(E,)`` bin of every entry of the cell list."""
-    counts = starts[1:] - starts[:-1]
-    return torch.repeat_interleave(torch.arange(counts.numel(), device=starts.device), counts,
-                                   output_size=e)
+def _use_triton(table: Tensor, scale: Tensor | None) -> bool:
+    """CUDA tables of a floating dtype go to the Triton kernel when triton imports."""
+    return (table.device.type == "cuda" and table.dtype in _TRITON_DTYPES and table.dim() == 2
+            and (scale is None or scale.device == table.device)
+            and os.environ.get("JTSM_BINNEDMAX", "1") != "0" and _triton.available())
 
 
-def _torch_max(table: Tensor, starts: Tensor, cells: Tensor) -> Tensor:
-    """Unscaled binned max ``(B, C)`` in torch; empty bins 0."""
+def _work_bytes(device: torch.device) -> int:
+    """The torch path's budget for its temporaries on ``device``, in bytes."""
+    return _WORK_BYTES_CPU if device.type == "cpu" else _WORK_BYTES_GPU
+
+
+def _fit(budget: int, row_bytes: int) -> int:
+    """How many rows of ``row_bytes`` bytes each fit in ``budget`` bytes (at least 1)."""
+    return max(1, budget // max(1, row_bytes))
+
+
+def slice_rows(c: int, itemsize: int, budget: int, backward: bool) -> int:
+    """Entries of the cell list one slice of the torch path takes, within ``budget`` bytes.
+
+    A forward slice holds its gathered rows ``(n, C)`` and two int64 index vectors ``(n,)``
+    (owner bin, positions); a backward slice (:func:`_first_max`) at most the gathered rows
+    and the bins' maxima of them (``2 x itemsize``) with their bool comparison, or that
+    comparison with the int64 positions it selects (``9`` bytes) per element, plus the same
+    index vectors.
+    """
+    per_elem = 2 * itemsize + 9 if backward else itemsize
+    return _fit(budget, c * per_elem + _INDEX_BYTES)
+
+
+def chunk_bins(c: int, itemsize: int, budget: int) -> int:
+    """Bins of one chunk of the torch path's backward, within ``budget`` bytes: their
+    ``(n, C)`` tensors are the running max (``itemsize``) and the int64 first-max positions
+    while the max is found, then the positions, their argmax cells (int64), a bool mask and
+    the masked gradient (``itemsize``): at most ``itemsize + 17`` bytes per element; plus
+    the chunk's ``(n + 1,)`` int64 starts."""
+    return _fit(budget, c * (itemsize + 17) + _INDEX_BYTES)
+
+
+def _owner(starts: Tensor, a: int, n: int) -> Tensor:
+    """``(n,)`` bin of the cell-list entries ``a .. a + n - 1`` (no ``(E,)`` temporary)."""
+    pos = torch.arange(a, a + n, device=starts.device)
+    return torch.searchsorted(starts, pos, right=True).sub_(1)
+
+
+def _torch_max(table: Tensor, starts: Tensor, cells: Tensor, budget: int) -> Tensor:
+    """Unscaled binned max ``(B, C)`` in torch, empty bins 0; the cell list is gathered in
+    slices of at most ``budget`` bytes."""
     nb, c, e = starts.shape[0] - 1, table.shape[1], cells.shape[0]
     out = table.new_full((nb, c), float("-inf"))
-    if e:
-        owner = _owner(starts, e)
-        step = _rows_per_block(table)
-        for a in range(0, e, step):
-            own = owner[a : a + step]
-            vals = table.index_select(0, cells[a : a + step])
-            out.scatter_reduce_(0, own[:, None].expand(-1, c), vals, "amax", include_self=True)
+    step = slice_rows(c, table.element_size(), budget, backward=False)
+    for a in range(0, e, step):
+        vals = table.index_select(0, cells[a : a + step])
+        own = _owner(starts, a, vals.shape[0])
+        out.scatter_reduce_(0, own[:, None].expand(-1, c), vals, "amax", include_self=True)
+        del vals, own  # before the next slice is gathered
     return out.masked_fill_((starts[1:] == starts[:-1]).unsqueeze(1), 0)
 
 
@@ -151,7 +196,9 @@ def _forward_impl(table: Tensor, starts: Tensor, cells: Tensor,
                         cells.contiguous().numpy(), None if sc is None else sc.numpy(),
                         out.numpy())
         return out
-    out = _torch_max(table, starts, cells)
+    if _use_triton(table, scale):
+        return _triton.binned_max_forward(table, starts, cells, scale)[0]
+    out = _torch_max(table, starts, cells, _work_bytes(table.device))
     if scale is not None:
         out.mul_(scale.to(out.dtype).unsqueeze(1))
     return out
@@ -160,21 +207,25 @@ def _forward_impl(table: Tensor, starts: Tensor, cells: Tensor,
 def _backward_impl(grad_out: Tensor, table: Tensor, starts: Tensor, cells: Tensor,
                    scale: Tensor | None) -> Tensor:
     c, e, nb = table.shape[1], cells.shape[0], starts.shape[0] - 1
-    grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
     grad_out = grad_out.contiguous()
     if _use_kernel(table, scale) and grad_out.dtype == torch.float32:
+        grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
         scratch = torch.empty(2 * c, dtype=torch.int32)  # argmax cells + running maxima
         sc = None if scale is None else scale.detach().float().contiguous()
         _kernel.backward(table.contiguous().numpy(), c, starts.contiguous().numpy(),
                          cells.contiguous().numpy(), None if sc is None else sc.numpy(),
                          grad_out.numpy(), grad.numpy(), scratch.numpy())
         return grad
+    if _use_triton(table, scale) and grad_out.device == table.device:
+        return _triton.binned_max_backward(grad_out, table, starts, cells, scale)
+    grad = torch.zeros(table.shape, dtype=table.dtype, device=table.device)
     if e == 0:
         return grad
-    # Bins in chunks of `rows`, so every temporary is (rows, C) or a slice of at most
-    # one block of gathered elements. The chunks' cell ranges come to the host in one transfer
-    # (one synchronisation per call, whatever the number of bins).
-    rows = _rows_per_block(table)
+    # Bins in chunks, so that every temporary is a (bins, C) tensor of one chunk or a slice of
+    # its cells, half the byte budget each. The chunks' cell ranges come to the host in one
+    # transfer (one synchronisation per call, whatever the number of bins).
+    budget = _work_bytes(table.device) // 2
+    rows = chunk_bins(c, table.element_size(), budget)
     bounds = torch.cat([starts[0:nb:rows], starts[nb:]]).tolist()
     chan = torch.arange(c, device=table.device)
     flat = grad.view(-1)
@@ -182,33 +233,38 @@ def _backward_impl(grad_out: Tensor, table: Tensor, starts: Tensor, cells: Tenso
         b1, s0, s1 = min(b0 + rows, nb), bounds[i], bounds[i + 1]
         if s1 == s0:
             continue
-        sub = starts[b0 : b1 + 1] - s0
-        sub_cells = cells[s0:s1]
-        first = _first_max(table, sub, sub_cells)
-        src = grad_out[b0:b1]
-        if scale is not None:
-            src = src * scale[b0:b1].to(src.dtype).unsqueeze(1)
-        n = s1 - s0
-        src = src * (first < n)  # an empty bin or a NaN max has no argmax: no gradient
+        sub_cells, n = cells[s0:s1], s1 - s0
+        first = _first_max(table, starts[b0 : b1 + 1] - s0, sub_cells, budget)
+        valid = first < n  # an empty bin or a NaN max has no argmax: no gradient
         cell = sub_cells[first.clamp_(max=n - 1)]
-        flat.index_add_(0, (cell * c + chan).reshape(-1), src.reshape(-1))
+        del first
+        cell.mul_(c).add_(chan)  # flat index into the table's gradient
+        src = torch.where(valid, grad_out[b0:b1], 0)
+        del valid
+        if scale is not None:
+            src.mul_(scale[b0:b1].to(src.dtype).unsqueeze(1))
+        flat.index_add_(0, cell.view(-1), src.view(-1).to(flat.dtype))
+        del cell, src  # before the next chunk's
     return grad
 
 
-def _first_max(table: Tensor, starts: Tensor, cells: Tensor) -> Tensor:
+def _first_max(table: Tensor, starts: Tensor, cells: Tensor, budget: int) -> Tensor:
     """``(B, C)`` position in ``cells`` of the first entry of each bin holding its max (``E``
-    where none does: an empty bin or a NaN max)."""
+    where none does: an empty bin or a NaN max); temporaries beyond the ``(B, C)`` max and
+    positions within ``budget`` bytes."""
     nb, c, e = starts.shape[0] - 1, table.shape[1], cells.shape[0]
-    vmax = _torch_max(table, starts, cells)
-    owner = _owner(starts, e)
+    vmax = _torch_max(table, starts, cells, budget)
     first = torch.full((nb, c), e, dtype=torch.int64, device=table.device)
-    step = _rows_per_block(table)
+    step = slice_rows(c, table.element_size(), budget, backward=True)
     for a in range(0, e, step):
-        own = owner[a : a + step]
-        hit = table.index_select(0, cells[a : a + step]) == vmax.index_select(0, own)
+        vals = table.index_select(0, cells[a : a + step])
+        own = _owner(starts, a, vals.shape[0])
+        hit = vals == vmax.index_select(0, own)
+        del vals
         pos = torch.arange(a, a + own.shape[0], device=table.device)[:, None]
         first.scatter_reduce_(0, own[:, None].expand(-1, c), torch.where(hit, pos, e), "amin",
                               include_self=True)
+        del hit, own, pos  # before the next slice is gathered
     return first
 
 

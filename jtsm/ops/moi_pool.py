@@ -19,13 +19,14 @@ RoIPool pools its box, forward and backward):
 
 Nothing here builds dense ``proposal x H x W`` masks. Per image, the sparse superpixel x cell
 incidence is computed once; a ``(P, h_f * w_f)`` bool cell-on map and the bins' on-cells (CSR)
-follow from it, and the max runs in :mod:`jtsm.ops.binned_max` (one ``torch.library`` op) over
-fixed-size slices, so memory does not grow with the number of channels times proposals beyond
-the output itself. On the CPU with the C kernel built, the plan comes from the kernel in one
-pass. Elsewhere (e.g. CUDA) the plan is built in torch, in chunks of proposals, with a fixed
-number of host synchronisations per image, none per proposal: 4 for the plan (the incidence's
-``unique``, the size of the cell-on expansion, the bins' sizes, the on-cells per chunk) and 1
-in backward (:mod:`jtsm.ops.binned_max`).
+follow from it, and the max runs in :mod:`jtsm.ops.binned_max` (one ``torch.library`` op: the
+C kernel on the CPU, a Triton kernel on CUDA, else torch within a byte budget), so memory does
+not grow with the number of channels times proposals beyond the output itself. On the CPU
+with the C kernel built, the plan comes from the kernel in one pass. Elsewhere (e.g. CUDA) the
+plan is built in torch, in chunks of proposals, with a fixed number of host synchronisations
+per image, none per proposal: 4 for the plan (the incidence's ``unique``, the size of the
+cell-on expansion, the bins' sizes, the on-cells per chunk), none in the Triton kernel, and 1
+in backward on the torch path (:mod:`jtsm.ops.binned_max`).
 """
 
 from __future__ import annotations

@@ -159,15 +159,15 @@ def test_masked_out_cells_never_influence_output():
 
 
 def test_slicing_the_cell_list_does_not_change_result(monkeypatch):
-    """The torch path gathers fixed-size slices of the cell list; a bin split across slices
-    gets the same max and gradient as in one slice."""
+    """The torch path gathers slices of the cell list within a byte budget; a bin split
+    across slices gets the same max and gradient as in one slice."""
     monkeypatch.setenv("JTSM_BINNEDMAX", "0")
     props = random_proposals(30, 30, n_sp=12, n_prop=9, seed=5)
     feat = torch.randn(3, 8, 8, dtype=torch.float64, requires_grad=True)
     gout = torch.randn(9, 3, 7, 7, dtype=torch.float64)
     res = []
-    for block in (1 << 22, 7):  # 7 elements: 2 cells of 3 channels per slice
-        monkeypatch.setattr(bm, "_BLOCK_ELEMS", block)
+    for budget in (1 << 24, 60):  # 60 bytes: 1 cell per slice, 1 bin per backward chunk
+        monkeypatch.setattr(bm, "_WORK_BYTES_CPU", budget)
         out = moi_pool(feat, props, 7, 1 / 4)
         res.append((out, torch.autograd.grad(out, feat, gout)[0]))
     assert torch.equal(res[0][0], res[1][0])
