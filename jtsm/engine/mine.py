@@ -15,12 +15,14 @@ Then the mined segments of the training images are written as COCO panoptic
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -219,6 +221,8 @@ def run_mine(
     torch.manual_seed(cfg.seed)
     labels = read_image_labels(dataset)
     ds = MiningDataset(labels, images, proposals, cfg.input)
+    if is_main() and (note := few_images_note(ds, cfg)):
+        print(note, file=sys.stderr, flush=True)
     start = mine_start(cfg, dataset, images, proposals, out, ds, resume, overwrite)
     barrier()
     if is_main():
@@ -245,6 +249,29 @@ def run_mine(
             summary["mined"] = mined
     barrier()
     return summary
+
+
+#: Images per class a backbone trained from scratch was seen to need: on the generated data
+#: ~250 per class were memorised and ~1000 per class generalised (docs/own-data.md).
+SCRATCH_IMAGES_PER_CLASS = 1000
+
+
+def few_images_note(ds: MiningDataset, cfg: Config) -> str | None:
+    """A one-line note when a backbone is trained from scratch on far fewer images per class
+    than that was seen to need (``None`` otherwise): the usual cause of a model that paints
+    one class over every image."""
+    if cfg.backbone.weights.strip():
+        return None
+    counts = np.zeros(ds.categories.num_classes, np.int64)
+    for rec in ds.records:
+        counts += ds.categories.tag_vector(rec.labels).astype(np.int64)
+    if counts.size == 0 or counts.min() * 4 >= SCRATCH_IMAGES_PER_CLASS:
+        return None
+    low = int(np.argmin(counts))
+    return (f"Note: training the backbone from scratch on {len(ds)} images, the rarest class "
+            f"({ds.categories.names[low]!r}) on {int(counts[low])}; from scratch this method "
+            f"needs about {SCRATCH_IMAGES_PER_CLASS} images per class. With fewer, start from "
+            "ImageNet features: --config photos (backbone.weights=imagenet).")
 
 
 def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.PathLike[str],

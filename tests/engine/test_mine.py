@@ -235,3 +235,22 @@ def test_run_mine_starts_the_warmup_from_the_whitened_stem(tmp_path, synth_dir, 
     expect = model.backbone.body[0].weight.detach()
     assert torch.allclose(stems["on"], expect, atol=1e-6)
     assert not torch.allclose(stems["off"], expect, atol=1e-3)
+
+
+def test_few_images_per_class_from_scratch_gets_a_note():
+    from types import SimpleNamespace
+
+    from jtsm.config import load_config
+    from jtsm.engine.mine import few_images_note
+    from jtsm.structures import CategoryMap
+
+    cats = CategoryMap.from_coco([{"id": 1, "name": "dog", "isthing": 1},
+                                  {"id": 2, "name": "sky", "isthing": 0}])
+    recs = [SimpleNamespace(labels=[1, 2]) for _ in range(20)] + [SimpleNamespace(labels=[2])]
+    ds = type("DS", (), {"categories": cats, "records": recs, "__len__": lambda s: 21})()
+    note = few_images_note(ds, load_config("synth", []))
+    assert note is not None and "'dog') on 20" in note and "--config photos" in note
+    assert few_images_note(ds, load_config("photos", [])) is None  # ImageNet features
+    many = type("DS", (), {"categories": cats, "records": recs * 60,
+                           "__len__": lambda s: 1260})()
+    assert few_images_note(many, load_config("synth", [])) is None
