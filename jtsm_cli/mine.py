@@ -10,6 +10,7 @@ from jtsm_cli.common import echo_json, progress
 from jtsm_cli.train_common import (
     TrainProgress,
     resolve_config,
+    resume_notice,
     run_workers,
     start_rank,
     training_options,
@@ -28,7 +29,8 @@ def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet,  # noqa: A
         summary = run_mine(cfg, dataset, images, proposals, out, resume=resume, on_log=bar,
                            progress=lambda it, n, label: progress(it, n, label,
                                                                    quiet or not is_main()),
-                           device=dev, overwrite=overwrite)
+                           device=dev, overwrite=overwrite,
+                           notice=None if quiet else lambda line: click.echo(line, err=True))
     if is_main() and result_path:
         atomic_write_json(result_path, summary)
 
@@ -60,6 +62,7 @@ def mine(dataset: str, images: str, proposals: str, out: str, overwrite: bool, a
             --proposals data/proposals --out runs/mine --config synth
     """
     cfg = resolve_config(config_path, overrides)
+    resume_notice(out, resume and not quiet)
     summary = run_workers(_mine_worker,
                           (cfg, dataset, images, proposals, out, resume, quiet, overwrite),
                           out, gpus, nproc, device)

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from jtsm_cli.common import echo_json
-from jtsm_cli.train_common import TrainProgress, run_workers, start_rank, training_options
+from jtsm_cli.train_common import (
+    TrainProgress,
+    resume_notice,
+    run_workers,
+    start_rank,
+    training_options,
+)
 
 
 def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet,  # noqa: ANN001
@@ -62,6 +68,7 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
 
     base = config_from_dict(read_json(Path(run_dir) / "config.json"))
     cfg = load_config(config_path, list(overrides), base=base)
+    resume_notice(out, resume and not quiet)
     summary = run_workers(_refine_worker,
                           (cfg, run_dir, pseudo, images, proposals, out, resume, quiet,
                            overwrite),

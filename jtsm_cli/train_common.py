@@ -56,6 +56,17 @@ def resolve_config(config_path: str | None, overrides: tuple[str, ...]) -> Confi
     return load_config(config_path, list(overrides))
 
 
+def resume_notice(out: str, resume: bool) -> None:
+    """``--resume`` on a folder without a checkpoint: say that training starts from 0 (a run
+    interrupted before its first checkpoint, or a folder that never trained)."""
+    from pathlib import Path
+
+    folder = Path(out) / "checkpoints"
+    if resume and not (folder.is_dir() and any(folder.glob("*.pt"))):
+        click.echo(f"--resume: {out} has no checkpoint yet; training starts from iteration 0",
+                   err=True)
+
+
 def world(gpus: int, nproc: int, device: str = "auto") -> tuple[int, str, str]:
     """How many local workers, their backend and the device each resolves
     (:func:`jtsm.engine.device.resolve_device`); torchrun's environment takes precedence."""

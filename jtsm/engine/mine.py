@@ -15,7 +15,6 @@ Then the mined segments of the training images are written as COCO panoptic
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -203,9 +202,11 @@ def run_mine(
     progress: Callable[..., Any] | None = None,
     device: torch.device | str = "cpu",
     overwrite: bool = False,
+    notice: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train the mining branch into the run folder ``out`` on ``device``; runs on every rank
     of a group (each on its own device, :func:`jtsm.engine.device.resolve_device`).
+    ``notice`` receives advice for the user before training (:func:`few_images_note`).
 
     Before anything is written, :func:`jtsm.engine.fingerprint.prepare_run` checks the folder
     (a new one, the same job with ``resume``, or ``overwrite``), every proposal file and, on a
@@ -221,8 +222,8 @@ def run_mine(
     torch.manual_seed(cfg.seed)
     labels = read_image_labels(dataset)
     ds = MiningDataset(labels, images, proposals, cfg.input)
-    if is_main() and (note := few_images_note(ds, cfg)):
-        print(note, file=sys.stderr, flush=True)
+    if notice is not None and is_main() and (note := few_images_note(ds, cfg)):
+        notice(note)
     start = mine_start(cfg, dataset, images, proposals, out, ds, resume, overwrite)
     barrier()
     if is_main():

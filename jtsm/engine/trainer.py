@@ -19,11 +19,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,7 +51,8 @@ from jtsm.engine.runlog import RunLog
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import append_line, atomic_write_bytes
 
-__all__ = ["TrainTask", "TrainingDiverged", "lr_at", "item_seed", "sample_index", "train"]
+__all__ = ["HookBase", "MetricsWriter", "PeriodicCheckpointer", "ProgressLog", "TrainTask",
+           "Trainer", "TrainingDiverged", "item_seed", "lr_at", "sample_index", "train"]
 
 
 class TrainingDiverged(JtsmError):
@@ -112,19 +111,6 @@ def _param_groups(model: nn.Module, weight_decay: float,
     return out
 
 
-@dataclass
-class _Paths:
-    run: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.run / "checkpoints"
-
-    @property
-    def metrics(self) -> Path:
-        return self.run / "metrics.jsonl"
-
-
 def _trim_metrics(path: Path, stage: str, upto: int) -> None:
     """Drop the metric lines of ``stage`` past iteration ``upto`` (a resumed run rewrites
     them); lines of other stages (an earlier warm-up) are kept whatever their iteration."""
@@ -141,6 +127,270 @@ def _trim_metrics(path: Path, stage: str, upto: int) -> None:
     atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
 
 
+class HookBase:
+    """Something done around the training steps (detectron2's hooks, smaller).
+
+    :class:`Trainer` sets ``self.trainer`` and calls, on every rank, ``before_train`` once
+    (after a resume is loaded), ``after_step`` after each step (``trainer.iter`` is the number
+    of iterations done; ``trainer.record`` the step's metrics record on rank 0, else ``None``)
+    and ``after_train`` once. A hook with state a resumed run must get back returns it from
+    ``state_dict`` (plain values); it is saved in every checkpoint and handed to
+    ``load_state_dict`` on resume.
+    """
+
+    trainer: Trainer
+
+    def before_train(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+class Trainer:
+    """The training loop of one stage: the model, its optimiser, the step, and hooks.
+
+    Arguments:
+        model: ``model(item) -> {name: scalar loss}`` in train mode (a model with its criterion,
+            e.g. :class:`jtsm.engine.mine.MilTrainModule`).
+        task: the items (see :class:`TrainTask`).
+        solver: schedule, optimiser and batch (``solver.ims_per_batch`` is global: each of N
+            ranks takes a contiguous slice of it).
+        seed: the seed of every draw (see the module docstring).
+        stage: names the stage in checkpoints, metrics and logs.
+        find_unused: tell DDP that some parameters may get no gradient in an iteration.
+        lr_mults: parameter-name prefix -> learning-rate multiplier (e.g. new heads).
+
+    ``iter`` is the number of iterations done; :meth:`run_step` does the next one.
+    """
+
+    def __init__(self, model: nn.Module, task: TrainTask, solver: SolverConfig, seed: int, *,
+                 stage: str = "train", find_unused: bool = False,
+                 lr_mults: Mapping[str, float] | None = None) -> None:
+        world, rank = get_world_size(), get_rank()
+        batch = solver.ims_per_batch
+        if batch % world:
+            raise ConfigError(f"config value solver.ims_per_batch={batch} must be a multiple of "
+                              f"the {world} workers")
+        if len(task) == 0:
+            raise JtsmError("nothing to train on: the dataset has no usable (tagged) images")
+        self.model, self.task, self.solver, self.seed, self.stage = (model, task, solver, seed,
+                                                                     stage)
+        self.find_unused = find_unused
+        self.optimizer = _optimizer(model, solver, lr_mults)
+        self.local = batch // world
+        self.slots = range(rank * self.local, (rank + 1) * self.local)
+        self.iter = self.start_iter = 0
+        self.max_iter = solver.max_iter
+        self.record: dict[str, Any] | None = None
+        self.hooks: list[HookBase] = []
+        self._items: Iterator[Any] | None = None
+
+    def register_hooks(self, hooks: Sequence[HookBase]) -> None:
+        for h in hooks:
+            h.trainer = self
+            self.hooks.append(h)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint holds: model, optimiser, iterations done, the hooks' state."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "iteration": self.iter, "stage": self.stage,
+                "hooks": {type(h).__name__: h.state_dict() for h in self.hooks}}
+
+    def load_state_dict(self, state: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+        """Continue from a checkpoint (``path`` names it in errors)."""
+        load_state(self.model, state["model"], path)
+        load_state(self.optimizer, state["optimizer"], path)
+        self.iter = self.start_iter = int(state["iteration"])
+        hooks = state.get("hooks") or {}
+        for h in self.hooks:
+            h.load_state_dict(hooks.get(type(h).__name__, {}))
+
+    def train(self) -> nn.Module:
+        """Iterations ``iter .. max_iter``; returns the trained model."""
+        world = get_world_size()
+        self.wrapped: nn.Module = self.model
+        if world > 1:  # each rank keeps its own BatchNorm statistics in a step; bn_sync merges
+            self.wrapped = ddp_wrap(self.model, self.find_unused)
+        self.bn_sync = RunningStatsSync(self.model)
+        self.model.train()
+        batch, n = self.solver.ims_per_batch, len(self.task)
+        keys = ((sample_index(self.seed, n, it * batch + j), item_seed(self.seed, it, j))
+                for it in range(self.start_iter, self.max_iter) for j in self.slots)
+        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        for h in self.hooks:
+            h.before_train()
+        with Prefetcher(lambda key: _load_item(self.task, *key), keys,
+                        loader_threads(self.solver.load_threads, device),
+                        ahead=2 * self.local) as items:
+            self._items = items
+            while self.iter < self.max_iter:
+                self.run_step()
+                for h in self.hooks:
+                    h.after_step()
+        for h in self.hooks:
+            h.after_train()
+        return self.model
+
+    def run_step(self) -> None:
+        """One iteration over the rank's slots of the global batch (gradient accumulation),
+        then the optimiser step; sets :attr:`record` on rank 0."""
+        assert self._items is not None, "run_step is called by train()"
+        world, local, it = get_world_size(), self.local, self.iter
+        opt, solver = self.optimizer, self.solver
+        lr = lr_at(solver, it)
+        for g in opt.param_groups:
+            g["lr"] = lr * g.get("lr_mult", 1.0)
+        opt.zero_grad(set_to_none=True)
+        self.bn_sync.snapshot()
+        t0 = time.perf_counter()
+        logged: dict[str, float] = {}
+        for k, j in enumerate(self.slots):
+            item = next(self._items)
+            torch.manual_seed(item_seed(self.seed, it, j, stream=1))
+            sync = k == local - 1
+            ctx = self.wrapped.no_sync() if (world > 1 and not sync) else nullcontext()
+            with ctx:
+                losses = self.wrapped(item)
+                total = sum(losses.values())
+                values = torch.stack([v.detach().float().reshape(()) for v in losses.values()]
+                                     ).tolist()  # one host sync for every term
+                bad = next(((n, v) for n, v in zip(losses, values) if not math.isfinite(v)),
+                           None)
+                # agreed by every rank before any raises: a healthy rank would otherwise wait
+                # in the gradient all-reduce until the group's timeout
+                failure = first_failure(bad is None, None if bad is None else (
+                    f"{self.stage} iteration {it + 1}: loss term {bad[0]!r} is {bad[1]}; "
+                    "lower solver.lr or check the data (last checkpoint kept)"))
+                if failure is not None:
+                    raise TrainingDiverged(failure)
+                for name, val in zip(losses, values):
+                    logged[name] = logged.get(name, 0.0) + val / local
+                (total / local).backward()
+        params = self.model.parameters()
+        if solver.clip_grad_norm > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(params, solver.clip_grad_norm)
+        else:
+            grads = [p.grad.detach().norm() for p in params if p.grad is not None]
+            gnorm = torch.stack(grads).norm() if grads else torch.zeros(())
+        if not torch.isfinite(gnorm):
+            raise TrainingDiverged(f"{self.stage} iteration {it + 1}: gradient norm is "
+                                   f"{float(gnorm)} (lower solver.lr; last checkpoint kept)")
+        opt.step()
+        self.bn_sync.reconcile()
+        logged = all_reduce_mean(logged)
+        self.iter = it + 1
+        self.record = ({"stage": self.stage, "iteration": self.iter, "max_iter": self.max_iter,
+                        "lr": lr, "loss": sum(logged.values()), **logged,
+                        "seconds": time.perf_counter() - t0} if is_main() else None)
+
+
+def _optimizer(model: nn.Module, solver: SolverConfig,
+               lr_mults: Mapping[str, float] | None) -> torch.optim.Optimizer:
+    groups = _param_groups(model, solver.weight_decay, lr_mults)
+    if solver.optimizer == "adamw":
+        try:  # the fused kernel (CPU too, torch >= 2.4) is ~4x faster than the loop
+            return torch.optim.AdamW(groups, lr=solver.lr, fused=True)
+        except (RuntimeError, TypeError):
+            return torch.optim.AdamW(groups, lr=solver.lr)
+    return torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
+
+
+class PeriodicCheckpointer(HookBase):
+    """Rank 0 writes ``RUN/checkpoints/<stage>_<iter>.pt`` every ``solver.checkpoint_period``
+    iterations, every ``solver.checkpoint_minutes`` of training and at the last iteration (the
+    two newest of the stage kept), then ``RUN/<stage>_final.pt`` (the model's weights)."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any] | None) -> None:
+        self.run_dir, self.config = run_dir, config
+
+    def before_train(self) -> None:
+        self._saved = time.perf_counter()
+
+    def after_step(self) -> None:
+        t, s = self.trainer, self.trainer.solver
+        if not is_main():
+            return
+        every = s.checkpoint_minutes * 60.0  # 0: by iteration only
+        if (t.iter % s.checkpoint_period == 0 or t.iter == t.max_iter
+                or 0 < every <= time.perf_counter() - self._saved):
+            self.save()
+            self._saved = time.perf_counter()
+
+    def save(self) -> None:
+        t = self.trainer
+        folder = self.run_dir / "checkpoints"
+        name = f"{t.stage}_{t.iter:07d}.pt"
+        save_checkpoint(folder / name, {**t.state_dict(),
+                                        "config": json.dumps(self.config or {})})
+        atomic_write_bytes(folder / last_marker(t.stage), name.encode())
+        for p in sorted(folder.glob(f"{t.stage}_*.pt"))[:-2]:  # the two newest are kept
+            p.unlink(missing_ok=True)
+
+    def after_train(self) -> None:
+        if is_main():
+            save_checkpoint(self.run_dir / f"{self.trainer.stage}_final.pt",
+                            self.trainer.model.state_dict())
+
+
+class MetricsWriter(HookBase):
+    """Rank 0 appends the step's record to ``RUN/metrics.jsonl`` every ``solver.log_period``
+    iterations and at the last; a resumed run first drops the stage's lines past its start."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "metrics.jsonl"
+
+    def before_train(self) -> None:
+        if is_main() and self.trainer.start_iter:
+            _trim_metrics(self.path, self.trainer.stage, self.trainer.start_iter)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.record is not None and _log_now(t):
+            append_line(self.path, json.dumps(t.record))
+
+
+class ProgressLog(HookBase):
+    """Rank 0's progress: the plain line every ``solver.log_period`` iterations in
+    ``RUN/log.txt`` and TensorBoard (:class:`jtsm.engine.runlog.RunLog`), and every step's
+    record (with that line, when there is one) to ``on_log``."""
+
+    def __init__(self, run_dir: Path | None,
+                 on_log: Callable[[dict[str, Any]], None] | None) -> None:
+        self.run_dir, self.on_log = run_dir, on_log
+        self._log: RunLog | None = None
+
+    def before_train(self) -> None:
+        t = self.trainer
+        self._log = RunLog(self.run_dir if is_main() else None, t.stage, t.start_iter,
+                           t.max_iter)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if t.record is None or self._log is None:
+            return
+        line = self._log.step(t.record, _log_now(t))
+        if self.on_log is not None:
+            self.on_log({**t.record, "line": line} if line is not None else t.record)
+
+    def after_train(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+def _log_now(t: Trainer) -> bool:
+    return t.iter % t.solver.log_period == 0 or t.iter == t.max_iter
+
+
 def train(
     model: nn.Module,
     task: TrainTask,
@@ -152,176 +402,66 @@ def train(
     config: dict[str, Any] | None = None,
     stage: str = "train",
     on_log: Callable[[dict[str, Any]], None] | None = None,
-    frozen: Sequence[str] = (),
     find_unused: bool = False,
     lr_mults: Mapping[str, float] | None = None,
+    hooks: Sequence[HookBase] = (),
 ) -> nn.Module:
-    """Train ``model`` on ``task`` for ``solver.max_iter`` iterations of ``ims_per_batch`` items.
+    """Train ``model`` on ``task`` for ``solver.max_iter`` iterations of ``ims_per_batch`` items:
+    a :class:`Trainer` with the run folder's hooks (:class:`PeriodicCheckpointer`,
+    :class:`MetricsWriter`, :class:`ProgressLog`) and ``hooks``.
 
     Arguments:
-        model: ``model(item) -> {name: scalar loss}`` in train mode.
-        task: the items (see :class:`TrainTask`).
-        run_dir: where checkpoints (``checkpoints/<stage>_<iter>.pt``), ``metrics.jsonl`` and
-            ``<stage>_final.pt`` go (rank 0 writes); ``None`` keeps nothing on disk.
-        resume: continue from the run's last checkpoint of this stage, if any.
+        run_dir: where checkpoints (``checkpoints/<stage>_<iter>.pt``), ``metrics.jsonl``,
+            ``log.txt`` and ``<stage>_final.pt`` go (rank 0 writes); ``None`` keeps nothing on
+            disk.
+        resume: continue from the run's last checkpoint of this stage, if any; a stage that
+            had finished is loaded and not trained again (a larger ``solver.max_iter``
+            continues it).
         on_log: called on rank 0 after every iteration with ``{"iteration", "max_iter", "lr",
-            "loss", <terms>}``.
-        frozen: parameter-name prefixes that receive no updates.
-        find_unused: tell DDP that some parameters may get no gradient in an iteration.
-        lr_mults: parameter-name prefix -> learning-rate multiplier (e.g. new heads).
+            "loss", <terms>}`` (and ``"line"``, the progress line, on log iterations).
+        config: the resolved config, kept in every checkpoint.
+        (``model``, ``task``, ``solver``, ``seed``, ``stage``, ``find_unused``, ``lr_mults``:
+        see :class:`Trainer`.)
     Returns:
         the trained model (unwrapped).
     Raises:
         TrainingDiverged: a loss term or the gradient is not finite.
     """
-    world, rank = get_world_size(), get_rank()
-    batch = solver.ims_per_batch
-    if batch % world:
-        raise ConfigError(
-            f"config value solver.ims_per_batch={batch} must be a multiple of the {world} workers"
-        )
-    n = len(task)
-    if n == 0:
-        raise JtsmError("nothing to train on: the dataset has no usable (tagged) images")
-    for name, p in model.named_parameters():
-        if any(name.startswith(f) for f in frozen):
-            p.requires_grad_(False)
-    groups = _param_groups(model, solver.weight_decay, lr_mults)
-    if solver.optimizer == "adamw":
-        try:  # the fused kernel (CPU too, torch >= 2.4) is ~4x faster than the loop
-            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=solver.lr, fused=True)
-        except (RuntimeError, TypeError):
-            opt = torch.optim.AdamW(groups, lr=solver.lr)
-    else:
-        opt = torch.optim.SGD(groups, lr=solver.lr, momentum=solver.momentum)
-    paths = _Paths(Path(run_dir)) if run_dir is not None else None
-    start = 0
-    if resume and paths is not None:
-        final = paths.run / f"{stage}_final.pt"
-        ck = latest_checkpoint(paths.run, stage)
-        state = load_checkpoint(ck) if ck is not None else None
-        if state is not None and not {"model", "optimizer", "iteration"} <= set(state):
-            raise DataError(f"{ck}: not a training checkpoint (no model/optimizer/iteration)")
-        if final.is_file() and (state is None or int(state["iteration"]) >= solver.max_iter):
-            # the stage finished before (a larger solver.max_iter continues from the last
-            # checkpoint instead)
-            load_state(model, load_checkpoint(final), final)
-            return model
-        if ck is not None and state is not None:
-            load_state(model, state["model"], ck)
-            load_state(opt, state["optimizer"], ck)
-            start = int(state["iteration"])
-            if is_main():
-                _trim_metrics(paths.metrics, stage, start)
-        elif is_main():
-            print(f"--resume: {paths.run} has no {stage} checkpoint yet; {stage} starts from "
-                  "iteration 0", file=sys.stderr, flush=True)
-    wrapped: nn.Module = model
-    if world > 1:  # each rank keeps its own BatchNorm statistics in a step; bn_sync merges
-        wrapped = ddp_wrap(model, find_unused)
-    bn_sync = RunningStatsSync(model)
-    local = batch // world
-    slots = range(rank * local, (rank + 1) * local)
-    model.train()
-    keys = ((sample_index(seed, n, it * batch + j), item_seed(seed, it, j))
-            for it in range(start, solver.max_iter) for j in slots)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with Prefetcher(lambda key: _load_item(task, *key), keys,
-                    loader_threads(solver.load_threads, device), ahead=2 * local) as items:
-        _loop(model, wrapped, items, opt, solver, bn_sync, slots, seed, start, stage, paths,
-              config, on_log)
-    if paths is not None and is_main():
-        save_checkpoint(paths.run / f"{stage}_final.pt", model.state_dict())
-    return model
+    trainer = Trainer(model, task, solver, seed, stage=stage, find_unused=find_unused,
+                      lr_mults=lr_mults)
+    run = Path(run_dir) if run_dir is not None else None
+    # the checkpointer last: a checkpoint holds the state every other hook reached in the
+    # step, and the step's log line and metrics record are written before it
+    trainer.register_hooks([ProgressLog(run, on_log)])
+    if run is not None:
+        trainer.register_hooks([MetricsWriter(run)])
+    trainer.register_hooks(hooks)
+    if run is not None:
+        trainer.register_hooks([PeriodicCheckpointer(run, config)])
+    if resume and run is not None and _resume(trainer, run):
+        return model
+    return trainer.train()
+
+
+def _resume(trainer: Trainer, run: Path) -> bool:
+    """Load the run's last checkpoint of the trainer's stage; ``True`` when the stage had
+    finished (its final weights are loaded: nothing to train)."""
+    stage, solver = trainer.stage, trainer.solver
+    final = run / f"{stage}_final.pt"
+    ck = latest_checkpoint(run, stage)
+    state = load_checkpoint(ck) if ck is not None else None
+    if state is not None and not {"model", "optimizer", "iteration"} <= set(state):
+        raise DataError(f"{ck}: not a training checkpoint (no model/optimizer/iteration)")
+    if final.is_file() and (state is None or int(state["iteration"]) >= solver.max_iter):
+        # the stage finished before (a larger solver.max_iter continues from the last
+        # checkpoint instead)
+        load_state(trainer.model, load_checkpoint(final), final)
+        return True
+    if ck is not None and state is not None:
+        trainer.load_state_dict(state, ck)
+    return False
 
 
 def _load_item(task: TrainTask, index: int, seed: int) -> Any:
     """Item ``index`` of ``task`` drawn with ``seed``."""
     return task.load(index, np.random.default_rng(seed))
-
-
-def _loop(model: nn.Module, wrapped: nn.Module, items: Iterator[Any], opt: torch.optim.Optimizer,
-          solver: SolverConfig, bn_sync: RunningStatsSync, slots: range, seed: int, start: int,
-          stage: str, paths: _Paths | None, config: dict[str, Any] | None,
-          on_log: Callable[[dict[str, Any]], None] | None) -> None:
-    """Iterations ``start .. solver.max_iter`` of :func:`train`, the batch slots' items taken
-    from ``items`` in order."""
-    world, local = get_world_size(), len(slots)
-    t_last = t_saved = time.perf_counter()
-    save_every = solver.checkpoint_minutes * 60.0  # 0: by iteration only
-    # plain progress lines: RUN/log.txt, TensorBoard when installed, and on_log's "line"
-    runlog = RunLog(paths.run if paths is not None and is_main() else None, stage, start,
-                    solver.max_iter)
-    for it in range(start, solver.max_iter):
-        lr = lr_at(solver, it)
-        for g in opt.param_groups:
-            g["lr"] = lr * g.get("lr_mult", 1.0)
-        opt.zero_grad(set_to_none=True)
-        bn_sync.snapshot()
-        logged: dict[str, float] = {}
-        for k, j in enumerate(slots):
-            item = next(items)
-            torch.manual_seed(item_seed(seed, it, j, stream=1))
-            sync = k == local - 1
-            ctx = wrapped.no_sync() if (world > 1 and not sync) else nullcontext()
-            with ctx:
-                losses = wrapped(item)
-                total = sum(losses.values())
-                values = torch.stack([v.detach().float().reshape(()) for v in losses.values()]
-                                     ).tolist()  # one host sync for every term
-                bad = next(((n, v) for n, v in zip(losses, values) if not math.isfinite(v)),
-                           None)
-                # agreed by every rank before any raises: a healthy rank would otherwise wait
-                # in the gradient all-reduce until the group's timeout
-                failure = first_failure(bad is None, None if bad is None else (
-                    f"{stage} iteration {it + 1}: loss term {bad[0]!r} is {bad[1]}; "
-                    "lower solver.lr or check the data (last checkpoint kept)"))
-                if failure is not None:
-                    raise TrainingDiverged(failure)
-                for name, val in zip(losses, values):
-                    logged[name] = logged.get(name, 0.0) + val / local
-                (total / local).backward()
-        if solver.clip_grad_norm > 0:
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), solver.clip_grad_norm)
-        else:
-            grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-            gnorm = torch.stack(grads).norm() if grads else torch.zeros(())
-        if not torch.isfinite(gnorm):
-            raise TrainingDiverged(
-                f"{stage} iteration {it + 1}: gradient norm is {float(gnorm)} "
-                f"(lower solver.lr; last checkpoint kept)"
-            )
-        opt.step()
-        bn_sync.reconcile()
-        logged = all_reduce_mean(logged)
-        done = it + 1
-        if is_main():
-            now = time.perf_counter()
-            rec = {"stage": stage, "iteration": done, "max_iter": solver.max_iter, "lr": lr,
-                   "loss": sum(logged.values()), **logged, "seconds": now - t_last}
-            t_last = now
-            line = runlog.step(rec, done % solver.log_period == 0 or done == solver.max_iter)
-            if on_log is not None:
-                on_log({**rec, "line": line} if line is not None else rec)
-            if paths is not None and (done % solver.log_period == 0 or done == solver.max_iter):
-                append_line(paths.metrics, json.dumps(rec))
-            if paths is not None and (done % solver.checkpoint_period == 0
-                                      or done == solver.max_iter
-                                      or 0 < save_every <= now - t_saved):
-                _save(paths, stage, done, model, opt, config)
-                t_saved = time.perf_counter()
-    runlog.close()
-
-
-def _save(paths: _Paths, stage: str, done: int, model: nn.Module, opt: torch.optim.Optimizer,
-          config: dict[str, Any] | None) -> None:
-    name = f"{stage}_{done:07d}.pt"
-    save_checkpoint(paths.checkpoints / name, {
-        "model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": done,
-        "stage": stage, "config": json.dumps(config or {}),
-    })
-    atomic_write_bytes(paths.checkpoints / last_marker(stage), name.encode())
-    # keep the two newest checkpoints of the stage
-    old = sorted(paths.checkpoints.glob(f"{stage}_*.pt"))[:-2]
-    for p in old:
-        p.unlink(missing_ok=True)

@@ -55,3 +55,22 @@ def test_config_show_takes_the_preset_name(name):
     assert r.output == CliRunner().invoke(cli, ["config", "show", "--config", name]).output
     r = CliRunner().invoke(cli, ["config", "show", "photos", "--config", "synth"])
     assert r.exit_code == 2
+
+
+def test_resume_without_a_checkpoint_says_it_starts_from_zero(tmp_path, monkeypatch):
+    import jtsm.engine.mine as mine_mod
+
+    monkeypatch.setattr(mine_mod, "run_mine", lambda *a, **k: {"images": 1,
+                                                                "skipped_untagged": 0})
+    ds = tmp_path / "labels.json"
+    ds.write_text("{}")
+    out = tmp_path / "run"
+    args = ["mine", "--dataset", str(ds), "--images", str(tmp_path), "--proposals",
+            str(tmp_path), "--out", str(out), "--device", "cpu", "--resume"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert f"--resume: {out} has no checkpoint yet; training starts from iteration 0" in r.stderr
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints/mine_0000010.pt").write_bytes(b"x")
+    r = CliRunner().invoke(cli, args)
+    assert "starts from iteration 0" not in r.stderr

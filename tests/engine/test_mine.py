@@ -50,7 +50,7 @@ def test_mine_command_and_resume(tmp_path, synth_dir, synth_proposals):
         args += ["--set", o]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["images"] == 12
+    assert json.loads(r.stdout)["images"] == 12
     first = load_checkpoint(tmp_path / "run/model_final.pt")
     r = CliRunner().invoke(cli, args + ["--resume"])  # finished stages are not retrained
     assert r.exit_code == 0, r.output

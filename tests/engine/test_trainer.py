@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from jtsm.config import SolverConfig
-from jtsm.engine.trainer import TrainingDiverged, lr_at, sample_index, train
+from jtsm.engine.trainer import HookBase, Trainer, TrainingDiverged, lr_at, sample_index, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toy import ToyModel, ToyTask  # noqa: E402
@@ -205,34 +205,76 @@ def test_prefetcher_keeps_the_order_and_raises_at_the_failing_item():
 
 def test_checkpoints_also_by_wall_time(tmp_path, monkeypatch):
     """checkpoint_minutes saves between period checkpoints once that much time has passed
-    (the clock is stepped by 1 minute per call, so every iteration counts as a minute)."""
+    (the clock is stepped by 1 minute per call, so every iteration counts as minutes)."""
     import jtsm.engine.trainer as trainer_mod
 
-    clock = iter(range(0, 10_000, 60))
+    clock = iter(range(0, 100_000, 60))
     monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: float(next(clock)))
     saved = []
-    real_save = trainer_mod._save
-    monkeypatch.setattr(trainer_mod, "_save", lambda paths, stage, done, *a: (
-        saved.append(done), real_save(paths, stage, done, *a)))
+    real_save = trainer_mod.PeriodicCheckpointer.save
+
+    def save(self):
+        saved.append(self.trainer.iter)
+        real_save(self)
+
+    monkeypatch.setattr(trainer_mod.PeriodicCheckpointer, "save", save)
     train(ToyModel(), ToyTask(), _solver(max_iter=12, checkpoint_period=100,
                                          checkpoint_minutes=2.5),
           seed=0, run_dir=tmp_path)
     assert saved and saved[-1] == 12
     assert len(saved) >= 3 and all(d < 12 for d in saved[:-1])  # the time-driven ones
-    off = []
-    monkeypatch.setattr(trainer_mod, "_save", lambda paths, stage, done, *a: off.append(done))
+    saved.clear()
     train(ToyModel(), ToyTask(), _solver(max_iter=12, checkpoint_period=100,
                                          checkpoint_minutes=0),
           seed=0, run_dir=tmp_path / "off")
-    assert off == [12]
+    assert saved == [12]
 
 
-def test_resume_without_a_checkpoint_says_it_starts_from_zero(tmp_path, capsys):
-    train(ToyModel(), ToyTask(), _solver(max_iter=3), seed=0, run_dir=tmp_path, resume=True)
-    err = capsys.readouterr().err
-    assert "has no train checkpoint yet; train starts from iteration 0" in err
-    train(ToyModel(), ToyTask(), _solver(max_iter=6), seed=0, run_dir=tmp_path, resume=True)
-    assert "starts from iteration 0" not in capsys.readouterr().err
+class CountingHook(HookBase):
+    """A hook with state: the steps it saw, which a resumed run must continue from."""
+
+    def __init__(self):
+        self.seen = 0
+        self.loaded = None
+
+    def after_step(self):
+        self.seen += 1
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.loaded = dict(state)
+        self.seen = int(state.get("seen", 0))
+
+
+def test_hooks_see_every_step_and_their_state_survives_a_resume(tmp_path):
+    first = CountingHook()
+    with pytest.raises(RuntimeError, match="simulated crash"):  # after the checkpoint of 10
+        train(ToyModel(), ToyTask(fail_at=25), _solver(), seed=1, run_dir=tmp_path,
+              hooks=[first])
+    assert first.seen == 12
+    again = CountingHook()
+    train(ToyModel(), ToyTask(), _solver(), seed=1, run_dir=tmp_path, resume=True,
+          hooks=[again])
+    assert again.loaded == {"seen": 10}  # what the checkpoint of iteration 10 held
+    assert again.seen == 30
+
+
+def test_trainer_object_steps_and_records():
+    trainer = Trainer(ToyModel(), ToyTask(), _solver(max_iter=3), seed=0, stage="toy")
+    records = []
+
+    class Keep(HookBase):
+        def after_step(self):
+            records.append(dict(self.trainer.record))
+
+    trainer.register_hooks([Keep()])
+    trainer.train()
+    assert trainer.iter == 3 == len(records)
+    assert [r["iteration"] for r in records] == [1, 2, 3]
+    assert all(r["stage"] == "toy" and np.isfinite(r["ce"]) for r in records)
+    assert records[0]["lr"] == pytest.approx(lr_at(trainer.solver, 0))
 
 
 def test_nan_on_one_rank_stops_every_rank_at_once_with_its_error(tmp_path):
