@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from jtsm.data.json_ids import json_id
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_bytes, atomic_write_json, check_png, read_json, safe_join
 from jtsm.structures import CategoryMap, PanopticSeg
@@ -241,7 +242,7 @@ def load_panoptic_json(
         if not isinstance(im, dict):
             raise DataError(f"{where} is not an object")
         _require(im, ["id", "file_name"], where)
-        iid = _as_int(im["id"], f"{where}.id")
+        iid = json_id(im["id"], f"{where}.id")
         if not isinstance(im["file_name"], str):
             raise DataError(f"{where}.file_name must be a string, got {im['file_name']!r:.60}")
         if iid in seen_ids:
@@ -259,7 +260,7 @@ def load_panoptic_json(
         if not isinstance(ann, dict):
             raise DataError(f"{where} is not an object")
         _require(ann, ["image_id", "file_name", "segments_info"], where)
-        image_id = _as_int(ann["image_id"], f"{where}.image_id")
+        image_id = json_id(ann["image_id"], f"{where}.image_id")
         if image_id not in image_ids:
             raise DataError(f"{where}: image_id {ann['image_id']} is not in images")
         if image_id in anns:
@@ -274,13 +275,13 @@ def load_panoptic_json(
             if not isinstance(s, dict):
                 raise DataError(f"{sw} is not an object")
             _require(s, ["id", "category_id"], sw)
-            sid = _as_int(s["id"], f"{sw}.id")
+            sid = json_id(s["id"], f"{sw}.id")
             if not 0 < sid < 1 << 24:
                 raise DataError(f"{sw}: segment id {sid} is not in [1, 2^24)")
             if sid in seen:
                 raise DataError(f"{sw}: duplicate segment id {sid}")
             seen.add(sid)
-            cid = _as_int(s["category_id"], f"{sw}.category_id")
+            cid = json_id(s["category_id"], f"{sw}.category_id")
             if cid not in categories:
                 raise DataError(
                     f"{where} (image {ann['image_id']}): unknown category id {s['category_id']}"
@@ -290,14 +291,6 @@ def load_panoptic_json(
     return PanopticDataset(json_path, pdir, images, anns, categories, d)
 
 
-def _as_int(value: Any, where: str) -> int:
-    """A json id as ``int``; anything else (text, fractions, lists) names the entry."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or (
-            isinstance(value, float) and not value.is_integer()):
-        raise DataError(f"{where}: expected an integer id, got {value!r:.60}")
-    return int(value)
-
-
 def _parse_categories(cats: Any, where: Path) -> CategoryMap:
     if not isinstance(cats, list) or not cats:
         raise DataError(f"{where}: 'categories' must be a non-empty list")
@@ -305,7 +298,7 @@ def _parse_categories(cats: Any, where: Path) -> CategoryMap:
         if not isinstance(c, dict):
             raise DataError(f"{where}: categories[{i}] is not an object")
         _require(c, ["id", "name"], f"{where}: categories[{i}]")
-        _as_int(c["id"], f"{where}: categories[{i}].id")
+        json_id(c["id"], f"{where}: categories[{i}].id")
         if c.get("isthing", 1) not in (0, 1):  # True/False compare equal to 1/0
             raise DataError(f"{where}: categories[{i}].isthing must be 0 or 1, "
                             f"got {c['isthing']!r:.40}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jtsm.data.json_ids import json_id
 from jtsm.errors import DataError
 from jtsm.fileio import read_json
 from jtsm.structures import CategoryMap
@@ -96,10 +97,7 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
     for i, im in enumerate(d["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise DataError(f"{path}: images[{i}] needs 'id' and 'file_name'")
-        try:
-            iid = int(im["id"])
-        except (TypeError, ValueError, OverflowError):
-            raise DataError(f"{path}: images[{i}] has a non-integer id {im['id']!r}") from None
+        iid = json_id(im["id"], f"{path}: images[{i}].id")
         if iid in records:  # one would be dropped and the tags of both merged
             raise DataError(f"{path}: images[{i}]: image id {iid} is listed twice")
         name = str(im["file_name"])
@@ -115,10 +113,8 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
         raise DataError(f"{path}: {exc}") from None
 
     def add(iid: Any, cid: Any, where: str) -> None:
-        try:
-            iid, cid = int(iid), int(cid)
-        except (TypeError, ValueError, OverflowError):
-            raise DataError(f"{path}: {where}: non-integer image or category id") from None
+        iid, cid = json_id(iid, f"{path}: {where}: image id"), json_id(
+            cid, f"{path}: {where}: category id")
         if iid not in tags:
             raise DataError(f"{path}: {where}: image_id {iid} is not in images")
         if cid not in catmap:

@@ -20,6 +20,7 @@ import numpy as np
 
 from jtsm.data.coco_panoptic import PanopticDataset, PanopticWriter
 from jtsm.data.images import image_root
+from jtsm.data.json_ids import json_id
 from jtsm.data.mining_dataset import select_proposals
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
@@ -43,9 +44,7 @@ def image_records(images: str | os.PathLike[str],
         items = list_images(images, dataset)  # file names: strings inside ``images``
         out, seen = [], set()
         for i, (r, item) in enumerate(zip(read_json(dataset)["images"], items)):
-            rid = r.get("id")
-            if isinstance(rid, bool) or not isinstance(rid, int):
-                raise DataError(f"{dataset}: images[{i}].id must be an integer, got {rid!r:.40}")
+            rid = json_id(r.get("id"), f"{dataset}: images[{i}].id")
             if rid in seen or item.name in seen:
                 raise DataError(f"{dataset}: images[{i}]: image id {rid} or file "
                                 f"{item.name!r} listed twice")
