@@ -107,7 +107,7 @@ def measure(device: str, stage: str, backbone: str, n_props: int, steps: int, se
     if precision:
         sets.append(f"backbone.precision={precision}")
     cfg = load_config(preset, sets)
-    model = build_model(cfg, VOC, stage, device)
+    model = build_model(cfg, VOC, stage, device, pretrained=False)  # random weights: timing
     module = (RefineTrainModule(model, cfg) if stage == "refine"
               else MilTrainModule.from_config(model, cfg)).train()
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-3,
