@@ -7,18 +7,24 @@ from pathlib import Path
 import click
 
 from jtsm_cli.common import echo_json
-from jtsm_cli.train_common import TrainProgress, run_workers, start_rank, training_options
+from jtsm_cli.train_common import (
+    TrainProgress,
+    rank_backends,
+    run_workers,
+    start_rank,
+    training_options,
+)
 
 
 def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet,  # noqa: ANN001
-                   overwrite, device, result_path):  # noqa: ANN001
+                   overwrite, deterministic, device, result_path):  # noqa: ANN001
     """One worker (rank) of a refine run; rank 0 writes the summary."""
     from jtsm.engine.distributed import is_main
     from jtsm.engine.refine import run_refine
     from jtsm.fileio import atomic_write_json
 
     dev = start_rank(device)
-    with TrainProgress(quiet or not is_main()) as bar:
+    with rank_backends(dev, cfg, deterministic), TrainProgress(quiet or not is_main()) as bar:
         summary = run_refine(cfg, run, pseudo, images, out, proposals=proposals, resume=resume,
                              on_log=bar, device=dev, overwrite=overwrite)
     if is_main() and result_path:
@@ -44,8 +50,8 @@ def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet,  # n
 @training_options
 def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | None,
            overwrite: bool, as_json: bool, config_path: str | None,
-           overrides: tuple[str, ...], device: str, gpus: int, nproc: int, resume: bool,
-           quiet: bool) -> None:
+           overrides: tuple[str, ...], device: str, gpus: int, nproc: int,
+           deterministic: bool, resume: bool, quiet: bool) -> None:
     """Train the instance and semantic branches jointly with the mining branch (Eq. 1).
 
     \b
@@ -64,7 +70,7 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
     cfg = load_config(config_path, list(overrides), base=base)
     summary = run_workers(_refine_worker,
                           (cfg, run_dir, pseudo, images, proposals, out, resume, quiet,
-                           overwrite),
+                           overwrite, deterministic),
                           out, gpus, nproc, device)
     if as_json:
         echo_json(summary)
