@@ -9,7 +9,8 @@ ran before the mining head joined the autocast: the head's FCs in float32 and to
 ``benchmarks/bench_train_throughput.py`` (a photo, realistic proposals); each step draws its
 short side from ``--scales`` and its proposal count from ``--proposals`` / 2 .. ``--proposals``,
 as training sees them (oneDNN builds a bf16 kernel per new shape on a CPU: ``--skip`` leaves the
-first steps out of the medians).
+first steps out of the medians). On CUDA each step runs with the backends ``jtsm mine`` sets for
+its precision (TF32 for ``fp32``: :func:`jtsm.engine.device.training_backends`).
 
     python benchmarks/bench_mixed_precision.py --preset voc --fc-dim 4096 --proposals 500
     python benchmarks/bench_mixed_precision.py --preset synth --scales 112,128,144 \
@@ -28,6 +29,7 @@ import torchvision
 from bench_train_throughput import VOC, _step, voc_item  # benchmarks/ (on sys.path)
 
 from jtsm.config import load_config
+from jtsm.engine.device import training_backends
 from jtsm.engine.mine import MilTrainModule
 from jtsm.modeling.backbone import FrozenBatchNorm2d
 from jtsm.modeling.build import build_model
@@ -78,9 +80,10 @@ def main() -> None:
             if cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            _step(module, opt, item)
-            if cuda:
-                torch.cuda.synchronize()
+            with training_backends(torch.device(args.device), "fp32" if v == "fp32" else "bf16"):
+                _step(module, opt, item)
+                if cuda:
+                    torch.cuda.synchronize()
             if i >= args.skip:
                 times[v].append(time.perf_counter() - t0)
     fc = runs["fp32"][0].model.head.fc[0]
