@@ -9,6 +9,7 @@ import click
 from jtsm_cli.common import echo_json, progress
 from jtsm_cli.train_common import (
     TrainProgress,
+    rank_backends,
     resolve_config,
     resume_notice,
     run_workers,
@@ -18,14 +19,14 @@ from jtsm_cli.train_common import (
 
 
 def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet,  # noqa: ANN001
-                 overwrite, device, result_path):  # noqa: ANN001
+                 overwrite, deterministic, device, result_path):  # noqa: ANN001
     """One worker (rank) of a mining run; rank 0 writes the summary."""
     from jtsm.engine.distributed import is_main
     from jtsm.engine.mine import run_mine
     from jtsm.fileio import atomic_write_json
 
     dev = start_rank(device)
-    with TrainProgress(quiet or not is_main()) as bar:
+    with rank_backends(dev, cfg, deterministic), TrainProgress(quiet or not is_main()) as bar:
         summary = run_mine(cfg, dataset, images, proposals, out, resume=resume, on_log=bar,
                            progress=lambda it, n, label: progress(it, n, label,
                                                                    quiet or not is_main()),
@@ -50,7 +51,7 @@ def _mine_worker(cfg, dataset, images, proposals, out, resume, quiet,  # noqa: A
 @training_options
 def mine(dataset: str, images: str, proposals: str, out: str, overwrite: bool, as_json: bool,
          config_path: str | None, overrides: tuple[str, ...], device: str, gpus: int,
-         nproc: int, resume: bool, quiet: bool) -> None:
+         nproc: int, deterministic: bool, resume: bool, quiet: bool) -> None:
     """Train the mining branch (MoIPool + MIL + refinement heads) from tags alone.
 
     \b
@@ -64,7 +65,8 @@ def mine(dataset: str, images: str, proposals: str, out: str, overwrite: bool, a
     cfg = resolve_config(config_path, overrides)
     resume_notice(out, resume and not quiet)
     summary = run_workers(_mine_worker,
-                          (cfg, dataset, images, proposals, out, resume, quiet, overwrite),
+                          (cfg, dataset, images, proposals, out, resume, quiet, overwrite,
+                           deterministic),
                           out, gpus, nproc, device)
     if as_json:
         echo_json(summary)

@@ -9,6 +9,7 @@ import click
 from jtsm_cli.common import echo_json
 from jtsm_cli.train_common import (
     TrainProgress,
+    rank_backends,
     resume_notice,
     run_workers,
     start_rank,
@@ -17,14 +18,14 @@ from jtsm_cli.train_common import (
 
 
 def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet,  # noqa: ANN001
-                   overwrite, device, result_path):  # noqa: ANN001
+                   overwrite, deterministic, device, result_path):  # noqa: ANN001
     """One worker (rank) of a refine run; rank 0 writes the summary."""
     from jtsm.engine.distributed import is_main
     from jtsm.engine.refine import run_refine
     from jtsm.fileio import atomic_write_json
 
     dev = start_rank(device)
-    with TrainProgress(quiet or not is_main()) as bar:
+    with rank_backends(dev, cfg, deterministic), TrainProgress(quiet or not is_main()) as bar:
         summary = run_refine(cfg, run, pseudo, images, out, proposals=proposals, resume=resume,
                              on_log=bar, device=dev, overwrite=overwrite)
     if is_main() and result_path:
@@ -50,8 +51,8 @@ def _refine_worker(cfg, run, pseudo, images, proposals, out, resume, quiet,  # n
 @training_options
 def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | None,
            overwrite: bool, as_json: bool, config_path: str | None,
-           overrides: tuple[str, ...], device: str, gpus: int, nproc: int, resume: bool,
-           quiet: bool) -> None:
+           overrides: tuple[str, ...], device: str, gpus: int, nproc: int,
+           deterministic: bool, resume: bool, quiet: bool) -> None:
     """Train the instance and semantic branches jointly with the mining branch (Eq. 1).
 
     \b
@@ -71,7 +72,7 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
     resume_notice(out, resume and not quiet)
     summary = run_workers(_refine_worker,
                           (cfg, run_dir, pseudo, images, proposals, out, resume, quiet,
-                           overwrite),
+                           overwrite, deterministic),
                           out, gpus, nproc, device)
     if as_json:
         echo_json(summary)

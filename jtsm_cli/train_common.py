@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -33,8 +34,8 @@ def device_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config``, ``--set``, ``--device``, ``--gpus``, ``--nproc``, ``--resume``,
-    ``--quiet``."""
+    """``--config``, ``--set``, ``--device``, ``--gpus``, ``--nproc``, ``--deterministic``,
+    ``--resume``, ``--quiet``."""
     opts = [
         config_option,
         device_option,
@@ -43,6 +44,13 @@ def training_options(f: Callable[..., Any]) -> Callable[..., Any]:
                           "cuda:LOCAL_RANK. Under torchrun the environment decides."),
         click.option("--nproc", type=click.IntRange(1, 1024), default=1,
                      help="N CPU worker processes (gloo), for CPU-only machines."),
+        click.option("--deterministic", is_flag=True,
+                     help="Deterministic kernels where torch has them "
+                          "(torch.use_deterministic_algorithms; on CUDA also "
+                          "CUBLAS_WORKSPACE_CONFIG=:4096:8 and cuDNN's deterministic "
+                          "algorithms); an op without one warns and runs as usual. Slower on "
+                          "a GPU; changes nothing on a CPU, already deterministic. Not part of "
+                          "the job: a run resumes with or without it."),
         click.option("--resume", is_flag=True,
                      help="Continue from the run folder's last checkpoint."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr."),
@@ -101,6 +109,16 @@ def start_rank(device: str) -> torch.device:
 
     init_from_env("gloo" if device.strip().lower() == "cpu" else None)
     return resolve_device(device)
+
+
+def rank_backends(device: torch.device, cfg: Config, deterministic: bool
+                  ) -> AbstractContextManager[None]:
+    """In a worker, around its run: TF32 and ``--deterministic`` as
+    :func:`jtsm.engine.device.training_backends` sets them for ``device`` and the config's
+    ``backbone.precision``."""
+    from jtsm.engine.device import training_backends
+
+    return training_backends(device, cfg.backbone.precision, deterministic)
 
 
 def run_workers(worker: Callable[..., None], args: tuple[Any, ...], out: str, gpus: int,

@@ -10,9 +10,9 @@ torchvision builds that for ResNet-50 itself; its BasicBlock refuses dilation, s
 ResNet-18/34 the same change is made to the built modules (strides and dilations only; the
 parameters, their names and shapes are torchvision's).
 
-Norms: ``"frozen_bn"`` (``torchvision.ops.FrozenBatchNorm2d``, the default with pretrained
-weights), ``"gn"`` (GroupNorm, trains from scratch with one or a few images per batch),
-``"bn"``. Every backbone maps ``(N, 3, H, W)`` normalised images to
+Norms: ``"frozen_bn"`` (:class:`FrozenBatchNorm2d`, torchvision's with the input's dtype kept;
+the default with pretrained weights), ``"gn"`` (GroupNorm, trains from scratch with one or a
+few images per batch), ``"bn"``. Every backbone maps ``(N, 3, H, W)`` normalised images to
 ``(N, out_channels, H/s, W/s)`` with ``s = backbone.stride``.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import Tensor, nn
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops import FrozenBatchNorm2d as _TorchvisionFrozenBN
 
 from jtsm.errors import ConfigError, DataError
 
@@ -36,6 +36,31 @@ __all__ = [
     "build_backbone",
     "load_imagenet_weights",
 ]
+
+
+class FrozenBatchNorm2d(_TorchvisionFrozenBN):
+    """``torchvision.ops.FrozenBatchNorm2d`` that returns its input's dtype.
+
+    torchvision's computes ``x * scale + shift`` with its float32 buffers, so after a bfloat16
+    convolution (autocast) it returns float32 and the next convolution casts back: every
+    norm of the backbone a round trip through float32. Here the scale and shift are computed
+    from the buffers in float32 (or the buffers' wider type) and applied in ``x.dtype``
+    (one ``addcmul``); an input of the buffers' own dtype takes torchvision's arithmetic,
+    bit for bit. Buffers, state-dict keys and the loading of torchvision's ImageNet weights
+    (``num_batches_tracked`` dropped) are torchvision's.
+
+    ``forward(x (N, C, H, W))`` -> ``(N, C, H, W)`` of ``x.dtype``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = torch.promote_types(self.weight.dtype, torch.float32)
+        if x.dtype == dtype:
+            return super().forward(x)
+        w, b, rm, rv = (t.to(dtype).reshape(1, -1, 1, 1) for t in
+                        (self.weight, self.bias, self.running_mean, self.running_var))
+        scale = w * (rv + self.eps).rsqrt()
+        shift = b - rm * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:

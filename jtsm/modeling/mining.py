@@ -1,13 +1,17 @@
 """Panoptic mining head: two FC layers, the WSDDN MIL head (Eq. 2), OICR refinement heads.
 
 Input is pooled proposal features ``(P, C_feat, ph, pw)`` (from any pooler of
-:mod:`jtsm.modeling.pooling`); the head works on one image at a time.
+:mod:`jtsm.modeling.pooling`); the head works on one image at a time. Its linear layers run in
+the model's precision (bfloat16 autocast with ``bf16``, :mod:`jtsm.modeling.precision`); their
+logits are cast to float32 before the softmaxes, so every output is float32.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from jtsm.modeling.precision import autocast
 
 __all__ = ["MiningHead"]
 
@@ -43,8 +47,14 @@ class MiningHead(nn.Module):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
 
-    def forward(self, pooled: Tensor) -> dict[str, Tensor | list[Tensor]]:
-        """Score one image's proposals: ``pooled`` ``(P, C_feat, ph, pw)`` (or ``(P, F)``).
+    def forward(self, pooled: Tensor, precision: str = "fp32"
+                ) -> dict[str, Tensor | list[Tensor]]:
+        """Score one image's proposals: ``pooled`` ``(P, C_feat, ph, pw)`` (or ``(P, F)``), any
+        float dtype.
+
+        The FC layers, S^C, S^D and the refinement heads' linear layers run under
+        ``precision``'s autocast (``fp32``, ``bf16``, ``auto``: the backbone's); every output
+        is float32 (the logits are cast before the softmaxes and the losses).
 
         Returns:
             ``mil_scores`` ``(P, C)``: ``S = softmax_c(S^C) * softmax_p(S^D)`` (Eq. 2);
@@ -58,9 +68,11 @@ class MiningHead(nn.Module):
         # views of channels-last tensors (no copy forward, none of the gradient backward)
         if pooled.dim() == 4:
             pooled = pooled.permute(0, 2, 3, 1)
-        x = self.fc(pooled.reshape(pooled.shape[0], -1))
-        s = torch.softmax(self.mil_cls(x), 1) * torch.softmax(self.mil_det(x), 0)
-        logits = [h(x) for h in self.refine]
+        with autocast(precision, pooled.device):
+            x = self.fc(pooled.reshape(pooled.shape[0], -1))
+            cls, det = self.mil_cls(x).float(), self.mil_det(x).float()
+            logits = [h(x).float() for h in self.refine]
+        s = torch.softmax(cls, 1) * torch.softmax(det, 0)
         probs = [torch.softmax(z, 1) for z in logits]
         scores = torch.stack(probs).mean(0)[:, : self.num_classes] if probs else s
         return {

@@ -97,17 +97,24 @@ class MiningModel(nn.Module):
                           self.precision)
 
     def mine(self, feats: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
-        """The mining head's outputs for one image's features ``(1, C_feat, h, w)``."""
-        return self.head(self.pooler(feats, proposals))
+        """The mining head's outputs (float32) for one image's features ``(1, C_feat, h, w)``:
+        pooled in the features' dtype, the head's linear layers in ``self.precision``."""
+        return self.head(self.pooler(feats, proposals), self.precision)
 
     def losses(
         self, outputs: dict[str, Any], tags: Tensor, proposals: ProposalTensors
     ) -> dict[str, Tensor]:
-        """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1."""
+        """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1.
+
+        Every loss is computed and reduced in float32 (at least), whatever the precision
+        of the head: scores and logits are cast first, and the MIL loss clamps its scores to
+        ``[eps, 1 - eps]`` in float32.
+        """
         tags = tags.to(outputs["image_scores"].device)
         if proposals.device != tags.device:
             proposals = proposals.to(tags.device)
-        out = {"loss_mil": mil_loss(outputs["image_scores"], tags, self.mil_eps)}
+        out = {"loss_mil": mil_loss(_at_least_fp32(outputs["image_scores"]), tags,
+                                    self.mil_eps)}
         if self.refine_iou == "mask":
             def overlap(idx: Tensor) -> Tensor:
                 return proposals.mask_iou(idx).to(outputs["mil_scores"].dtype)
@@ -122,9 +129,15 @@ class MiningModel(nn.Module):
                                                 outputs["refine_probs"])):
             labels, weights = refinement_targets(prev, tags, overlap,
                                                  self.refine_iou_threshold)
-            out[f"loss_refine_{r + 1}"] = refinement_loss(logits, labels, weights)
+            out[f"loss_refine_{r + 1}"] = refinement_loss(
+                _at_least_fp32(logits), labels, _at_least_fp32(weights))
             prev = probs.detach()
         return out
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` as float32 if it is of a narrower float type (float64 kept); no copy if not."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
 
 
 def backbone_from_config(cfg: Config, pretrained: bool = True) -> nn.Module:

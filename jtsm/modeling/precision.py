@@ -1,4 +1,4 @@
-"""Compute precision of the convolutional parts: float32, or bfloat16 autocast.
+"""Compute precision of the model: float32, or bfloat16 autocast.
 
 ``backbone.precision`` chooses it: ``fp32``; ``bf16`` (``torch.autocast`` with bfloat16:
 convolutions and matrix products in bfloat16, weights, statistics and gradients' accumulation
@@ -7,13 +7,17 @@ matrix units; a tag warm-up step 0.64x the fp32 time, ``benchmarks/bench_warmup_
 --bf16``) or a CUDA GPU that supports bf16; else ``fp32`` (on a CPU with AVX-512 BF16 but no
 AMX the same step took 1.16x the fp32 time).
 
-Only modules run through :func:`run_module` (the backbone, the refinement branches' conv
-heads) change precision; their outputs come back as float32, so pooling, the mining head and
-every loss see float32 whatever the setting.
+What runs in the compute dtype: the backbone and the refinement branches' conv heads (through
+:func:`run_module`, which hands their outputs on as float32) and the mining head's fully
+connected layers (under :func:`autocast`, their logits cast to float32 before any softmax).
+What stays float32 whatever the setting: the pooling (MoIPool / RoIPool / RoIAlign read the
+float32 features), the softmaxes of Eq. 2, every loss and its reduction, the weights and
+their gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 
 import torch
@@ -22,7 +26,7 @@ from torch import Tensor, nn
 from jtsm.config import PRECISIONS
 from jtsm.errors import ConfigError
 
-__all__ = ["PRECISIONS", "bf16_supported", "compute_dtype", "run_module"]
+__all__ = ["PRECISIONS", "autocast", "bf16_supported", "compute_dtype", "run_module"]
 
 
 @cache
@@ -50,11 +54,20 @@ def compute_dtype(precision: str, device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
+def autocast(precision: str, device: torch.device | str
+             ) -> contextlib.AbstractContextManager[object]:
+    """``torch.autocast`` in ``precision``'s dtype on ``device``'s type; nothing (a null
+    context) where that dtype is float32."""
+    dtype = compute_dtype(precision, device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
 def run_module(module: nn.Module, x: Tensor, precision: str) -> Tensor:
     """``module(x)`` under ``precision``'s autocast; the result as float32 (shape unchanged)."""
-    dtype = compute_dtype(precision, x.device)
-    if dtype == torch.float32:
+    if compute_dtype(precision, x.device) == torch.float32:
         return module(x)
-    with torch.autocast(x.device.type, dtype=dtype):
+    with autocast(precision, x.device):
         y = module(x)
     return y.float()

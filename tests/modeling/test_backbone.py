@@ -192,3 +192,66 @@ def test_warmup_stride_restores_and_refuses_fixed_backbones():
     with pytest.raises(ConfigError, match="warmup.stride=8: a ResNet backbone"):
         with warmup_stride(resnet, 8):
             pass
+
+
+def _frozen_pair(c: int = 16, seed: int = 0) -> tuple[nn.Module, FrozenBatchNorm2d]:
+    """torchvision's FrozenBatchNorm2d and ours with the same non-trivial statistics."""
+    g = torch.Generator().manual_seed(seed)
+    ref = torchvision.ops.FrozenBatchNorm2d(c)
+    ref.load_state_dict({"weight": torch.rand(c, generator=g) + 0.5,
+                         "bias": torch.randn(c, generator=g),
+                         "running_mean": torch.randn(c, generator=g),
+                         "running_var": torch.rand(c, generator=g) + 0.1})
+    ours = FrozenBatchNorm2d(c)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def test_frozen_bn_is_torchvisions_exactly_in_float32_and_float64():
+    ref, ours = _frozen_pair()
+    assert isinstance(ours, torchvision.ops.FrozenBatchNorm2d)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    assert repr(ours) == repr(ref) == "FrozenBatchNorm2d(16, eps=1e-05)"
+    x = torch.randn(2, 16, 5, 7)
+    assert torch.equal(ours(x), ref(x))
+    assert torch.equal(ours(x.to(memory_format=torch.channels_last)), ref(x))
+    assert torch.equal(ours.double()(x.double()), ref.double()(x.double()))
+
+
+def test_frozen_bn_keeps_bf16_and_agrees_with_torchvision_within_bf16():
+    """torchvision's returns float32 for a bfloat16 input (its buffers are float32); ours
+    returns bfloat16, the same numbers to bfloat16's rounding, also under autocast."""
+    ref, ours = _frozen_pair()
+    x = (torch.randn(2, 16, 5, 7) * 3).bfloat16()
+    want = ref(x)
+    assert want.dtype == torch.float32
+    got = ours(x)
+    assert got.dtype == torch.bfloat16 and got.shape == x.shape
+    torch.testing.assert_close(got.float(), want, rtol=2**-7, atol=2**-7)
+    assert not torch.equal(got.float(), want)  # rounded to bf16: not torchvision's float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ours(x).dtype == torch.bfloat16
+    assert ours.weight.dtype == torch.float32  # the buffers stay float32
+
+
+def test_a_frozen_bn_resnet_stays_bf16_from_conv_to_conv_under_autocast(tmp_path):
+    """ImageNet weights (torchvision's layout) load into the frozen-BN ResNet; under bf16
+    autocast no norm hands float32 to the next conv, and the result is close to float32's."""
+    _, sd = torchvision_state(18)
+    torch.save(sd, tmp_path / "r18.pth")
+    m = build_backbone("resnet18", weights=tmp_path / "r18.pth").eval()
+    norms = [x for x in m.modules() if isinstance(x, FrozenBatchNorm2d)]
+    assert len(norms) == 20
+    seen: list[torch.dtype] = []
+    hooks = [n.register_forward_hook(lambda mod, i, o: seen.append(o.dtype)) for n in norms]
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        ref = m(x)
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = m(x)
+    for h in hooks:
+        h.remove()
+    assert seen == [torch.bfloat16] * 20 and low.dtype == torch.bfloat16
+    rel = (low.float() - ref).norm() / ref.norm()
+    assert 0 < rel < 0.05
