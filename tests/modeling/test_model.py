@@ -98,5 +98,5 @@ def test_bad_inputs_and_config():
         model(image[:, :, :32], props)
     with pytest.raises(ConfigError):
         build_pooler("roi-warp")
-    paper = MiningModel.from_config(load_config("voc"), 21)
+    paper = MiningModel.from_config(load_config("voc"), 21, pretrained=False)
     assert paper.head.fc[0].out_features == 4096 and paper.backbone.stride == 16
