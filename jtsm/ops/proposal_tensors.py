@@ -13,6 +13,7 @@ MoIPool plans its bins from the host tensors and the model moves only what it ne
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,13 +77,12 @@ class ProposalTensors:
 
     def to(self, device: torch.device | str) -> ProposalTensors:
         """The tensors on ``device`` (:func:`jtsm.ops.transfer.to_device`: from the host to a
-        GPU without blocking); host tensors get their superpixel areas first, on the host
-        (a GPU's ``bincount`` would wait for the device)."""
-        if self.device.type == "cpu":
-            with on_host():
-                self.superpixel_areas()
+        GPU without blocking); host tensors leaving the host get their superpixel areas
+        first, on the host (a GPU's ``bincount`` would wait for the device)."""
         if torch.device(device) == self.device:
             return self
+        if self.device.type == "cpu":
+            self.superpixel_areas()
         return self._map(lambda t: to_device(t, device))
 
     def pinned(self, device: torch.device | str) -> ProposalTensors:
@@ -90,8 +90,7 @@ class ProposalTensors:
         computed first), for copies that do not block; on a CPU ``self``."""
         if torch.device(device).type != "cuda":
             return self
-        with on_host():
-            self.superpixel_areas()
+        self.superpixel_areas()
         return self._map(lambda t: pinned(t, device))
 
     def _map(self, fn: Callable[[Tensor], Tensor]) -> ProposalTensors:
@@ -117,10 +116,12 @@ class ProposalTensors:
         return owner, self.col[a:b]
 
     def superpixel_areas(self) -> Tensor:
-        """``(S,)`` int64 pixel count of each superpixel (computed once, then kept)."""
+        """``(S,)`` int64 pixel count of each superpixel (computed once, then kept; proposals
+        on the CPU are host tensors, the loader's)."""
         if self.sp_areas is None:
-            self.sp_areas = torch.bincount(self.superpixels.reshape(-1),
-                                           minlength=self.num_superpixels)
+            with on_host() if self.superpixels.device.type == "cpu" else nullcontext():
+                self.sp_areas = torch.bincount(self.superpixels.reshape(-1),
+                                               minlength=self.num_superpixels)
         return self.sp_areas
 
     def areas(self) -> Tensor:

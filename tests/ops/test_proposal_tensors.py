@@ -84,10 +84,7 @@ def test_mask_iou_is_the_per_index_loop_bit_for_bit_without_host_reads():
         with HostSyncCounter() as c:
             got = pt.mask_iou(idx)
         assert torch.equal(got, ref)
-        assert c.count <= 1, c.summary()  # the superpixel areas' bincount, computed once
-    with HostSyncCounter() as c:
-        pt.mask_iou(torch.tensor([1, 2]))
-    assert c.count == 0, c.summary()
+        assert c.count == 0, c.summary()  # (the areas' bincount on the CPU is host work)
 
 
 def test_superpixel_areas_are_kept_and_travel_with_the_tensors(monkeypatch):
