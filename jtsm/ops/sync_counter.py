@@ -86,12 +86,16 @@ class SyncEvent:
 
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _caller() -> str:
     for frame in reversed(traceback.extract_stack()[:-3]):
         if not frame.filename.startswith(_TORCH_DIR) and frame.filename != __file__:
-            return f"{os.path.relpath(frame.filename)}:{frame.lineno}"
+            name = frame.filename  # relative to the checkout jtsm is in, when inside it
+            if name.startswith(_ROOT + os.sep):
+                name = name[len(_ROOT) + 1:]
+            return f"{name}:{frame.lineno}"
     return "?"
 
 
