@@ -210,9 +210,8 @@ class HostSyncCounter:
     def _from_data(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Whether ``torch.tensor`` / ``as_tensor`` / ``new_tensor`` copy Python data to the
         device (blocking)."""
-        if name == "new_tensor":
+        if name == "new_tensor":  # on the device of the tensor it is called on
             device = kwargs.get("device", args[0].device if args else None)
-            data = args[1] if len(args) > 1 else kwargs.get("data")
         else:
             device = kwargs.get("device")
             data = args[0] if args else kwargs.get("data")
