@@ -96,6 +96,17 @@ def test_a_training_step_is_free_of_host_syncs_whatever_its_size(stage, override
     assert set(counts.values()) == {MODEL_STEP_SYNCS}, counts
 
 
+def test_the_tag_warm_up_step_is_free_of_host_syncs_too():
+    from jtsm.engine.mine import TagWarmupModule
+
+    module = TagWarmupModule(make_module("mine", 100).model).train()
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.rand(2, 3, 64, 80, generator=gen) * 255,
+             torch.tensor([[1.0, 0, 0, 0, 1], [0, 1, 0, 0, 0]]))
+    c = step_syncs(module, [batch, batch])
+    assert c.count == 0, c.summary()
+
+
 def test_the_counter_sees_an_added_item_once_per_image():
     """The count can fail: a module that reads a loss on the host per image shows it."""
     class Reading(torch.nn.Module):
