@@ -3,11 +3,12 @@
 
 Each step is what ``jtsm mine`` / ``jtsm refine`` run per image: forward, the losses of
 Eq. 2-4 (+ Eq. 9-10 for refine), backward and an SGD step, one image per step as the paper
-(one image per GPU). Weights are random; the image is a photo and its proposals are realistic
-segments (``benchmarks/realistic_proposals.py``: unions of neighbouring superpixels of the
-photo, as many feature cells on per proposal as selective search's), sized as VOC training
-sees them: short side drawn from 480..1216 (step 32, aspect 4:3, long side capped at 2000),
-2000 or 4000 proposals.
+(one image per GPU), on an item prepared as the loader prepares it (proposal tensors and the
+instance targets built, pinned for a GPU). Weights are random; the image is a photo and its
+proposals are realistic segments (``benchmarks/realistic_proposals.py``: unions of
+neighbouring superpixels of the photo, as many feature cells on per proposal as selective
+search's), sized as VOC training sees them: short side drawn from 480..1216 (step 32, aspect
+4:3, long side capped at 2000), 2000 or 4000 proposals.
 
     python benchmarks/bench_train_throughput.py                  # CPU: a few steps
     python benchmarks/bench_train_throughput.py --device cuda --steps 20
@@ -17,9 +18,10 @@ sees them: short side drawn from 480..1216 (step 32, aspect 4:3, long side cappe
 Prints one line per (device, stage, backbone, proposals, precision): images/s, seconds per
 image, peak memory (CUDA: ``torch.cuda.max_memory_allocated`` of the step; CPU: the process's
 peak RSS so far, an upper bound for the configurations after the first), on CUDA the host
-synchronisations of one step (``torch.cuda.set_sync_debug_mode``), and the proposals' mean
-on-cells at the backbone's stride; then, for each configuration run on both devices, the
-GPU/CPU speed ratio. ``--json`` writes the same figures as a list of records.
+synchronisations of one step (``torch.cuda.set_sync_debug_mode``), on any device those
+:class:`jtsm.ops.sync_counter.HostSyncCounter` counts (on the CPU: a simulated GPU step), and
+the proposals' mean on-cells at the backbone's stride; then, for each configuration run on
+both devices, the GPU/CPU speed ratio. ``--json`` writes the same figures as a list of records.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ import numpy as np
 import torch
 from realistic_proposals import BASE, on_cells, realistic_proposals  # benchmarks/ (sys.path)
 
-from jtsm.config import load_config
+from jtsm.config import Config, load_config
 from jtsm.data.mining_dataset import to_tensor
-from jtsm.data.refine_dataset import RefineItem
+from jtsm.data.refine_dataset import RefineItem, instance_targets
 from jtsm.engine.mine import MilTrainModule
 from jtsm.engine.refine import RefineTrainModule
 from jtsm.modeling.build import build_model
+from jtsm.ops.sync_counter import HostSyncCounter
 from jtsm.structures import CategoryMap
 
 SCALES = list(range(480, 1217, 32))
@@ -81,6 +84,26 @@ def _step(module: torch.nn.Module, opt: torch.optim.Optimizer, item: RefineItem)
     opt.step()
 
 
+def count_simulated_syncs(module: torch.nn.Module, opt: torch.optim.Optimizer,
+                          item: RefineItem, device: str) -> int:
+    """Host synchronisations of one training step as :class:`HostSyncCounter` counts them (on
+    the CPU: a simulated GPU step)."""
+    with HostSyncCounter(device) as counter:
+        _step(module, opt, item)
+    return counter.count
+
+
+def loader_item(item: RefineItem, cfg: Config, device: str, refine: bool) -> RefineItem:
+    """``item`` as the training loader hands it over: proposal tensors built, the instance
+    branch's targets made (refine), every tensor pinned for a GPU."""
+    item.tensors()
+    if refine:
+        r = cfg.refine
+        item.roi_settings = (r.mask_rois, r.roi_iou, 2 * r.mask_size)
+        item.roi_targets = instance_targets(item, *item.roi_settings)
+    return item.pinned(device)
+
+
 def count_host_syncs(module: torch.nn.Module, opt: torch.optim.Optimizer,
                      item: RefineItem) -> int:
     """Host synchronisations CUDA reports during one training step (sync debug mode)."""
@@ -114,8 +137,8 @@ def measure(device: str, stage: str, backbone: str, n_props: int, steps: int, se
                           momentum=0.9)
     rng = np.random.default_rng(seed)
     shorts = [int(rng.choice(scales)) for _ in range(steps + 1)]
-    items = [voc_item(seed + i, s, n_props, stage == "refine", cfg.input.max_size)
-             for i, s in enumerate(shorts)]
+    items = [loader_item(voc_item(seed + i, s, n_props, stage == "refine", cfg.input.max_size),
+                         cfg, device, stage == "refine") for i, s in enumerate(shorts)]
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -130,6 +153,7 @@ def measure(device: str, stage: str, backbone: str, n_props: int, steps: int, se
         times.append(time.perf_counter() - t0)
     mem = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()
     syncs = count_host_syncs(module, opt, items[-1]) if cuda else None
+    counted = count_simulated_syncs(module, opt, items[-1], device)
     sec = float(np.median(times[1:] or times))
     stride = int(model.backbone.stride)
     cells = float(np.mean(np.concatenate([on_cells(it.proposals, stride)
@@ -138,7 +162,8 @@ def measure(device: str, stage: str, backbone: str, n_props: int, steps: int, se
             "precision": precision or cfg.backbone.precision, "steps": len(times[1:] or times),
             "short_sides": shorts[1:] or shorts, "sec_per_image": sec, "images_per_s": 1 / sec,
             "peak_mb": mem, "peak_kind": "cuda_max_allocated" if cuda else "cpu_peak_rss",
-            "host_syncs_per_step": syncs, "mean_on_cells": cells}
+            "host_syncs_per_step": syncs, "host_syncs_counted": counted,
+            "mean_on_cells": cells}
 
 
 def main() -> None:
@@ -185,6 +210,7 @@ def main() -> None:
                         records.append(r)
                         syncs = ("" if r["host_syncs_per_step"] is None
                                  else f", {r['host_syncs_per_step']} host syncs/step")
+                        syncs += f" ({r['host_syncs_counted']} counted)"
                         print(f"{device:6} {stage:6} {backbone:12} {n:5} proposals "
                               f"{r['precision']:4}: {r['images_per_s']:6.2f} images/s "
                               f"({r['sec_per_image']:.3f} s/image), peak "

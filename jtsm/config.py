@@ -107,7 +107,8 @@ class SolverConfig:
     log_period: int = 10  # iterations between log lines / metrics.jsonl records
     clip_grad_norm: float = 0.0  # 0 = off
     load_threads: int = -1  # threads loading the next items during a step (0: in the loop;
-    #                          -1: 1 on a GPU, 0 on a CPU, see jtsm.engine.loader)
+    #                          -1: on a GPU one per spare core, 1-4; 0 on a CPU; see
+    #                          jtsm.engine.loader)
 
 
 @dataclass

@@ -5,6 +5,10 @@ Augmentation (the paper's training defaults, docs/method.md): a random short sid
 jitter up to ``hsv_jitter`` x. Proposals are the top ``max_proposals`` of the store, resized
 and flipped with the image. Images without any tag carry no signal and are skipped
 (``skipped_untagged``).
+
+The loader (:mod:`jtsm.engine.loader`, on its threads) also builds the proposals' tensors, so
+the step finds them ready on the host; for a CUDA model (``pin_memory``) every tensor of an
+item is then in page-locked memory, for copies to the GPU that do not block.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import cv2
@@ -23,11 +27,13 @@ from jtsm.config import InputConfig, WarmupConfig
 from jtsm.data.labels import ImageLabels, LabelSet
 from jtsm.errors import DataError
 from jtsm.fileio import read_image, safe_join
+from jtsm.ops.proposal_tensors import ProposalTensors
+from jtsm.ops.transfer import pinned
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import CategoryMap, ProposalSet
 
-__all__ = ["MiningDataset", "MiningItem", "TagBatchDataset", "hsv_jitter", "resize_to_scale",
-           "select_proposals", "to_tensor"]
+__all__ = ["MiningDataset", "MiningItem", "TagBatchDataset", "hflip", "hsv_jitter",
+           "resize_to_scale", "select_proposals", "to_tensor"]
 
 
 @dataclass
@@ -39,12 +45,37 @@ class MiningItem:
         tags: ``(C,)`` float32 binary image-level labels (things first, then stuff).
         proposals: the image's proposals at the augmented size.
         image_id: the dataset's image id.
+        proposal_tensors: ``proposals`` as tensors on the host, when the loader built them
+            (:meth:`tensors` builds them otherwise).
     """
 
     image: torch.Tensor
     tags: torch.Tensor
     proposals: ProposalSet
     image_id: int
+    proposal_tensors: ProposalTensors | None = field(default=None, kw_only=True, repr=False)
+
+    def tensors(self) -> ProposalTensors:
+        """The proposals as host tensors: the loader's, else built now (and kept)."""
+        if self.proposal_tensors is None:
+            self.proposal_tensors = ProposalTensors.from_proposal_set(self.proposals)
+        return self.proposal_tensors
+
+    def pinned(self, device: torch.device | str) -> MiningItem:
+        """The item with its tensors (image, tags, proposal tensors and a subclass's tensor
+        fields) in page-locked memory when ``device`` is a GPU; on a CPU ``self``
+        (:func:`jtsm.ops.transfer.pinned`)."""
+        if torch.device(device).type != "cuda":
+            return self
+        changes: dict[str, object] = {"proposal_tensors": self.tensors().pinned(device)}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                changes[f.name] = pinned(value, device)
+            elif isinstance(value, tuple) and value and all(
+                    isinstance(v, torch.Tensor) for v in value):
+                changes[f.name] = tuple(pinned(v, device) for v in value)
+        return replace(self, **changes)
 
 
 def middle_scale(train_scales: Sequence[int]) -> int:
@@ -76,11 +107,21 @@ def hsv_jitter(image: np.ndarray, factor: float, rng: np.random.Generator) -> np
         return image
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     levels = np.arange(256, dtype=np.float32)
+    # a table of the 256 levels per channel: hue kept, saturation and value
+    # clip(float32(v) * f) truncated to uint8; one cv2.LUT pass over the pixels (~3x faster
+    # than indexing each channel with NumPy, the same bytes)
+    lut = np.empty((1, 256, 3), np.uint8)
+    lut[0, :, 0] = np.arange(256)
     for ch in (1, 2):
         f = float(np.exp(rng.uniform(-np.log(factor), np.log(factor))))
-        # a table of the 256 levels: clip(float32(v) * f) truncated to uint8, per pixel
-        hsv[..., ch] = np.clip(levels * f, 0, 255).astype(np.uint8)[hsv[..., ch]]
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        lut[0, :, ch] = np.clip(levels * f, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2RGB)
+
+
+def hflip(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 image mirrored left-right (``cv2.flip``: the bytes of
+    ``image[:, ::-1]``, several times faster than NumPy's strided copy)."""
+    return cv2.flip(image, 1)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -135,6 +176,8 @@ class MiningDataset:
         self._proposals: dict[int, ProposalSet] = {}
         self._cached_bytes = 0
         self._cache_lock = threading.Lock()  # loader threads (solver.load_threads) share it
+        # the device of the model the items are for: on a GPU, the loader threads pin them
+        self.model_device = torch.device("cpu")
 
     def _check_files(self, json_path: Path) -> None:
         """Fail before training, not hours into it: every tagged image's name stays inside
@@ -200,10 +243,14 @@ class MiningDataset:
             return True
 
     def load(self, index: int, rng: np.random.Generator) -> MiningItem:
+        """Item ``index`` augmented with ``rng``, its proposal tensors built (and its tensors
+        pinned when ``model_device`` is a GPU)."""
         rec = self.records[index]
         image, ps, _ = self.augment(*self.read(index), rng)
         tags = torch.from_numpy(self.categories.tag_vector(rec.labels))
-        return MiningItem(to_tensor(image), tags, ps, rec.id)
+        item = MiningItem(to_tensor(image), tags, ps, rec.id,
+                          proposal_tensors=ProposalTensors.from_proposal_set(ps))
+        return item.pinned(self.model_device)
 
     def augment(self, image: np.ndarray, ps: ProposalSet, rng: np.random.Generator,
                 label_map: np.ndarray | None = None
@@ -219,7 +266,7 @@ class MiningDataset:
                 label_map = cv2.resize(label_map.astype(np.float64), (w, h),
                                        interpolation=cv2.INTER_NEAREST).astype(np.int64)
         if self.cfg.hflip and rng.random() < 0.5:
-            image = np.ascontiguousarray(image[:, ::-1])
+            image = hflip(image)
             ps = ps.hflip()
             if label_map is not None:
                 label_map = np.ascontiguousarray(label_map[:, ::-1])
@@ -257,14 +304,16 @@ class TagBatchDataset:
         for i in picks:
             img = resize_short_side(self.base.image(i), self.size, self.base.cfg.max_size)
             if self.base.cfg.hflip and rng.random() < 0.5:
-                img = np.ascontiguousarray(img[:, ::-1])
+                img = hflip(img)
             images.append(hsv_jitter(img, self.base.cfg.hsv_jitter, rng))
             tags.append(torch.from_numpy(self.base.categories.tag_vector(
                 self.base.records[i].labels)))
         height = max(im.shape[0] for im in images)
         width = max(im.shape[1] for im in images)
-        return torch.stack([to_tensor(_reflect_pad(im, height, width)) for im in images]), \
-            torch.stack(tags)
+        dev = self.base.model_device  # pinned for a GPU (a no-op on a CPU)
+        return (pinned(torch.stack([to_tensor(_reflect_pad(im, height, width))
+                                    for im in images]), dev),
+                pinned(torch.stack(tags), dev))
 
 
 def _reflect_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:

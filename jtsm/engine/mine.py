@@ -44,7 +44,7 @@ from jtsm.modeling.build import build_model
 from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import run_module
-from jtsm.ops.proposal_tensors import ProposalTensors
+from jtsm.ops.transfer import to_device
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "run_mine",
            "train_warmup", "warmup_solver", "warmup_stride", "whiten_stem"]
@@ -115,8 +115,8 @@ class MilTrainModule(nn.Module):
 
     def forward(self, item: MiningItem) -> dict[str, torch.Tensor]:
         device = self.model.pixel_mean.device
-        pt = ProposalTensors.from_proposal_set(item.proposals).to(device)
-        out = self.model(item.image[None].to(device), pt)
+        pt = item.tensors()  # on the host: the model moves what it needs without blocking
+        out = self.model(to_device(item.image[None], device), pt)
         return self.model.losses(out, item.tags, pt)
 
 
@@ -137,14 +137,15 @@ class TagWarmupModule(nn.Module):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Tag logits ``(B, C)`` of ``(B, 3, S, S)`` images in 0..255."""
-        x = (images.to(self.pixel_mean.device) - self.pixel_mean) / self.pixel_std
+        x = (to_device(images, self.pixel_mean.device) - self.pixel_mean) / self.pixel_std
         f = run_module(self.backbone, x, self.precision)
         return self.classifier(torch.cat([f.amax((2, 3)), f.mean((2, 3))], 1))
 
     def forward(self, item: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, tags = item
         logits = self.logits(images)
-        return {"loss_tags": F.binary_cross_entropy_with_logits(logits, tags.to(logits.device))}
+        return {"loss_tags": F.binary_cross_entropy_with_logits(
+            logits, to_device(tags, logits.device))}
 
 
 def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
@@ -222,6 +223,7 @@ def run_mine(
     torch.manual_seed(cfg.seed)
     labels = read_image_labels(dataset)
     ds = MiningDataset(labels, images, proposals, cfg.input)
+    ds.model_device = torch.device(device)  # a GPU's items are pinned by the loader
     if notice is not None and is_main() and (note := few_images_note(ds, cfg)):
         notice(note)
     start = mine_start(cfg, dataset, images, proposals, out, ds, resume, overwrite)

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from jtsm.config import Config, config_to_dict
-from jtsm.data.refine_dataset import RefineDataset, RefineItem
+from jtsm.data.refine_dataset import RefineDataset, RefineItem, instance_targets
 from jtsm.engine.distributed import barrier, is_main
 from jtsm.engine.mine import MilTrainModule
 from jtsm.engine.trainer import train
@@ -26,49 +25,12 @@ from jtsm.errors import DataError
 from jtsm.modeling.build import build_model
 from jtsm.modeling.losses import instance_mask_loss, semantic_loss
 from jtsm.modeling.panoptic_model import PanopticModel
-from jtsm.ops.boxes import box_iou
-from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.ops.roi_align import roi_align
-from jtsm.structures import CategoryMap, masks_to_boxes
+from jtsm.ops.transfer import to_device
+from jtsm.structures import CategoryMap
 
 __all__ = ["RefineTrainModule", "instance_targets", "run_refine"]
 
 _NEW_HEADS = ("mask_head.", "semantic_head.")
-
-
-@torch.no_grad()
-def instance_targets(item: RefineItem, max_rois: int, iou: float, mask_out: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Boxes the instance loss is taken on, with their pseudo class, mask and weight.
-
-    The pseudo instances' own boxes, then proposal boxes overlapping a pseudo instance's box at
-    box IoU >= ``iou`` (best overlap first), at most ``max_rois``. A box's target is its
-    instance's mask cropped to the box and resampled to ``mask_out x mask_out`` (RoIAlign on
-    the mask, >= 0.5).
-
-    Returns:
-        boxes ``(K, 4)`` XYXY, classes ``(K,)`` thing indices, targets ``(K, M, M)`` float 0/1,
-        weights ``(K,)``.
-    """
-    masks = item.thing_masks
-    assert masks is not None and item.thing_classes is not None and item.thing_weights is not None
-    n = masks.shape[0]
-    if n == 0:
-        m = mask_out
-        return (torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), torch.zeros(0, m, m),
-                torch.zeros(0))
-    gt = torch.from_numpy(masks_to_boxes(masks.numpy()))
-    props = torch.from_numpy(item.proposals.boxes.astype(np.float32))
-    ov = box_iou(props, gt)  # (P, n)
-    best, arg = ov.max(1) if len(props) else (torch.zeros(0), torch.zeros(0, dtype=torch.int64))
-    pos = torch.nonzero(best >= iou).squeeze(1)
-    pos = pos[torch.argsort(-best[pos], stable=True)]
-    boxes = torch.cat([gt, props[pos]])[:max_rois]
-    owner = torch.cat([torch.arange(n), arg[pos]])[:max_rois]
-    rois = torch.cat([owner[:, None].float(), boxes], 1)
-    targets = roi_align(masks[:, None].float(), rois, mask_out, 1.0, sampling_ratio=2,
-                        aligned=True)[:, 0] >= 0.5
-    return boxes, item.thing_classes[owner], targets.float(), item.thing_weights[owner]
 
 
 class RefineTrainModule(MilTrainModule):
@@ -87,24 +49,25 @@ class RefineTrainModule(MilTrainModule):
         model: PanopticModel = self.model  # type: ignore[assignment]
         r = self.rcfg
         device = model.pixel_mean.device
-        pt = ProposalTensors.from_proposal_set(item.proposals).to(device)
-        image = item.image[None].to(device)
+        pt = item.tensors()  # on the host: the model moves what it needs without blocking
+        image = to_device(item.image[None], device)
         feats = model.features(image)
         out = model.mine(feats, pt)
         losses = {k: v * r.mining_weight for k, v in model.losses(out, item.tags, pt).items()}
-        boxes, classes, targets, weights = instance_targets(
-            item, r.mask_rois, r.roi_iou, 2 * r.mask_size)
-        logits = model.mask_logits(feats, boxes.to(device), image)
-        classes = classes.to(device)
+        boxes, classes, targets, weights = item.instance_targets(
+            r.mask_rois, r.roi_iou, 2 * r.mask_size)
+        logits = model.mask_logits(feats, to_device(boxes, device), image)
+        classes = to_device(classes, device)
         if r.mask_weight == "image_score":  # Eq. 9: y_c, the class's image-level score
             weights = out["image_scores"].detach()[classes].clamp(0, 1)
         elif r.mask_weight == "none":
             weights = torch.ones_like(weights)
         losses["loss_mask"] = r.instance_weight * instance_mask_loss(
-            logits, classes, targets.to(device), weights.to(device))
+            logits, classes, to_device(targets, device), to_device(weights, device))
         assert item.stuff_map is not None
         sem = model.semantic_logits(feats, tuple(image.shape[2:]))
-        losses["loss_semantic"] = r.semantic_weight * semantic_loss(sem, item.stuff_map.to(device))
+        losses["loss_semantic"] = r.semantic_weight * semantic_loss(
+            sem, to_device(item.stuff_map, device))
         return losses
 
 
@@ -181,7 +144,9 @@ def run_refine(
                             f"{proposals}, no longer exists; pass --proposals DIR")
     categories = CategoryMap.from_coco(meta["categories"])
     torch.manual_seed(cfg.seed)
-    ds = RefineDataset(pseudo, images, proposals, cfg.input, categories)
+    ds = RefineDataset(pseudo, images, proposals, cfg.input, categories,
+                       (cfg.refine.mask_rois, cfg.refine.roi_iou, 2 * cfg.refine.mask_size))
+    ds.model_device = torch.device(device)  # a GPU's items are pinned by the loader
     model = build_model(cfg, categories, "refine", device, pretrained=False)
     _init_from(model, source)
     source_stage = str(meta.get("stage", "?"))

@@ -44,6 +44,7 @@ def refinement_targets(
     tags: Tensor,
     overlap: Callable[[Tensor], Tensor],
     iou_threshold: float = 0.5,
+    classes: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """OICR pseudo labels for one refinement head (Sec. 3.2).
 
@@ -56,12 +57,16 @@ def refinement_targets(
         prev_scores: ``(P, C)`` MIL scores or ``(P, C + 1)`` previous head's probabilities.
         tags: ``(C,)`` 0/1 image labels.
         overlap: maps pseudo-gt proposal indices ``(G,)`` to ``(P, G)`` IoUs (box or mask).
+        classes: ``(G,)`` the present classes, ``nonzero(tags)``, on ``prev_scores``' device,
+            when the caller has them: found on the host from the loader's tags, they spare a
+            GPU the ``nonzero`` (a host synchronisation) of every head.
     Returns:
         ``labels`` ``(P,)`` int64 in ``[0, C]`` (``C`` = background) and ``weights`` ``(P,)``.
     """
     p = prev_scores.shape[0]
     c = tags.shape[0]
-    classes = torch.nonzero(tags > 0).squeeze(1)
+    if classes is None:
+        classes = torch.nonzero(tags > 0).squeeze(1)
     labels = torch.full((p,), c, dtype=torch.int64, device=prev_scores.device)
     weights = prev_scores.new_zeros(p)
     if classes.numel() == 0 or p == 0:
@@ -112,7 +117,10 @@ def semantic_loss(logits: Tensor, target: Tensor, ignore_index: int = -1) -> Ten
     Arguments:
         logits: ``(1, S, H, W)`` at image resolution; target: ``(H, W)`` int64 stuff index,
             ``ignore_index`` where no stuff label is given (things, void).
+    Returns:
+        the mean over the labelled pixels, 0 (in the graph) when there is none. Computed as
+        the sum over them divided by their count (at least 1), which is the mean's own
+        arithmetic, so that no branch reads a value on the host (a GPU would wait for it).
     """
-    if not bool((target != ignore_index).any()):
-        return logits.sum() * 0
-    return F.cross_entropy(logits, target[None], ignore_index=ignore_index)
+    total = F.cross_entropy(logits, target[None], ignore_index=ignore_index, reduction="sum")
+    return total / (target != ignore_index).sum().clamp(min=1)

@@ -5,6 +5,7 @@ What the ``mine`` stage trains. One image per forward (the paper uses 1 image pe
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,6 +19,8 @@ from jtsm.modeling.pooling import build_pooler
 from jtsm.modeling.precision import run_module
 from jtsm.ops.boxes import box_iou
 from jtsm.ops.proposal_tensors import ProposalTensors
+from jtsm.ops.sync_counter import on_host
+from jtsm.ops.transfer import to_device
 
 __all__ = ["MiningModel"]
 
@@ -86,8 +89,6 @@ class MiningModel(nn.Module):
             raise ValueError(
                 f"image is {tuple(image.shape[2:])} but proposals are {proposals.image_size}"
             )
-        if proposals.device != image.device:
-            proposals = proposals.to(image.device)
         return self.mine(self.features(image), proposals)
 
     def features(self, image: Tensor) -> Tensor:
@@ -98,7 +99,12 @@ class MiningModel(nn.Module):
 
     def mine(self, feats: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
         """The mining head's outputs (float32) for one image's features ``(1, C_feat, h, w)``:
-        pooled in the features' dtype, the head's linear layers in ``self.precision``."""
+        pooled in the features' dtype, the head's linear layers in ``self.precision``.
+
+        MoIPool plans host proposals on the host (no host synchronisation on a GPU,
+        :mod:`jtsm.ops.moi_pool`); the other poolers take them on the features' device."""
+        if self.pooler.method != "moi" and proposals.device != feats.device:
+            proposals = proposals.to(feats.device)
         return self.head(self.pooler(feats, proposals), self.precision)
 
     def losses(
@@ -108,18 +114,23 @@ class MiningModel(nn.Module):
 
         Every loss is computed and reduced in float32 (at least), whatever the precision
         of the head: scores and logits are cast first, and the MIL loss clamps its scores to
-        ``[eps, 1 - eps]`` in float32.
+        ``[eps, 1 - eps]`` in float32. Host ``tags`` and ``proposals`` (the loader's) give no
+        host synchronisation on a GPU: the present classes are found on the host, once for
+        every head, and what the losses need goes to the device in non-blocking copies.
         """
-        tags = tags.to(outputs["image_scores"].device)
-        if proposals.device != tags.device:
-            proposals = proposals.to(tags.device)
+        dev = outputs["image_scores"].device
+        with on_host() if tags.device.type == "cpu" else nullcontext():
+            classes = to_device(torch.nonzero(tags > 0).squeeze(1), dev)
+        tags = to_device(tags, dev)
         out = {"loss_mil": mil_loss(_at_least_fp32(outputs["image_scores"]), tags,
                                     self.mil_eps)}
         if self.refine_iou == "mask":
+            proposals = proposals.to(dev)
+
             def overlap(idx: Tensor) -> Tensor:
                 return proposals.mask_iou(idx).to(outputs["mil_scores"].dtype)
         else:
-            boxes = proposals.boxes.to(outputs["mil_scores"].device)
+            boxes = to_device(proposals.boxes, outputs["mil_scores"].device)
 
             def overlap(idx: Tensor) -> Tensor:
                 return box_iou(boxes, boxes[idx])
@@ -128,7 +139,7 @@ class MiningModel(nn.Module):
         for r, (logits, probs) in enumerate(zip(outputs["refine_logits"],
                                                 outputs["refine_probs"])):
             labels, weights = refinement_targets(prev, tags, overlap,
-                                                 self.refine_iou_threshold)
+                                                 self.refine_iou_threshold, classes)
             out[f"loss_refine_{r + 1}"] = refinement_loss(
                 _at_least_fp32(logits), labels, _at_least_fp32(weights))
             prev = probs.detach()

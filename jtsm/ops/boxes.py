@@ -35,8 +35,9 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 def inclusive_boxes(boxes: Tensor) -> Tensor:
     """Exclusive-edge boxes ``(N, 4)`` -> RoIPool's inclusive pixel boxes
-    ``[x0, y0, x1-1, y1-1]``."""
-    return boxes - boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+    ``[x0, y0, x1-1, y1-1]`` (no constant tensor built from Python data: on a GPU that copy
+    would block)."""
+    return torch.cat([boxes[:, :2], boxes[:, 2:] - 1], 1)
 
 
 def round_half_away(x: Tensor) -> Tensor:

@@ -4,18 +4,25 @@
 map, CSR membership, boxes, scores), so a ``DataLoader`` worker can build it and the model can
 move it to a device. Use :func:`collate_proposals` as (part of) the ``collate_fn``: proposal
 counts differ between images, so they are never stacked.
+
+The training loader builds them on the host (pinned for a CUDA model, :meth:`pinned`);
+MoIPool plans its bins from the host tensors and the model moves only what it needs
+(:meth:`to` copies without blocking). Nothing here reads a device tensor's values on the host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from jtsm.ops.sync_counter import on_host
+from jtsm.ops.transfer import pinned, to_device
 from jtsm.structures import ProposalSet
 
 __all__ = ["ProposalTensors", "collate_proposals"]
@@ -32,6 +39,9 @@ class ProposalTensors:
         boxes: ``(P, 4)`` float32 XYXY boxes in pixels (exclusive right/bottom edge).
         scores: ``(P,)`` float32 proposal scores.
         num_superpixels: ``S``.
+        sp_areas: ``(S,)`` int64 pixel count of each superpixel, once computed
+            (:meth:`superpixel_areas`; the superpixel map's ``bincount``, which on a GPU reads
+            the map's maximum on the host, so it is computed before the tensors move there).
     """
 
     superpixels: Tensor
@@ -40,6 +50,7 @@ class ProposalTensors:
     boxes: Tensor
     scores: Tensor
     num_superpixels: int
+    sp_areas: Tensor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_proposal_set(cls, proposals: ProposalSet) -> ProposalTensors:
@@ -65,14 +76,27 @@ class ProposalTensors:
         return self.boxes.device
 
     def to(self, device: torch.device | str) -> ProposalTensors:
-        return ProposalTensors(
-            self.superpixels.to(device),
-            self.crow.to(device),
-            self.col.to(device),
-            self.boxes.to(device),
-            self.scores.to(device),
-            self.num_superpixels,
-        )
+        """The tensors on ``device`` (:func:`jtsm.ops.transfer.to_device`: from the host to a
+        GPU without blocking); host tensors leaving the host get their superpixel areas
+        first, on the host (a GPU's ``bincount`` would wait for the device)."""
+        if torch.device(device) == self.device:
+            return self
+        if self.device.type == "cpu":
+            self.superpixel_areas()
+        return self._map(lambda t: to_device(t, device))
+
+    def pinned(self, device: torch.device | str) -> ProposalTensors:
+        """The tensors in page-locked memory when ``device`` is a GPU (the superpixel areas
+        computed first), for copies that do not block; on a CPU ``self``."""
+        if torch.device(device).type != "cuda":
+            return self
+        self.superpixel_areas()
+        return self._map(lambda t: pinned(t, device))
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> ProposalTensors:
+        return ProposalTensors(fn(self.superpixels), fn(self.crow), fn(self.col),
+                               fn(self.boxes), fn(self.scores), self.num_superpixels,
+                               None if self.sp_areas is None else fn(self.sp_areas))
 
     def members(self, start: int = 0, stop: int | None = None) -> tuple[Tensor, Tensor]:
         """Membership entries of proposals ``start .. stop-1``.
@@ -92,8 +116,13 @@ class ProposalTensors:
         return owner, self.col[a:b]
 
     def superpixel_areas(self) -> Tensor:
-        """``(S,)`` int64 pixel count of each superpixel."""
-        return torch.bincount(self.superpixels.reshape(-1), minlength=self.num_superpixels)
+        """``(S,)`` int64 pixel count of each superpixel (computed once, then kept; proposals
+        on the CPU are host tensors, the loader's)."""
+        if self.sp_areas is None:
+            with on_host() if self.superpixels.device.type == "cpu" else nullcontext():
+                self.sp_areas = torch.bincount(self.superpixels.reshape(-1),
+                                               minlength=self.num_superpixels)
+        return self.sp_areas
 
     def areas(self) -> Tensor:
         """``(P,)`` int64 pixel area of each proposal."""
@@ -104,19 +133,17 @@ class ProposalTensors:
     def mask_iou(self, index: Tensor) -> Tensor:
         """Mask IoU ``(P, G)`` of every proposal with proposals ``index`` ``(G,)``.
 
-        Exact, from the membership matrix and superpixel areas; no dense masks.
+        Exact, from the membership matrix and superpixel areas; no dense masks, and no value
+        read on the host (the selected proposals' superpixels are found by comparing every
+        membership entry's owner with ``index``: ``(G, nnz)``).
         """
+        index = to_device(index, self.device)
         sp_area = self.superpixel_areas().double()
         g = index.numel()
-        sel = torch.zeros(g, self.num_superpixels, dtype=torch.float64, device=self.device)
-        o_g, sp_g = [], []
-        for j, i in enumerate(index.tolist()):
-            a, b = int(self.crow[i]), int(self.crow[i + 1])
-            o_g.append(torch.full((b - a,), j, dtype=torch.int64, device=self.device))
-            sp_g.append(self.col[a:b])
-        if g:
-            sel[torch.cat(o_g), torch.cat(sp_g)] = 1.0
         owner, sp = self.members()
+        hit = owner[None, :] == index[:, None]  # (G, nnz)
+        sel = torch.zeros(g, self.num_superpixels, dtype=torch.float64, device=self.device)
+        sel.index_add_(1, sp, hit.double())  # 0/1: a proposal lists a superpixel once
         inter = torch.zeros(len(self), g, dtype=torch.float64, device=self.device)
         inter.index_add_(0, owner, sp_area[sp, None] * sel[:, sp].T)
         area = self.areas().double()
@@ -146,7 +173,7 @@ class ProposalTensors:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProposalTensors:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def collate_proposals(batch: Sequence[ProposalTensors]) -> list[ProposalTensors]:

@@ -172,3 +172,64 @@ def test_the_area_floor_measures_the_mask():
     assert kept(min_proposal_area=0.05) == [0, 2]
     assert kept(min_proposal_area=0.15) == [2]
     assert kept(min_proposal_area=0.0, max_proposals=2) == [0, 1]
+
+
+def test_hflip_is_numpy_reversed_columns():
+    from jtsm.data.mining_dataset import hflip
+
+    rng = np.random.default_rng(2)
+    for h, w in ((1, 1), (5, 2), (37, 23), (96, 131)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        img.setflags(write=False)  # as a cached image is
+        out = hflip(img)
+        assert out.flags.c_contiguous and np.array_equal(out, img[:, ::-1])
+
+
+def test_items_carry_their_proposal_tensors_unpinned_on_a_cpu(synth_dir, synth_proposals,
+                                                              monkeypatch):
+    """The loader builds the proposals' tensors; for a CPU model nothing is pinned (that
+    needs CUDA)."""
+    from jtsm.ops.proposal_tensors import ProposalTensors
+
+    def refuse(self, *a, **k):
+        raise AssertionError("pin_memory called for a CPU model")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", refuse)
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64, 80], max_proposals=50)
+    assert ds.model_device == torch.device("cpu")
+    item = ds.load(3, np.random.default_rng(3))
+    ref = ProposalTensors.from_proposal_set(item.proposals)
+    pt = item.tensors()
+    assert pt is item.proposal_tensors
+    for name in ("superpixels", "crow", "col", "boxes", "scores"):
+        assert torch.equal(getattr(pt, name), getattr(ref, name)), name
+    assert item.pinned("cpu") is item
+    images, tags = TagBatchDataset(ds, 2).load(0, np.random.default_rng(0))
+    assert images.shape[0] == 2 and tags.shape[0] == 2
+
+
+def test_items_for_a_gpu_model_are_pinned_on_the_loader_side(synth_dir, synth_proposals,
+                                                             monkeypatch):
+    """With ``model_device`` a GPU every tensor of an item is pinned (mocked here: recorded),
+    the values unchanged; the tag warm-up's batches too."""
+    pinned = []
+
+    def fake_pin(self):
+        out = self.clone()
+        pinned.append(out)
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: any(self is p for p in pinned))
+    ds = _ds(synth_dir, synth_proposals, train_scales=[64], max_proposals=50)
+    plain = ds.load(1, np.random.default_rng(5))
+    ds.model_device = torch.device("cuda", 0)
+    item = ds.load(1, np.random.default_rng(5))
+    tensors = [item.image, item.tags] + [getattr(item.proposal_tensors, n) for n in (
+        "superpixels", "crow", "col", "boxes", "scores", "sp_areas")]
+    assert all(any(t is p for p in pinned) for t in tensors)
+    assert torch.equal(item.image, plain.image) and torch.equal(item.tags, plain.tags)
+    assert torch.equal(item.proposal_tensors.col, plain.tensors().col)
+    n = len(pinned)
+    images, tags = TagBatchDataset(ds, 2).load(0, np.random.default_rng(0))
+    assert len(pinned) == n + 2 and images is pinned[-2] and tags is pinned[-1]

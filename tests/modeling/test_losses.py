@@ -106,3 +106,41 @@ def test_refinement_loss_hand_computed():
     ls1 = 0.0 - math.log(1 + math.e + 1)
     expect = -(0.5 * ls0 + 2.0 * ls1) / 2
     torch.testing.assert_close(refinement_loss(logits, labels, weights), torch.tensor(expect))
+
+
+def test_refinement_targets_with_the_callers_classes_are_the_same():
+    """Classes found once by the caller (on the host) give the targets of the per-head
+    ``nonzero``, bit for bit, including an image without tags."""
+    gen = torch.Generator().manual_seed(4)
+    boxes = _boxes()
+    for trial in range(20):
+        prev = torch.rand(7, 4 if trial % 2 else 3, generator=gen)
+        tags = (torch.rand(3, generator=gen) < 0.5).float()
+        if trial == 0:
+            tags[:] = 0
+        classes = torch.nonzero(tags > 0).squeeze(1)
+        a = refinement_targets(prev, tags, lambda i: box_iou(boxes, boxes[i]))
+        b = refinement_targets(prev, tags, lambda i: box_iou(boxes, boxes[i]), classes=classes)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_semantic_loss_is_the_mean_bit_for_bit_with_no_host_read():
+    import torch.nn.functional as F
+
+    from jtsm.modeling.losses import semantic_loss
+    from jtsm.ops.sync_counter import HostSyncCounter
+
+    gen = torch.Generator().manual_seed(0)
+    for h, w, s in ((5, 7, 1), (40, 33, 4), (300, 250, 6)):
+        logits = (torch.randn(1, s, h, w, generator=gen) * 4).requires_grad_()
+        target = torch.randint(-1, s, (h, w), generator=gen)
+        ref = F.cross_entropy(logits, target[None], ignore_index=-1)
+        (g_ref,) = torch.autograd.grad(ref * 0.3, logits)
+        with HostSyncCounter() as c:
+            got = semantic_loss(logits, target)
+        (g_got,) = torch.autograd.grad(got * 0.3, logits)
+        assert c.count == 0, c.summary()
+        assert torch.equal(got, ref) and torch.equal(g_got, g_ref)
+    none = semantic_loss(logits, torch.full((h, w), -1))  # nothing labelled: 0, in the graph
+    (g,) = torch.autograd.grad(none, logits)
+    assert none.item() == 0.0 and not g.any()

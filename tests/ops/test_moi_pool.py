@@ -13,7 +13,13 @@ from ops_helpers import random_proposals, ref_cell_on, ref_pool
 
 from jtsm.ops import binned_max as bm
 from jtsm.ops.boxes import inclusive_boxes
-from jtsm.ops.moi_pool import cell_on, compensation, moi_pool, superpixel_cell_incidence
+from jtsm.ops.moi_pool import (
+    cell_on,
+    compensation,
+    moi_pool,
+    pixel_cells,
+    superpixel_cell_incidence,
+)
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.structures import ProposalSet
 
@@ -298,3 +304,72 @@ def test_negative_scores_never_flip_features():
     pooled = torch.ones(2, 1, 2, 2)
     out = compensation(pooled, torch.tensor([4, 4]), "code", torch.tensor([-3.0, 0.0]))
     torch.testing.assert_close(out[0], out[1])
+
+
+@pytest.mark.parametrize("seed, n_sp", [(0, 15), (1, 60), (2, 200)])
+def test_cpu_incidence_equals_unique_over_every_pixel(seed, n_sp):
+    """The CPU path sends only the pixels whose key differs from the left and upper
+    neighbours' to ``unique``; the incidence is the same as over every pixel."""
+    props = random_proposals(47, 61, n_sp=n_sp, n_prop=5, seed=seed)
+    for scale, fhw in ((1 / 4, (12, 16)), (1 / 8, (6, 8)), (1.0, (47, 61))):
+        crow, cells = superpixel_cell_incidence(props.superpixels, n_sp, fhw, scale)
+        ci, cj = pixel_cells(47, fhw[0], scale), pixel_cells(61, fhw[1], scale)
+        n_cells = fhw[0] * fhw[1]
+        keys = torch.unique(props.superpixels * n_cells + ci[:, None] * fhw[1] + cj[None, :])
+        counts = torch.bincount(keys // n_cells, minlength=n_sp)
+        assert torch.equal(cells, keys % n_cells)
+        assert torch.equal(crow, torch.cat([torch.zeros(1, dtype=torch.int64),
+                                            counts.cumsum(0)]))
+
+
+def test_inclusive_boxes_subtract_one_from_the_far_edges_exactly():
+    b = torch.tensor([[0.0, -0.0, 1.0, 2.5], [3.25, 4.0, 1e7, -1.0]])
+    for dt in (torch.float32, torch.float64):
+        x = b.to(dt)
+        assert torch.equal(inclusive_boxes(x), x - torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=dt))
+    assert inclusive_boxes(torch.zeros(0, 4)).shape == (0, 4)
+
+
+def test_host_proposals_are_planned_on_the_host_with_no_host_sync():
+    """MoIPool of host proposals counts no host synchronisation in a simulated GPU step (the
+    plan is host work; its tensors then go to the features' device)."""
+    from jtsm.ops.sync_counter import HostSyncCounter
+
+    for n_prop in (20, 400):
+        props = random_proposals(90, 120, n_sp=60, n_prop=n_prop, seed=6)
+        feat = torch.randn(1, 16, 12, 15, requires_grad=True)
+        with HostSyncCounter() as c:
+            moi_pool(feat, props, 7, 1 / 8).sum().backward()
+        assert c.count == 0, c.summary()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_host_planned_pooling_equals_the_device_plan_without_syncs():
+    """On a GPU, host proposals give the same output and gradient as proposals moved to the
+    device first, and (with the Triton kernel) not one host synchronisation per image."""
+    import warnings
+
+    from jtsm.ops.binned_max_triton import available as triton_available
+
+    props = random_proposals(90, 120, n_sp=60, n_prop=400, seed=6)
+    feat = torch.randn(1, 16, 12, 15, device="cuda")
+    outs = []
+    for p in (props, props.to("cuda")):
+        f = feat.clone().requires_grad_()
+        out = moi_pool(f, p, 7, 1 / 8)
+        out.backward(torch.ones_like(out))
+        outs.append((out.detach(), f.grad))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-6, atol=1e-6)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            f = feat.clone().requires_grad_()
+            moi_pool(f, props, 7, 1 / 8).sum().backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    assert syncs == (0 if triton_available() else 1), [str(w.message) for w in caught]
