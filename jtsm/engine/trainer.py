@@ -241,6 +241,34 @@ class Trainer:
             h.after_train()
         return self.model
 
+    def _checked_losses(self, terms: list[tuple[list[str], torch.Tensor]]) -> dict[str, float]:
+        """The step's loss terms read once (one host sync for every term of every item),
+        checked finite, and averaged over the rank's items for the log.
+
+        The check is agreed by every rank before any raises: a healthy rank would otherwise
+        wait in the gradient all-reduce until the group's timeout.
+
+        Raises:
+            TrainingDiverged: a term is NaN or infinite on some rank (the first such rank's
+                message on every rank).
+        """
+        flat = torch.cat([t for _, t in terms]).tolist()
+        values, at = [], 0
+        for names, t in terms:
+            values.append((names, flat[at:at + len(t)]))
+            at += len(t)
+        bad = _first_bad(values)
+        failure = first_failure(bad is None, None if bad is None else (
+            f"{self.stage} iteration {self.iter + 1}: loss term {bad[0]!r} is {bad[1]}; "
+            "lower solver.lr or check the data (last checkpoint kept)"))
+        if failure is not None:
+            raise TrainingDiverged(failure)
+        logged: dict[str, float] = {}
+        for names, vals in values:
+            for name, val in zip(names, vals):
+                logged[name] = logged.get(name, 0.0) + val / self.local
+        return logged
+
     def run_step(self) -> None:
         """One iteration over the rank's slots of the global batch (gradient accumulation),
         then the optimiser step; sets :attr:`record` on rank 0."""
@@ -253,28 +281,20 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         self.bn_sync.snapshot()
         t0 = time.perf_counter()
+        terms: list[tuple[list[str], torch.Tensor]] = []  # each item's loss names and values
         logged: dict[str, float] = {}
         for k, j in enumerate(self.slots):
             item = next(self._items)
             torch.manual_seed(item_seed(self.seed, it, j, stream=1))
-            sync = k == local - 1
-            ctx = self.wrapped.no_sync() if (world > 1 and not sync) else nullcontext()
+            last = k == local - 1
+            ctx = self.wrapped.no_sync() if (world > 1 and not last) else nullcontext()
             with ctx:
                 losses = self.wrapped(item)
                 total = sum(losses.values())
-                values = torch.stack([v.detach().float().reshape(()) for v in losses.values()]
-                                     ).tolist()  # one host sync for every term
-                bad = next(((n, v) for n, v in zip(losses, values) if not math.isfinite(v)),
-                           None)
-                # agreed by every rank before any raises: a healthy rank would otherwise wait
-                # in the gradient all-reduce until the group's timeout
-                failure = first_failure(bad is None, None if bad is None else (
-                    f"{self.stage} iteration {it + 1}: loss term {bad[0]!r} is {bad[1]}; "
-                    "lower solver.lr or check the data (last checkpoint kept)"))
-                if failure is not None:
-                    raise TrainingDiverged(failure)
-                for name, val in zip(losses, values):
-                    logged[name] = logged.get(name, 0.0) + val / local
+                terms.append((list(losses), torch.stack(
+                    [v.detach().float().reshape(()) for v in losses.values()])))
+                if last:  # before the backward that all-reduces the gradients
+                    logged = self._checked_losses(terms)
                 (total / local).backward()
         params = self.model.parameters()
         if solver.clip_grad_norm > 0:
@@ -292,6 +312,11 @@ class Trainer:
         self.record = ({"stage": self.stage, "iteration": self.iter, "max_iter": self.max_iter,
                         "lr": lr, "loss": sum(logged.values()), **logged,
                         "seconds": time.perf_counter() - t0} if is_main() else None)
+
+
+def _first_bad(terms: list[tuple[list[str], list[float]]]) -> tuple[str, float] | None:
+    return next(((n, v) for names, values in terms for n, v in zip(names, values)
+                 if not math.isfinite(v)), None)
 
 
 def _optimizer(model: nn.Module, solver: SolverConfig,
