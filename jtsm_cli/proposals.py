@@ -42,7 +42,7 @@ def _parse_opt(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--max", "max_proposals", default=2000, show_default=True, type=click.IntRange(1),
               help="Keep at most N proposals per image (duplicates and empty ones dropped).")
 @click.option("--workers", default=0, type=click.IntRange(0),
-              help="Processes (0 = all cores).", show_default=True)
+              help="Processes (0: every core this process may use).", show_default=True)
 @click.option("--shard", metavar="I/N", help="Only shard I of N (0 <= I < N), for job arrays.")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. mode=quality or mcg_dir=DIR (repeatable).")

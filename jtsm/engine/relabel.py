@@ -29,6 +29,7 @@ from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
 from jtsm.plugins import EvidenceMethod, get_evidence
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
+from jtsm.worker_pool import run_pool, worker_count
 
 __all__ = ["relabel_image", "run_relabel", "sample_images"]
 
@@ -182,7 +183,8 @@ def run_relabel(
 
     ``dataset`` restricts relabelling to the images it lists; ``proposals`` (a store) lends
     its superpixels to evidence methods that take them (``superpixel-snap``). ``workers``
-    processes (default: all cores); ``shard=(i, n)`` does every n-th image from the i-th, and
+    processes (default: every core this process may use, :mod:`jtsm.worker_pool`);
+    ``shard=(i, n)`` does every n-th image from the i-th, and
     ``panoptic.json`` is written once every image's part exists (by the last shard to finish,
     or by any rerun). ``max_images``: relabel only a random sample of that many images
     (drawn with ``seed``, kept in the mined order), for a refine run that reads no more
@@ -224,20 +226,17 @@ def run_relabel(
     spec = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),
             "out": str(out), "proposals": str(proposals) if proposals and takes_superpixels
             else None, "job": job}
-    n = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    n = worker_count(workers, len(todo))
     label = f"relabel ({evidence})"
+    results: Iterable[int]
     if n <= 1:
         _init_worker(spec)
-        results: Iterable[int] = map(_relabel_one, todo)
-        for _ in (progress(results, len(todo), label) if progress else results):
-            pass
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(n, initializer=_init_worker, initargs=(spec,)) as pool:
-            results = pool.map(_relabel_one, todo, chunksize=4)
-            for _ in (progress(results, len(todo), label) if progress else results):
-                pass
+        results = map(_relabel_one, todo)
+    else:  # workers end with this process; SIGTERM ends them, leaving the parts done so far
+        results = run_pool(_relabel_one, todo, n, _init_worker, (spec,),
+                           name=lambda im: str(im["file_name"]), doing="relabelling")
+    for _ in (progress(results, len(todo), label) if progress else results):
+        pass
     summary: dict[str, Any] = {"images": len(mine_share), "sampled_from": available,
                                "relabelled": len(todo),
                                "already_done": len(mine_share) - len(todo), "evidence": evidence}
