@@ -123,6 +123,7 @@ def proposals(
 
 
 def _write_viz(items: list[Any], out: Path, quiet: bool) -> None:
+    from jtsm.data.output_names import output_name
     from jtsm.errors import DataError
     from jtsm.fileio import read_image
     from jtsm.proposals.store import ProposalStore
@@ -136,7 +137,7 @@ def _write_viz(items: list[Any], out: Path, quiet: bool) -> None:
         except DataError as exc:
             click.echo(f"Warning: no picture for {item.name}: {exc}", err=True)
             continue
-        target = store.root / "viz" / (Path(item.name).with_suffix(".png").as_posix())
+        target = store.root / "viz" / output_name(item.name)  # x.jpg, x.png: two pictures
         write_top_proposals(target, image, ps)
         if not quiet:
             click.echo(f"wrote {target}", err=True)

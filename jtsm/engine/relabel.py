@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jtsm.data.coco_panoptic import load_panoptic_json, write_panoptic_png
+from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
@@ -84,7 +85,7 @@ def _init_worker(job: dict[str, Any]) -> None:
 def _relabel_one(im: dict[str, Any]) -> int:
     """Relabel one image and write its PNG and json part (each atomically)."""
     mined, out = _JOB["mined"], Path(_JOB["out"])
-    name = Path(im["file_name"]).with_suffix(".png").name
+    name = output_name(im["file_name"])
     image = read_image(safe_join(_JOB["images"], im["file_name"]))
     opts = {}
     if "store" in _JOB:
@@ -206,15 +207,16 @@ def run_relabel(
     mined.images = sample_images(mined.images, max_images, seed)
     takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
     out = Path(out)
+    check_output_names((im["file_name"] for im in mined.images), mined_json)
     job = _claim(out, run, mined_json, images, mined.images, dataset, evidence,
                  proposals if takes_superpixels else None, overwrite)
 
     def part_of(im: dict[str, Any]) -> Path:
-        return out / "parts" / (Path(im["file_name"]).with_suffix(".png").name + ".json")
+        return out / "parts" / (output_name(im["file_name"]) + ".json")
 
     def done(im: dict[str, Any]) -> bool:
-        name = Path(im["file_name"]).with_suffix(".png").name
-        return _part_job(part_of(im)) == job and (out / "panoptic" / name).is_file()
+        return _part_job(part_of(im)) == job and \
+            (out / "panoptic" / output_name(im["file_name"])).is_file()
 
     for im in mined.images:  # names that leave the image folder fail here, not in a worker
         try:
