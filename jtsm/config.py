@@ -248,7 +248,7 @@ _BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet18-ws", "resnet
 #: Every config key but the booleans and the free text of :data:`FREE_TEXT`: the check of its
 #: value and what it wants (also in the error). Floats must be finite besides.
 RANGES: dict[str, Check] = {
-    "seed": _between(0, 2 ** 63 - 1),
+    "seed": (lambda v: 0 <= v < 2 ** 63, ">= 0 and < 2^63"),
     "backbone.name": (lambda v: v in _BACKBONES, "one of tiny, resnet18|34|50[-ws]"),
     "backbone.norm": _one_of("auto", "bn", "frozen_bn", "gn"),
     "backbone.freeze_at": _between(-1, 5),
