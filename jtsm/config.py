@@ -230,7 +230,8 @@ def _between(lo: float, hi: float | None = None, *, lo_open: bool = False,
 
 
 def _one_of(*choices: Any) -> Check:
-    return (lambda v: v in choices), ", ".join(map(str, choices))
+    names = [str(c) for c in choices]
+    return (lambda v: v in choices), ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
 def _each(check: Check, non_empty: bool = True) -> Check:

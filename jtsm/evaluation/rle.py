@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_counts", "encode_counts", "check_rle_counts"]
+__all__ = ["check_rle_counts", "decode_counts", "encode_counts"]
 
 #: Groups of 5 bits a number may take (12 x 5 = 60 bits, far more than any mask needs).
 _MAX_GROUPS = 12
@@ -54,10 +54,8 @@ def decode_counts(counts: str | list[int]) -> np.ndarray:
     length = ends - starts + 1
     if length.max() > _MAX_GROUPS:
         raise ValueError("a count is too large")
-    number = np.repeat(np.arange(ends.size), length)
     shift = 5 * (np.arange(c.size) - np.repeat(starts, length))
-    x = np.zeros(ends.size, np.int64)
-    np.add.at(x, number, (c & 0x1F) << shift)
+    x = np.add.reduceat((c & 0x1F) << shift, starts)
     negative = (c[ends] & 0x10) != 0  # sign-extend: x |= -1 << 5 * length
     x[negative] -= np.left_shift(np.int64(1), 5 * length[negative]).astype(np.int64)
     out = x.copy()
@@ -101,3 +99,4 @@ def check_rle_counts(seg: dict[str, Any]) -> str:
         raise ValueError(f"counts cover {total} pixels, a {size[0]}x{size[1]} mask has "
                          f"{int(size[0]) * int(size[1])}")
     return seg["counts"] if isinstance(seg["counts"], str) else encode_counts(runs)
+

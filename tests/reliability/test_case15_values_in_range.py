@@ -75,7 +75,7 @@ def test_every_float_key_refuses_nan_and_inf():
     ("mining.refine_iou_threshold=-1", "mining.refine_iou_threshold=-1.0 is out of range"),
     ("solver.clip_grad_norm=-1", "solver.clip_grad_norm=-1.0 is out of range (want >= 0, 0 = "
                                  "off)"),
-    ("warmup.optimizer=rmsprop", "warmup.optimizer='rmsprop' is out of range (want adamw, sgd)"),
+    ("warmup.optimizer=rmsprop", "warmup.optimizer='rmsprop' is out of range (want adamw or sgd)"),
     ("solver.steps=[100,-5]", "solver.steps=[100, -5] is out of range"),
     ("seed=-1", "seed=-1 is out of range"),
 ])
