@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from jtsm.data.output_names import output_name
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_bytes, atomic_write_json, check_png, read_json, safe_join
 from jtsm.structures import CategoryMap, PanopticSeg
@@ -354,8 +355,6 @@ class PanopticWriter:
         Raises:
             DataError: another image of this writer has the same PNG (naming both).
         """
-        from jtsm.data.output_names import output_name
-
         name = output_name(str(image["file_name"]))
         other = self._names.setdefault(name, str(image["file_name"]))
         if other != str(image["file_name"]):
