@@ -198,14 +198,20 @@ def config_markdown() -> str:
     """The config reference as Markdown, one table per section."""
     import json
 
-    from jtsm.config import Config
+    from jtsm.config import FREE_TEXT, RANGES, Config
+
+    def allowed(key: str, tp: str) -> str:
+        if key in RANGES:
+            return RANGES[key][1]
+        return "text" if key in FREE_TEXT else "true, false" if tp == "bool" else ""
 
     lines = ["# Config reference", "",
              "Generated from the dataclasses of `jtsm/config.py` by `docs/gen_reference.py` when "
              "the docs are built. A run starts from these defaults, applies `--config` (a preset "
              "name or a TOML / JSON / YAML file), then every `--set key=value`, and saves the "
              "result as `RUN/config.json`. A wrong key, type or range is a one-line error "
-             "naming the key and the value.", ""]
+             "naming the key and the value; the allowed range of each key is "
+             "`jtsm.config.RANGES`, and every float must be finite.", ""]
     top = [r for r in config_keys(Config) if "." not in r[0]]
     groups: list[tuple[str, str, list[tuple[str, str, Any, str]]]] = [("top level", "", top)]
     for name, cls in _sections(Config):
@@ -214,9 +220,11 @@ def config_markdown() -> str:
         lines += [f"## {title}", ""]
         if doc:
             lines += [" ".join(doc.split("\n\n")[0].split()), ""]
-        lines += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += ["| key | type | default | allowed | meaning |",
+                  "| --- | --- | --- | --- | --- |"]
         for key, tp, default, meaning in rows:
-            lines.append(f"| `{key}` | {tp} | `{json.dumps(default)}` | {_cell(meaning)} |")
+            lines.append(f"| `{key}` | {tp} | `{json.dumps(default)}` | "
+                         f"{_cell(allowed(key, tp))} | {_cell(meaning)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,108 +183,161 @@ class Config:
     mined: MinedConfig = field(default_factory=MinedConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
 
+    def get(self, key: str) -> Any:
+        """The value of a dotted key (``solver.lr``)."""
+        obj: Any = self
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+
     def validate(self) -> Config:
-        """Check ranges and choices; raise :class:`ConfigError` naming the key and value."""
-        checks: list[tuple[str, Any, bool, str]] = [
-            ("backbone.name", self.backbone.name,
-             self.backbone.name in ("tiny", "resnet18", "resnet34", "resnet50", "resnet18-ws",
-                                    "resnet34-ws", "resnet50-ws"),
-             "one of tiny, resnet18|34|50[-ws]"),
-            ("backbone.norm", self.backbone.norm,
-             self.backbone.norm in ("auto", "bn", "frozen_bn", "gn"), "auto, bn, frozen_bn or gn"),
-            ("backbone.freeze_at", self.backbone.freeze_at, -1 <= self.backbone.freeze_at <= 5,
-             "-1..5"),
-            ("backbone.stride", self.backbone.stride, self.backbone.stride in (8, 16), "8 or 16"),
-            ("backbone.width", self.backbone.width, 4 <= self.backbone.width <= 256, "4..256"),
-            ("backbone.precision", self.backbone.precision,
-             self.backbone.precision in PRECISIONS, ", ".join(PRECISIONS)),
-            ("mining.pooling", self.mining.pooling,
-             self.mining.pooling in ("moi", "moi-tps", "roi-pool", "roi-align"),
-             "moi, moi-tps, roi-pool or roi-align"),
-            ("mining.pool_size", self.mining.pool_size, 1 <= self.mining.pool_size <= 32, "1..32"),
-            ("mining.compensation", self.mining.compensation,
-             self.mining.compensation in ("code", "paper", "none"), "code, paper or none"),
-            ("mining.fc_dim", self.mining.fc_dim, self.mining.fc_dim >= 1, ">= 1"),
-            ("mining.dropout", self.mining.dropout, 0 <= self.mining.dropout < 1, "in [0, 1)"),
-            ("mining.refine_heads", self.mining.refine_heads, 0 <= self.mining.refine_heads <= 10,
-             "0..10"),
-            ("mining.refine_iou", self.mining.refine_iou, self.mining.refine_iou in ("box", "mask"),
-             "box or mask"),
-            ("input.train_scales", self.input.train_scales,
-             bool(self.input.train_scales) and min(self.input.train_scales) >= 16, "sizes >= 16"),
-            ("input.test_scales", self.input.test_scales,
-             bool(self.input.test_scales) and min(self.input.test_scales) >= 16, "sizes >= 16"),
-            ("input.max_proposals", self.input.max_proposals, self.input.max_proposals >= 1,
-             ">= 1"),
-            ("input.hsv_jitter", self.input.hsv_jitter, self.input.hsv_jitter >= 1, ">= 1"),
-            ("input.min_proposal_area", self.input.min_proposal_area,
-             0 <= self.input.min_proposal_area < 1, "in [0, 1)"),
-            ("input.cache_mb", self.input.cache_mb, self.input.cache_mb >= 0, ">= 0"),
-            ("solver.lr", self.solver.lr, self.solver.lr > 0, "> 0"),
-            ("solver.optimizer", self.solver.optimizer, self.solver.optimizer in ("sgd", "adamw"),
-             "sgd or adamw"),
-            ("solver.max_iter", self.solver.max_iter, self.solver.max_iter >= 0, ">= 0"),
-            ("solver.ims_per_batch", self.solver.ims_per_batch, self.solver.ims_per_batch >= 1,
-             ">= 1"),
-            ("solver.checkpoint_period", self.solver.checkpoint_period,
-             self.solver.checkpoint_period >= 1, ">= 1"),
-            ("solver.checkpoint_minutes", self.solver.checkpoint_minutes,
-             math.isfinite(self.solver.checkpoint_minutes)
-             and self.solver.checkpoint_minutes >= 0, ">= 0, 0 = off"),
-            ("solver.log_period", self.solver.log_period, self.solver.log_period >= 1, ">= 1"),
-            ("solver.load_threads", self.solver.load_threads, self.solver.load_threads >= -1,
-             ">= 0, or -1"),
-            ("warmup.whiten_images", self.warmup.whiten_images, self.warmup.whiten_images >= 0,
-             ">= 0"),
-            ("warmup.whiten_images", self.warmup.whiten_images,
-             self.warmup.whiten_images == 0 or not self.backbone.weights,
-             "0 with backbone.weights (it would replace the pretrained stem)"),
-            ("warmup.whiten_eps", self.warmup.whiten_eps, self.warmup.whiten_eps > 0, "> 0"),
-            ("solver.momentum", self.solver.momentum, 0 <= self.solver.momentum < 1, "in [0, 1)"),
-            ("warmup.iters", self.warmup.iters, self.warmup.iters >= 0, ">= 0"),
-            ("warmup.batch", self.warmup.batch, self.warmup.batch >= 2, ">= 2"),
-            ("warmup.items", self.warmup.items, self.warmup.items >= 1, ">= 1"),
-            ("warmup.stride", self.warmup.stride, self.warmup.stride in (0, 8, 16),
-             "0 (the backbone's), 8 or 16"),
-            ("refine.mask_size", self.refine.mask_size, 2 <= self.refine.mask_size <= 64,
-             "2..64"),
-            ("refine.snap", self.refine.snap, self.refine.snap in ("none", "superpixels"),
-             "'none' or 'superpixels'"),
-            ("refine.mask_convs", self.refine.mask_convs, 0 <= self.refine.mask_convs <= 8,
-             "0..8"),
-            ("refine.mask_channels", self.refine.mask_channels, self.refine.mask_channels >= 1,
-             ">= 1"),
-            ("refine.semantic_convs", self.refine.semantic_convs,
-             0 <= self.refine.semantic_convs <= 8, "0..8"),
-            ("refine.semantic_channels", self.refine.semantic_channels,
-             self.refine.semantic_channels >= 1, ">= 1"),
-            ("refine.mask_rois", self.refine.mask_rois, self.refine.mask_rois >= 1, ">= 1"),
-            ("refine.roi_iou", self.refine.roi_iou, 0 < self.refine.roi_iou <= 1, "in (0, 1]"),
-            ("refine.head_lr_mult", self.refine.head_lr_mult, self.refine.head_lr_mult > 0,
-             "> 0"),
-            ("refine.mask_weight", self.refine.mask_weight,
-             self.refine.mask_weight in ("image_score", "segment_score", "none"),
-             "image_score, segment_score or none"),
-            ("refine.things_from", self.refine.things_from,
-             self.refine.things_from in ("instance", "mined"), "instance or mined"),
-            ("refine.stuff_from", self.refine.stuff_from,
-             self.refine.stuff_from in ("semantic", "mined"), "semantic or mined"),
-            ("refine.mining_weight", self.refine.mining_weight, self.refine.mining_weight >= 0,
-             ">= 0"),
-            ("refine.instance_weight", self.refine.instance_weight,
-             self.refine.instance_weight >= 0, ">= 0"),
-            ("refine.semantic_weight", self.refine.semantic_weight,
-             self.refine.semantic_weight >= 0, ">= 0"),
-            ("refine.mask_threshold", self.refine.mask_threshold,
-             0 < self.refine.mask_threshold < 1, "in (0, 1)"),
-        ]
-        for key, value, ok, want in checks:
-            if not ok:
+        """Check every key against its range in :data:`RANGES` (and every float for being
+        finite), then the checks between keys; raise :class:`ConfigError` naming the key and
+        value."""
+        for key, value in _float_values(self):
+            if not math.isfinite(value):
+                raise ConfigError(f"config value {key}={value!r} is out of range (want a finite "
+                                  "number)")
+        for key, (ok, want) in RANGES.items():
+            value = self.get(key)
+            if not ok(value):
                 raise ConfigError(f"config value {key}={value!r} is out of range (want {want})")
+        if self.warmup.whiten_images and self.backbone.weights:
+            raise ConfigError(f"config value warmup.whiten_images={self.warmup.whiten_images!r} "
+                              "is out of range (want 0 with backbone.weights (it would replace "
+                              "the pretrained stem))")
         if self.backbone.weights.strip() and self.backbone.name == "tiny":
             raise ConfigError("config value backbone.weights is set but backbone.name='tiny' "
                               "has no pretrained weights (use a resnet backbone)")
         return self
+
+
+# ---- ranges --------------------------------------------------------------------------------
+Check = tuple[Callable[[Any], bool], str]  # (is the value in range, what is wanted)
+
+
+def _between(lo: float, hi: float | None = None, *, lo_open: bool = False,
+             hi_open: bool = False) -> Check:
+    """``lo <= v <= hi`` (``hi`` None: no upper bound; ``*_open``: strict)."""
+    def ok(v: Any) -> bool:
+        above = v > lo if lo_open else v >= lo
+        below = hi is None or (v < hi if hi_open else v <= hi)
+        return bool(above and below)
+    if hi is None:
+        return ok, f"{'>' if lo_open else '>='} {lo:g}"
+    if isinstance(lo, int) and isinstance(hi, int) and not lo_open and not hi_open:
+        return ok, f"{lo}..{hi}"
+    return ok, f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def _one_of(*choices: Any) -> Check:
+    names = [str(c) for c in choices]
+    return (lambda v: v in choices), ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+def _each(check: Check, non_empty: bool = True) -> Check:
+    """A list whose items all pass ``check`` (and that has one at least, with ``non_empty``)."""
+    ok, want = check
+    return ((lambda v: (bool(v) or not non_empty) and all(ok(x) for x in v)),
+            f"{'a non-empty list of ' if non_empty else 'a list of '}values {want}")
+
+
+_COUNT = _between(1)  # a count of something: at least one
+_PROBABILITY = _between(0.0, 1.0)  # a probability, a fraction or an IoU
+_BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet18-ws", "resnet34-ws",
+              "resnet50-ws")
+
+#: Every config key but the booleans and the free text of :data:`FREE_TEXT`: the check of its
+#: value and what it wants (also in the error). Floats must be finite besides.
+RANGES: dict[str, Check] = {
+    "seed": (lambda v: 0 <= v < 2 ** 63, ">= 0 and < 2^63"),
+    "backbone.name": (lambda v: v in _BACKBONES, "one of tiny, resnet18|34|50[-ws]"),
+    "backbone.norm": _one_of("auto", "bn", "frozen_bn", "gn"),
+    "backbone.freeze_at": _between(-1, 5),
+    "backbone.stride": _one_of(8, 16),
+    "backbone.width": _between(4, 256),
+    "backbone.precision": _one_of(*PRECISIONS),
+    "mining.pooling": _one_of("moi", "moi-tps", "roi-pool", "roi-align"),
+    "mining.pool_size": _between(1, 32),
+    "mining.compensation": _one_of("code", "paper", "none"),
+    "mining.fc_dim": _COUNT,
+    "mining.dropout": _between(0.0, 1.0, hi_open=True),
+    "mining.refine_heads": _between(0, 10),
+    "mining.refine_iou": _one_of("box", "mask"),
+    "mining.refine_iou_threshold": _PROBABILITY,
+    "input.train_scales": _each(_between(16)),
+    "input.max_size": _between(16),
+    "input.hsv_jitter": _between(1.0),
+    "input.max_proposals": _COUNT,
+    "input.min_proposal_area": _between(0.0, 1.0, hi_open=True),
+    "input.test_scales": _each(_between(16)),
+    "input.cache_mb": _between(0.0),
+    "solver.optimizer": _one_of("sgd", "adamw"),
+    "solver.lr": _between(0.0, lo_open=True),
+    "solver.momentum": _between(0.0, 1.0, hi_open=True),
+    "solver.weight_decay": _between(0.0),
+    "solver.max_iter": _between(0),
+    "solver.warmup_iters": _between(0),
+    "solver.warmup_factor": _between(0.0, 1.0, lo_open=True),
+    "solver.steps": _each(_between(0), non_empty=False),
+    "solver.gamma": _between(0.0, lo_open=True),
+    "solver.ims_per_batch": _COUNT,
+    "solver.checkpoint_period": _COUNT,
+    "solver.checkpoint_minutes": (_between(0.0)[0], ">= 0, 0 = off"),
+    "solver.log_period": _COUNT,
+    "solver.clip_grad_norm": (_between(0.0)[0], ">= 0, 0 = off"),
+    "solver.load_threads": (_between(-1)[0], ">= 0, or -1"),
+    "warmup.iters": _between(0),
+    "warmup.batch": _between(2),
+    "warmup.items": _COUNT,
+    "warmup.optimizer": _one_of("adamw", "sgd"),
+    "warmup.lr": _between(0.0, lo_open=True),
+    "warmup.stride": (lambda v: v in (0, 8, 16), "0 (the backbone's), 8 or 16"),
+    "warmup.whiten_images": _between(0),
+    "warmup.whiten_eps": _between(0.0, lo_open=True),
+    "mined.presence_threshold": _PROBABILITY,
+    "mined.instance_ratio": _PROBABILITY,
+    "mined.max_instances": _COUNT,
+    "mined.candidates": _COUNT,
+    "mined.overlap": _PROBABILITY,
+    "mined.stuff_area": _between(0),
+    "mined.nms": _PROBABILITY,
+    "mined.max_detections": _COUNT,
+    "refine.mask_size": _between(2, 64),
+    "refine.mask_convs": _between(0, 8),
+    "refine.mask_channels": _COUNT,
+    "refine.semantic_convs": _between(0, 8),
+    "refine.semantic_channels": _COUNT,
+    "refine.mask_rois": _COUNT,
+    "refine.roi_iou": _between(0.0, 1.0, lo_open=True),
+    "refine.mining_weight": _between(0.0),
+    "refine.instance_weight": _between(0.0),
+    "refine.semantic_weight": _between(0.0),
+    "refine.mask_threshold": _between(0.0, 1.0, lo_open=True, hi_open=True),
+    "refine.head_lr_mult": _between(0.0, lo_open=True),
+    "refine.mask_weight": _one_of("image_score", "segment_score", "none"),
+    "refine.things_from": _one_of("instance", "mined"),
+    "refine.snap": (lambda v: v in ("none", "superpixels"), "'none' or 'superpixels'"),
+    "refine.stuff_from": _one_of("semantic", "mined"),
+}
+
+#: Keys of free text, checked where they are used: a weights file or name, a method's name.
+FREE_TEXT = ("backbone.weights", "proposals")
+
+
+def _float_values(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """Every float of a config (lists' items too) with its dotted key."""
+    out: list[tuple[str, float]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out += _float_values(value, key + ".")
+        elif isinstance(value, float):
+            out.append((key, value))
+        elif isinstance(value, list):
+            out += [(f"{key}[{i}]", v) for i, v in enumerate(value) if isinstance(v, float)]
+    return out
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -322,7 +376,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             f = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"config value {key}={value!r}: expected an integer") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):  # inf, nan, 1e400
             raise ConfigError(f"config value {key}={value!r}: expected an integer")
         return int(f)
     if tp is float:
@@ -389,35 +443,47 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def resolve_config_path(name: str | os.PathLike[str], relative_to: Path | None = None) -> Path:
+def resolve_config_path(name: str | os.PathLike[str], relative_to: Path | None = None,
+                        where: str | None = None) -> Path:
     """A config file from a path, or from a preset's name (``synth``, ``voc``, ...).
 
     A value with a config suffix or a path separator is a path (relative to ``relative_to``
-    when given, e.g. a ``_base_`` of another file); anything else names a preset.
+    when given, e.g. a ``_base_`` of another file); anything else names a preset. ``where``
+    says who names it in an error (default ``--config NAME``).
     """
     text = os.fspath(name)
+    who = where or f"--config {text}"
     p = Path(text)
     if p.suffix in _SUFFIXES or os.sep in text or "/" in text:
         if relative_to is not None and not p.is_absolute():
             p = relative_to / p
         if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
+            raise ConfigError(f"{p}: config file not found" if where is None
+                              else f"{who}: config file {p} not found")
         return p
     preset = PRESET_DIR / f"{text}.toml"
     if not preset.is_file():
-        raise ConfigError(f"--config {text}: neither a file nor a preset "
+        raise ConfigError(f"{who}: neither a file nor a preset "
                           f"(presets: {', '.join(preset_names())})")
     return preset
+
+
+#: The deepest chain of ``_base_`` files a config may build on.
+MAX_BASE_DEPTH = 32
 
 
 def _read_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file's settings, flattened to dotted keys, over those of its ``_base_`` (a
     preset name or a path relative to the file; a list applies in order), as mmdetection's
-    configs do."""
+    configs do. A chain of more than :data:`MAX_BASE_DEPTH` files, or one that comes back to a
+    file, is refused naming the file."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: _base_ refers back to itself")
+    if len(_seen) >= MAX_BASE_DEPTH:
+        raise ConfigError(f"{_seen[0]}: _base_ files build on each other more than "
+                          f"{MAX_BASE_DEPTH} deep (at {path})")
     data = _parse_file(path)
     bases = data.pop("_base_", [])
     out: dict[str, Any] = {}
@@ -427,7 +493,7 @@ def _read_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     for base in bases:
         if not isinstance(base, str):
             raise ConfigError(f"{path}: _base_ must name presets or files, got {base!r}")
-        out.update(_read_file(resolve_config_path(base, path.parent),
+        out.update(_read_file(resolve_config_path(base, path.parent, f"{path}: _base_ {base!r}"),
                               (*_seen, path.resolve())))
     out.update(_flatten(data))
     return out

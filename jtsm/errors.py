@@ -5,7 +5,7 @@ The CLI turns a :class:`JtsmError` into ``Error: <message>`` and exit code 1, ne
 
 from __future__ import annotations
 
-__all__ = ["JtsmError", "DataError", "PluginError", "ConfigError"]
+__all__ = ["JtsmError", "DataError", "PluginError", "ConfigError", "Terminated"]
 
 
 class JtsmError(Exception):
@@ -22,3 +22,8 @@ class PluginError(JtsmError):
 
 class ConfigError(JtsmError):
     """A configuration value has the wrong type or range."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a command that ends its workers first (:mod:`jtsm.worker_pool`); the
+    CLI treats it as an interrupt (the command that continues is printed) and exits 143."""

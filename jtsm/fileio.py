@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "JsonListWriter",
+    "make_folder",
     "check_png",
     "pixel_limit",
     "decode_image",
@@ -86,6 +87,20 @@ def write_error(path: str | os.PathLike[str], exc: BaseException) -> JtsmError:
     why = getattr(exc, "strerror", None) or (text.splitlines()[0][:160] if text else "") \
         or type(exc).__name__
     return JtsmError(f"{path}: cannot write ({why})")
+
+
+def make_folder(path: str | os.PathLike[str]) -> Path:
+    """Create the folder ``path`` (and its parents) when missing; an OS error (no permission, a
+    read-only file system, a file in the way) raises :class:`JtsmError` naming the folder."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        if isinstance(exc, FileExistsError):
+            why = "a file of that name is in the way"
+        raise JtsmError(f"{path}: cannot create the folder ({why})") from None
+    return path
 
 
 @contextmanager
@@ -221,12 +236,23 @@ def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     return meta
 
 
+#: The longest file or folder name (one part of a path) file systems take, in bytes.
+NAME_MAX = 255
+
+
 def safe_join(root: str | os.PathLike[str], name: str) -> Path:
-    """``root / name``, refusing names that are absolute or escape ``root`` (``..``, links)."""
+    """``root / name``, refusing names that are absolute or escape ``root`` (``..``, links),
+    and names with a part longer than :data:`NAME_MAX` bytes (which no file can have)."""
     if not isinstance(name, str) or not name or "\x00" in name:
         raise DataError(f"invalid file name {name!r}")
     if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise DataError(f"file name {name!r} is absolute; it must be relative to {root}")
+    for part in name.replace("\\", "/").split("/"):
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > NAME_MAX:
+            shown = f"{name[:60]!r}..." if len(name) > 60 else repr(name)
+            raise DataError(f"file name {shown} has a part of {size} bytes; a file system takes "
+                            f"{NAME_MAX} at most")
     root_r = Path(root).resolve()
     full = (root_r / name).resolve()
     if full != root_r and root_r not in full.parents:

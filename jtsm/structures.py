@@ -33,12 +33,24 @@ class CategoryMap:
     Arguments:
         categories: COCO category dicts with ``id``, ``name`` and ``isthing`` (0/1). A category
             without ``isthing`` counts as a thing (COCO instances files have no such key).
+
+    Raises:
+        ValueError: an ``isthing`` other than 0/1, an id that is not an integer, or an id given
+            twice (``categories[i]`` named; the readers add their file).
     """
 
     categories: tuple[dict[str, Any], ...]
     _index: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for i, c in enumerate(self.categories):  # a reader adds the file's name to the error
+            isthing = c.get("isthing", 1)
+            if isinstance(isthing, (str, list, dict)) or isthing not in (0, 1):
+                raise ValueError(f"categories[{i}].isthing must be 0 or 1, got {isthing!r:.40}")
+            cid = c.get("id")
+            if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)) and not (
+                    isinstance(cid, float) and cid.is_integer()):
+                raise ValueError(f"categories[{i}].id must be an integer, got {cid!r:.40}")
         things = [c for c in self.categories if int(c.get("isthing", 1)) == 1]
         stuff = [c for c in self.categories if int(c.get("isthing", 1)) == 0]
         ordered = tuple(things + stuff)

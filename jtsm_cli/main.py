@@ -105,10 +105,12 @@ class JtsmGroup(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo(f"Interrupted.{interrupt_hint(ctx.meta.get('jtsm.argv', []))}",
-                       err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            from jtsm.errors import Terminated
+
+            what = "Terminated" if isinstance(exc, Terminated) else "Interrupted"
+            click.echo(f"{what}.{interrupt_hint(ctx.meta.get('jtsm.argv', []))}", err=True)
+            sys.exit(143 if isinstance(exc, Terminated) else 130)  # 128 + SIGTERM / SIGINT
         except Exception as exc:  # noqa: BLE001 - no bare tracebacks for users
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -42,7 +42,7 @@ def _parse_opt(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--max", "max_proposals", default=2000, show_default=True, type=click.IntRange(1),
               help="Keep at most N proposals per image (duplicates and empty ones dropped).")
 @click.option("--workers", default=0, type=click.IntRange(0),
-              help="Processes (0 = all cores).", show_default=True)
+              help="Processes (0: every core this process may use).", show_default=True)
 @click.option("--shard", metavar="I/N", help="Only shard I of N (0 <= I < N), for job arrays.")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. mode=quality or mcg_dir=DIR (repeatable).")
@@ -123,6 +123,7 @@ def proposals(
 
 
 def _write_viz(items: list[Any], out: Path, quiet: bool) -> None:
+    from jtsm.data.output_names import output_name
     from jtsm.errors import DataError
     from jtsm.fileio import read_image
     from jtsm.proposals.store import ProposalStore
@@ -136,7 +137,7 @@ def _write_viz(items: list[Any], out: Path, quiet: bool) -> None:
         except DataError as exc:
             click.echo(f"Warning: no picture for {item.name}: {exc}", err=True)
             continue
-        target = store.root / "viz" / (Path(item.name).with_suffix(".png").as_posix())
+        target = store.root / "viz" / output_name(item.name)  # x.jpg, x.png: two pictures
         write_top_proposals(target, image, ps)
         if not quiet:
             click.echo(f"wrote {target}", err=True)

@@ -22,7 +22,7 @@ from jtsm_cli.common import progress, quiet_option, report
 @click.option("--evidence", default="grabcut", show_default=True,
               help="Evidence method (jtsm plugins lists them): grabcut, superpixel-snap, none.")
 @click.option("--workers", type=click.IntRange(0, 1024), default=0,
-              help="Processes (0: all cores).")
+              help="Processes (0: every core this process may use).")
 @click.option("--shard", metavar="I/N", help="Do every N-th image from the I-th (job arrays).")
 @click.option("--max-images", type=click.IntRange(1), default=None,
               help="Relabel only a random sample of N images (for a refine run that reads no "

@@ -171,7 +171,7 @@ def test_config_key_without_a_comment_fails_the_meaning_check(
     monkeypatch.setattr(jtsm.config, "Config", _ProbeConfig)
     gen.write_pages(tmp_path)
     page = (tmp_path / "config.md").read_text(encoding="utf-8")
-    assert "| `sect.continued` | int | `2` | a comment that goes on on the line below |" in page
+    assert "| `sect.continued` | int | `2` |  | a comment that goes on on the line below |" in page
     assert _keys_without_meaning(page) == ["sect.bare"]
 
 

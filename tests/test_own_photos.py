@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from jtsm.data.coco_panoptic import load_panoptic_json
+from jtsm.engine.viz import panel_name
 from jtsm_cli.main import cli
 
 LONG_SIDE = 112
@@ -147,7 +148,8 @@ def test_logs_and_viz_legends(pipeline):
     pseudo_ids = {im["file_name"]: int(im["id"]) for im in pseudo.images}
     assert len(pred.images) == 4
     for im in pred.images:
-        stem = Path(im["file_name"]).stem
+        # a panel is named as the image's PNG (x.jpg -> x.png, x.png -> x.png.png)
+        stem = panel_name(im["file_name"])[: -len(".png")]
         for folder in ("pred/viz", "viz"):  # predict --viz and jtsm viz
             info = json.loads((pipeline / folder / f"{stem}.json").read_text())
             want = _present(pred, int(im["id"]), info["min_score"])  # the rest hidden

@@ -106,13 +106,13 @@ def test_readme_block_runs_on_the_sample_photos(readme_run):
     assert len(rows) >= 20
     pred = json.loads((work / "runs/pred/panoptic.json").read_text())
     assert sorted(im["file_name"] for im in pred["images"]) == sorted(n for n, _ in rows)
+    png_of = {a["image_id"]: a["file_name"] for a in pred["annotations"]}
     for im in pred["images"]:  # sizes as a viewer shows each file (EXIF applied)
         with Image.open(work / "photos" / im["file_name"]) as f:
             w, h = f.size
             if f.getexif().get(0x0112) in (5, 6, 7, 8):
                 w, h = h, w
-        png = cv2.imread(str(work / "runs/pred/panoptic" / im["file_name"].rsplit(".", 1)[0])
-                         + ".png")
+        png = cv2.imread(str(work / "runs/pred/panoptic" / png_of[im["id"]]))
         assert png is not None and png.shape[:2] == (h, w) == (im["height"], im["width"])
     panels = sorted((work / "runs/pred/viz").glob("*.png"))
     assert len(panels) == 8

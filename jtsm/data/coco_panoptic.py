@@ -2,7 +2,10 @@
 folder of PNGs whose pixels encode segment ids as ``id = R + 256 G + 256^2 B`` (0 = void).
 
 The PNG folder defaults to the json's stem beside it (``annotations/panoptic_val.json`` ->
-``annotations/panoptic_val/``), as in COCO. Readers validate what they read and raise
+``annotations/panoptic_val/``), as in COCO. An annotation's ``file_name`` is its PNG's path in
+that folder and may hold subfolders (``a/img.png``); readers follow it and refuse names that
+leave the folder (``..``, absolute, links). Writers name PNGs by
+:func:`jtsm.data.output_names.output_name`. Readers validate what they read and raise
 :class:`jtsm.errors.DataError` naming the file and the fault.
 """
 
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 
 from jtsm.data.json_ids import json_id
+from jtsm.data.output_names import output_name
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_bytes, atomic_write_json, check_png, read_json, safe_join
 from jtsm.structures import CategoryMap, PanopticSeg
@@ -333,11 +337,22 @@ class PanopticWriter:
         self.extra = dict(extra or {})
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
+        self._names: dict[str, str] = {}  # PNG name -> the image's file name
 
     def add(self, image: dict[str, Any], seg: PanopticSeg) -> dict[str, Any]:
-        """Write the PNG of ``image`` (named after its ``file_name``, ``.png``); segment
-        ``area``/``bbox`` are recomputed. Returns the annotation record."""
-        name = Path(image["file_name"]).with_suffix(".png").name
+        """Write the PNG of ``image``, named by :func:`jtsm.data.output_names.output_name`
+        from its ``file_name`` (``a/img.jpg`` -> ``a/img.png``, ``x.png`` -> ``x.png.png``);
+        segment ``area``/``bbox`` are recomputed. Returns the annotation record, whose
+        ``file_name`` is the PNG's path in the PNG folder.
+
+        Raises:
+            DataError: another image of this writer has the same PNG (naming both).
+        """
+        name = output_name(str(image["file_name"]))
+        other = self._names.setdefault(name, str(image["file_name"]))
+        if other != str(image["file_name"]):
+            raise DataError(f"{self.json_path}: images {other!r} and {image['file_name']!r} "
+                            f"would both write the PNG {name!r}; rename one of them")
         seg = seg.with_stats()
         write_panoptic_png(self.png_dir / name, seg.ids)
         ann = {"image_id": image["id"], "file_name": name, "segments_info": seg.segments}
@@ -373,7 +388,8 @@ def write_panoptic_dataset(
     png_dir: str | os.PathLike[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write PNGs (named after each image, ``.png``) and then the json, each atomically.
+    """Write PNGs (named after each image, see :meth:`PanopticWriter.add`) and then the json,
+    each atomically.
 
     ``segmentations[i]`` belongs to ``images[i]``. Segment ``area``/``bbox`` are recomputed.
     An existing json is removed first (see :class:`PanopticWriter`).

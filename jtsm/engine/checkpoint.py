@@ -30,20 +30,25 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     write (disk full) raises :class:`JtsmError` naming ``path``, not torch's C++ message."""
     with atomic_path(path, suffix=".pt") as tmp:
         try:
-            torch.save(state, tmp)
+            # through a Python file, whose failed write raises OSError with its errno (ENOSPC:
+            # "No space left on device"); torch's own writer says "unexpected pos 704 vs 598"
+            with open(tmp, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
         except RuntimeError as exc:  # torch reports a short write as inline_container.cc ...
             raise write_error(path, OSError(_torch_write_reason(exc))) from None
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
 
 
 def _torch_write_reason(exc: RuntimeError) -> str:
-    """The part of torch's serialisation error a user can act on."""
+    """The part of torch's serialisation error a user can act on: a write torch saw fail
+    (``unexpected pos``, ``iostream error``, ``file write failed``) is a full disk, most
+    likely."""
     text = str(exc)
-    for needle in ("No space left", "File too large", "Permission denied", "file write failed"):
+    for needle in ("No space left", "File too large", "Permission denied"):
         if needle.lower() in text.lower():
-            return needle if needle != "file write failed" else "write failed (disk full?)"
-    return "write failed"
+            return needle
+    return "write failed (disk full?)"
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -329,12 +329,12 @@ class RunStart:
     def begin(self, meta: Mapping[str, Any]) -> None:
         """Clear the folder (``--overwrite``), then write the config and ``meta.json`` (stage,
         categories, absolute input paths, ``run_id``, ``fingerprint``)."""
-        from jtsm.fileio import atomic_write_json
+        from jtsm.fileio import atomic_write_json, make_folder
 
         if self.action == "overwrite":
             clear_folder(self.out, RUN_ENTRIES)
         run_id = run_id_of(self.out) if self.action == "resume" else new_run_id()
-        self.out.mkdir(parents=True, exist_ok=True)
+        make_folder(self.out)  # a read-only parent is named, not a raw OSError
         atomic_write_json(self.out / "config.json", self.config, indent=2)
         atomic_write_json(self.out / "meta.json", {**meta, "run_id": run_id,
                                                    "fingerprint": self.fingerprint}, indent=2)

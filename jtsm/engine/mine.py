@@ -281,8 +281,10 @@ def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.Pa
                proposals: str | os.PathLike[str], out: Path, ds: MiningDataset, resume: bool,
                overwrite: bool) -> Any:
     """The checks of :func:`jtsm.engine.fingerprint.prepare_run` for a mining run."""
+    from jtsm.data.output_names import check_output_names
     from jtsm.engine import fingerprint as fpr
 
+    check_output_names((r.file_name for r in ds.records), dataset)  # mined/ PNGs, one each
     inputs = {"dataset": fpr.input_record(dataset, fpr.file_digest(dataset)),
               "images": fpr.input_record(images, fpr.names_digest(
                   r.file_name for r in ds.records)),

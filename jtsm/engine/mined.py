@@ -64,7 +64,7 @@ def calibrate_presence(image_scores: np.ndarray, tags: np.ndarray,
             f1 = 2 * tp / max(float(pred.sum() + pos.sum()), 1.0)
             if f1 > best_f1:
                 best, best_f1 = float(t), f1
-        out[k] = best
+        out[k] = min(max(best, 0.0), 1.0)  # image scores lie in [0, 1]; float noise may not
     return out
 
 

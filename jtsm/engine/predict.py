@@ -22,6 +22,7 @@ from jtsm.data.coco_panoptic import PanopticDataset, PanopticWriter
 from jtsm.data.images import image_root
 from jtsm.data.json_ids import json_id
 from jtsm.data.mining_dataset import select_proposals
+from jtsm.data.output_names import check_output_names
 from jtsm.engine.inference import score_proposals
 from jtsm.engine.mined import detections, mine_image, present_classes
 from jtsm.engine.panoptic_inference import refined_panoptic
@@ -114,6 +115,7 @@ def predict_images(
     fpr.check_not_inside(final, "--out", {"--images": images if Path(images).is_dir() else None,
                                           "--proposals": proposals})
     records = image_records(images, dataset)
+    check_output_names((r["file_name"] for r in records), dataset or images)
     inputs = {"run": fpr.input_record(run.path, run.meta.get("run_id")),
               "images": fpr.input_record(images, fpr.images_digest(
                   image_root(images), [r["file_name"] for r in records])),
@@ -234,7 +236,8 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
                gt: PanopticDataset | None, categories: CategoryMap | None = None,
                min_score: float = MIN_SCORE) -> None:
     """``OUT/viz/<name>.png``: image | prediction | ground truth (when ``gt`` has the image),
-    segments named after ``categories``, with ``OUT/viz/<name>.json`` (the legend)."""
+    segments named after ``categories``, with ``OUT/viz/<name>.json`` (the legend); ``<name>``
+    as the image's PNG (:func:`jtsm.engine.viz.panel_name`)."""
     from jtsm.engine.panoptic_viz import write_panel
 
     truth = gt.read(int(rec["id"])) if gt is not None and int(rec["id"]) in gt.annotations \
@@ -251,7 +254,7 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
         image = cv2.resize(image, seg.image_size[::-1], interpolation=cv2.INTER_LINEAR)
     from jtsm.engine.viz import panel_name
 
-    write_panel(out / "viz" / (panel_name(rec["file_name"]) + ".png"), image, seg, truth,
+    write_panel(out / "viz" / panel_name(rec["file_name"]), image, seg, truth,
                 categories, min_score=min_score)
 
 

@@ -142,7 +142,11 @@ def run_refine(
         if not Path(proposals).is_dir():
             raise DataError(f"{source / 'meta.json'}: the proposal store it records, "
                             f"{proposals}, no longer exists; pass --proposals DIR")
-    categories = CategoryMap.from_coco(meta["categories"])
+    try:
+        categories = CategoryMap.from_coco(meta["categories"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{source / 'meta.json'}: malformed run metadata "
+                        f"({type(exc).__name__}: {exc})") from None
     torch.manual_seed(cfg.seed)
     ds = RefineDataset(pseudo, images, proposals, cfg.input, categories,
                        (cfg.refine.mask_rois, cfg.refine.roi_iou, 2 * cfg.refine.mask_size))

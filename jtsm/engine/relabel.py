@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 
 from jtsm.data.coco_panoptic import load_panoptic_json, write_panoptic_png
+from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
 from jtsm.plugins import EvidenceMethod, get_evidence
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
+from jtsm.worker_pool import run_pool, worker_count
 
 __all__ = ["relabel_image", "run_relabel", "sample_images"]
 
@@ -83,7 +85,7 @@ def _init_worker(job: dict[str, Any]) -> None:
 def _relabel_one(im: dict[str, Any]) -> int:
     """Relabel one image and write its PNG and json part (each atomically)."""
     mined, out = _JOB["mined"], Path(_JOB["out"])
-    name = Path(im["file_name"]).with_suffix(".png").name
+    name = output_name(im["file_name"])
     image = read_image(safe_join(_JOB["images"], im["file_name"]))
     opts = {}
     if "store" in _JOB:
@@ -182,7 +184,8 @@ def run_relabel(
 
     ``dataset`` restricts relabelling to the images it lists; ``proposals`` (a store) lends
     its superpixels to evidence methods that take them (``superpixel-snap``). ``workers``
-    processes (default: all cores); ``shard=(i, n)`` does every n-th image from the i-th, and
+    processes (default: every core this process may use, :mod:`jtsm.worker_pool`);
+    ``shard=(i, n)`` does every n-th image from the i-th, and
     ``panoptic.json`` is written once every image's part exists (by the last shard to finish,
     or by any rerun). ``max_images``: relabel only a random sample of that many images
     (drawn with ``seed``, kept in the mined order), for a refine run that reads no more
@@ -204,15 +207,16 @@ def run_relabel(
     mined.images = sample_images(mined.images, max_images, seed)
     takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
     out = Path(out)
+    check_output_names((im["file_name"] for im in mined.images), mined_json)
     job = _claim(out, run, mined_json, images, mined.images, dataset, evidence,
                  proposals if takes_superpixels else None, overwrite)
 
     def part_of(im: dict[str, Any]) -> Path:
-        return out / "parts" / (Path(im["file_name"]).with_suffix(".png").name + ".json")
+        return out / "parts" / (output_name(im["file_name"]) + ".json")
 
     def done(im: dict[str, Any]) -> bool:
-        name = Path(im["file_name"]).with_suffix(".png").name
-        return _part_job(part_of(im)) == job and (out / "panoptic" / name).is_file()
+        return _part_job(part_of(im)) == job and \
+            (out / "panoptic" / output_name(im["file_name"])).is_file()
 
     for im in mined.images:  # names that leave the image folder fail here, not in a worker
         try:
@@ -224,20 +228,17 @@ def run_relabel(
     spec = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),
             "out": str(out), "proposals": str(proposals) if proposals and takes_superpixels
             else None, "job": job}
-    n = min(workers or os.cpu_count() or 1, max(len(todo), 1))
+    n = worker_count(workers, len(todo))
     label = f"relabel ({evidence})"
+    results: Iterable[int]
     if n <= 1:
         _init_worker(spec)
-        results: Iterable[int] = map(_relabel_one, todo)
-        for _ in (progress(results, len(todo), label) if progress else results):
-            pass
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(n, initializer=_init_worker, initargs=(spec,)) as pool:
-            results = pool.map(_relabel_one, todo, chunksize=4)
-            for _ in (progress(results, len(todo), label) if progress else results):
-                pass
+        results = map(_relabel_one, todo)
+    else:  # workers end with this process; SIGTERM ends them, leaving the parts done so far
+        results = run_pool(_relabel_one, todo, n, _init_worker, (spec,),
+                           name=lambda im: str(im["file_name"]), doing="relabelling")
+    for _ in (progress(results, len(todo), label) if progress else results):
+        pass
     summary: dict[str, Any] = {"images": len(mine_share), "sampled_from": available,
                                "relabelled": len(todo),
                                "already_done": len(mine_share) - len(todo), "evidence": evidence}

@@ -22,7 +22,7 @@ from jtsm.fileio import read_json
 from jtsm.modeling.build import STAGES, build_model
 from jtsm.structures import CategoryMap
 
-__all__ = ["Run", "load_run"]
+__all__ = ["Run", "load_run", "read_presence"]
 
 
 @dataclass
@@ -58,7 +58,7 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     try:
         categories = CategoryMap.from_coco(meta["categories"])
         stage = str(meta["stage"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path / 'meta.json'}: malformed run metadata ({exc})") from None
     if stage in STAGES:
         model: nn.Module = build_model(cfg, categories, stage, device, pretrained=False)
@@ -74,9 +74,27 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     model.eval()
     presence = None
     if (path / "presence.json").is_file():
-        th = read_json(path / "presence.json").get("thresholds")
-        if not isinstance(th, list) or len(th) != categories.num_classes:
-            raise DataError(f"{path / 'presence.json'}: expected {categories.num_classes} "
-                            "thresholds")
-        presence = np.asarray(th, np.float64)
+        presence = read_presence(path / "presence.json", categories.num_classes)
     return Run(path, cfg, categories, stage, model, meta, presence)
+
+
+def read_presence(path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
+    """A run's ``presence.json``: ``{"thresholds": [...]}``, one threshold per class, each a
+    number in [0, 1] (image scores lie there) -> ``(num_classes,)`` float64.
+
+    Raises:
+        DataError: another shape, count or value, naming the file (and the class).
+    """
+    d = read_json(path)
+    th = d.get("thresholds") if isinstance(d, dict) else None
+    if not isinstance(th, list) or len(th) != num_classes:
+        got = f"{len(th)}" if isinstance(th, list) else "none"
+        raise DataError(f"{path}: expected {{\"thresholds\": [...]}} with {num_classes} "
+                        f"thresholds, one per class (found {got})")
+    for i, t in enumerate(th):
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            names = d.get("classes")
+            name = f" ({names[i]!r:.40})" if isinstance(names, list) and i < len(names) else ""
+            raise DataError(f"{path}: thresholds[{i}]{name} is {t!r:.40}, not a number in "
+                            "[0, 1]")
+    return np.asarray(th, np.float64)

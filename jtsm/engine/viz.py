@@ -3,7 +3,8 @@ predictions) over its images, optionally beside a ground truth json.
 
 For each image of the json: ``OUT/<name>.png`` (``image | segments | ground truth``, see
 :mod:`jtsm.engine.panoptic_viz`) and ``OUT/<name>.json`` (titles, legend, score threshold),
-``<name>`` being the image's file name without extension (folders joined with ``__``).
+``<name>.png`` being the image's output name (:func:`jtsm.data.output_names.output_name`, the
+name of its panoptic PNG too: ``a/img.jpg`` -> ``a/img.png``, ``x.png`` -> ``x.png.png``).
 
 The json's column is titled after what made it (:func:`describe`): ``prediction`` (a ``jtsm
 predict`` folder), ``pseudo labels`` (``jtsm relabel``), ``mined segments`` (a mining run's
@@ -19,6 +20,7 @@ from typing import Any
 
 from jtsm.data.coco_panoptic import PanopticDataset, load_panoptic_json
 from jtsm.data.images import image_root
+from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_viz import MIN_SCORE, check_min_score, write_panel
 from jtsm.errors import DataError
 from jtsm.fileio import read_image, read_meta, safe_join
@@ -34,8 +36,10 @@ STAGE_TITLES: dict[str, tuple[str, bool]] = {
 
 
 def panel_name(file_name: str) -> str:
-    """``a/b/c.jpg`` -> ``a__b__c``: one flat, collision-free name per image."""
-    return Path(file_name).with_suffix("").as_posix().replace("/", "__")
+    """The panel of image ``file_name``, relative to the panel folder: its output name
+    (:func:`jtsm.data.output_names.output_name`; ``a/b/c.jpg`` -> ``a/b/c.png``), whose
+    legend is the same name with ``.json`` for ``.png``."""
+    return output_name(file_name)
 
 
 def _stage(folder: Path) -> str | None:
@@ -100,6 +104,7 @@ def visualise(
     if not records:
         raise DataError(f"{panoptic}: no image has an annotation to draw")
     records = records[:limit] if limit is not None else records
+    check_output_names((str(im["file_name"]) for im in records), panoptic)
     it: Iterable[dict[str, Any]] = records
     if progress is not None:
         it = progress(records, len(records), "viz")
@@ -114,7 +119,7 @@ def visualise(
             if gid in truth.annotations:
                 tseg = truth.read(gid)
                 n_gt += 1
-        path = out / f"{panel_name(str(im['file_name']))}.png"
+        path = out / panel_name(str(im["file_name"]))
         try:
             info = write_panel(path, image, seg, tseg, list(cats.values()),
                                ("image", title, "ground truth"), min_score, (labels, True))

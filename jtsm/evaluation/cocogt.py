@@ -196,29 +196,48 @@ def load_results(
         if r["category_id"] not in cat_ids:
             raise DataError(f"{where} (image {r['image_id']}): unknown category id "
                             f"{r['category_id']!r}")
-        if not isinstance(r["score"], (int, float)):
-            raise DataError(f"{where}: score {r['score']!r} is not a number")
+        score = r["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) \
+                or not np.isfinite(score):
+            raise DataError(f"{where} (image {r['image_id']}): score {score!r} is not a finite "
+                            "number")
         if "bbox" in r:
             b = r["bbox"]
-            if not (isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float))
-                                                                for v in b)):
-                raise DataError(f"{where}: bbox must be [x, y, w, h], got {b!r}")
+            if not (isinstance(b, list) and len(b) == 4 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)):
+                raise DataError(f"{where} (image {r['image_id']}): bbox must be [x, y, w, h], "
+                                f"got {b!r:.80}")
+            if not all(np.isfinite(v) for v in b) or not (b[2] > 0 and b[3] > 0):
+                raise DataError(f"{where} (image {r['image_id']}): bbox {b!r:.80} needs finite "
+                                "numbers and a width and height > 0")
         elif need == "bbox":
             raise DataError(f"{where}: no bbox")
         if "segmentation" in r:
-            _check_rle(r["segmentation"], images[r["image_id"]], where)
+            _check_rle(r, images[r["image_id"]], where)
         elif "bbox" not in r:
             raise DataError(f"{where}: needs a bbox or a segmentation")
         out.append(r)
     return out
 
 
-def _check_rle(seg: Any, image: dict[str, Any], where: str) -> None:
+def _check_rle(record: dict[str, Any], image: dict[str, Any], where: str) -> None:
+    """The record's ``segmentation``: a COCO RLE of the image's size whose counts decode to a
+    mask of that size (:mod:`jtsm.evaluation.rle`); list counts are replaced by the compressed
+    string pycocotools reads."""
+    from jtsm.evaluation.rle import check_rle_counts
+
+    seg = record["segmentation"]
     if not isinstance(seg, dict) or "size" not in seg or "counts" not in seg:
         raise DataError(f"{where}: segmentation must be COCO RLE {{size, counts}}")
     if "height" in image and "width" in image:
-        if list(seg["size"]) != [image["height"], image["width"]]:
+        if not isinstance(seg["size"], list) or seg["size"] != [image["height"], image["width"]]:
             raise DataError(
-                f"{where} (image {image['id']}): mask size {seg['size']} differs from the "
+                f"{where} (image {image['id']}): mask size {seg['size']!r:.40} differs from the "
                 f"image's {[image['height'], image['width']]}"
             )
+    try:
+        counts = check_rle_counts(seg)
+    except ValueError as exc:
+        raise DataError(f"{where} (image {image['id']}): undecodable RLE mask ({exc})") from None
+    if counts is not seg["counts"]:
+        record["segmentation"] = {**seg, "counts": counts}

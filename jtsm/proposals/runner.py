@@ -9,7 +9,6 @@ Files are written atomically, so a killed run is finished by running it again.
 from __future__ import annotations
 
 import inspect
-import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,7 +23,7 @@ from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import read_image, read_json, safe_join
 from jtsm.proposals.store import ProposalStore
 from jtsm.structures import ProposalSet
-from jtsm.system import available_cores
+from jtsm.worker_pool import run_pool, worker_count
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -254,7 +253,8 @@ def run_proposals(
         max_proposals: keep at most this many per image (after dropping empty/duplicates);
             also handed to the generator as a hint.
         workers: processes (``None`` or 0: all cores this process may use; 1: in this
-            process).
+            process); a pool of :mod:`jtsm.worker_pool` (workers end with this process, SIGTERM
+            ends them and raises :class:`jtsm.errors.Terminated`).
         options: extra keyword options for the generator (e.g. ``mcg_dir``, ``mode``).
         skip_existing: images whose proposal file exists are skipped (resume after a kill).
         overwrite: replace a store made by another job (other method, ``--max`` or options)
@@ -293,14 +293,14 @@ def run_proposals(
         "out": str(out),
         "job": digest,
     }
-    n = workers or available_cores()
-    n = min(n, len(todo))
+    n = worker_count(workers, len(todo))
     if n <= 1:
         _init_worker(job)
         for item in todo:
             yield _process(item)
         return
-    yield from _pool_map(todo, job, n)
+    yield from run_pool(_process, todo, n, _init_worker, (job,), name=lambda it: it.name,
+                        doing="making proposals for")
 
 
 def store_fingerprint(method: str, max_proposals: int | None,
@@ -334,43 +334,6 @@ def _claim_store(store: ProposalStore, fp: dict[str, Any], overwrite: bool) -> s
     if action != "resume":
         store.write_meta({"fingerprint": fp})
     return fingerprint_digest(fp)
-
-
-def _pool_map(todo: list[ImageItem], job: dict[str, Any], n: int) -> Iterator[ImageResult]:
-    """Run :func:`_process` in ``n`` processes, at most ``2 n`` images in flight.
-
-    A worker that dies (killed, out of memory) raises ``JtsmError`` naming the images in flight
-    instead of hanging; the images finished so far are on disk, so a rerun continues.
-    """
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    pending = iter(todo)
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
-                             initargs=(job,)) as ex:
-        running = {ex.submit(_process, it): it for it in itertools.islice(pending, 2 * n)}
-        try:
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    item = running.pop(fut)
-                    try:
-                        result = fut.result()
-                        nxt = next(pending, None)
-                        if nxt is not None:  # submit raises too once another worker died
-                            running[ex.submit(_process, nxt)] = nxt
-                    except BrokenProcessPool:
-                        suspects = ", ".join([item.name] + [it.name for it in running.values()])
-                        raise JtsmError(
-                            f"a worker process died (out of memory?) while making proposals for "
-                            f"one of: {suspects}; rerun to continue, or use fewer --workers"
-                        ) from None
-                    yield result
-        finally:
-            for fut in running:
-                fut.cancel()
 
 
 def update_index(
