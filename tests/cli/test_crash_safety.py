@@ -193,7 +193,9 @@ def _predict_kills(tmp_path, mined_run, images, kills: list[int], rng: random.Ra
     # whole (the new files are written beside it and replace it as a set at the end)
     finish(jtsm("predict", "--run", mined_run, "--images", images, "--out", out, "--tta", "-q"))
     earlier = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    cmd = jtsm("predict", "--run", mined_run, "--images", images, "--out", out, "-q")
+    # another job's outputs are replaced only on request
+    cmd = jtsm("predict", "--run", mined_run, "--images", images, "--out", out, "-q",
+               "--overwrite")
     staging = tmp_path / ".killed.partial"
     for k in kills:
         killed = kill_when(cmd, at_least(k, staging / "panoptic", "*.png"), rng.uniform(0, 0.05))

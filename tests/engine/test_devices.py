@@ -301,8 +301,9 @@ def _mine_cli(out: Path, synth_dir: Path, synth_proposals: Path, *args: str) -> 
 def test_deterministic_mining_on_the_cpu_runs_deterministic_and_changes_nothing(
         tmp_path, synth_dir, synth_proposals, tiny_run, monkeypatch):
     """``jtsm mine --deterministic``: the worker trains with deterministic algorithms on
-    (and the process has them off again after); on a CPU the weights are bit-identical to a
-    run without it, and the job (config digest) is the same, so either resumes the other."""
+    (and the process has them off again after); on a CPU the weights equal a run without it
+    to float rounding, and the job (config digest) is the same, so either resumes the
+    other."""
     import jtsm.engine.mine as mine_module
 
     real, seen = mine_module.run_mine, []
@@ -319,7 +320,10 @@ def test_deterministic_mining_on_the_cpu_runs_deterministic_and_changes_nothing(
     det = torch.load(tmp_path / "det/model_final.pt", weights_only=True)
     plain = torch.load(tiny_run / "model_final.pt", weights_only=True)
     assert sorted(det) == sorted(plain)
-    assert all(torch.equal(det[k], plain[k]) for k in plain)
+    # deterministic algorithms may sum in another order on a CPU too (seen: 4e-9 in the
+    # stem's weights after 3 iterations), so equal to float rounding, not bit for bit
+    for k in plain:
+        torch.testing.assert_close(det[k], plain[k], rtol=0, atol=1e-6)
 
     def job(run: Path) -> dict:
         return json.loads((run / "meta.json").read_text())["fingerprint"]
