@@ -25,6 +25,7 @@ from torch import nn
 
 from jtsm.errors import JtsmError
 from jtsm.system import available_cores
+from jtsm.worker_pool import die_with_parent
 
 __all__ = ["RunningStatsSync", "all_reduce_mean", "barrier", "ddp_wrap", "first_failure",
            "get_rank", "get_world_size", "group_device", "group_timeout", "init_from_env",
@@ -205,31 +206,13 @@ def init_from_env(backend: str | None = None) -> bool:
     return True
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: this worker gets SIGKILL when the process that launched it dies (``kill -9`` of
-    ``jtsm mine``), so no orphan goes on writing checkpoints into a run that is being resumed.
-    Elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the launcher died before prctl took effect
-        os._exit(1)
-
-
 def _worker(rank: int, fn: Callable[..., Any], nproc: int, backend: str, store_file: str,
             args: tuple[Any, ...], parent: int) -> None:
     """One local worker. The rendezvous is a FileStore, not a TCPStore: a TCPStore's server
     lives in rank 0, and rank 0 leaving while rank 1 still tears down its group is a known
     exit race (seen here once in ~7 CI runs as a SIGABRT of rank 0 after training ended).
     A file has no server thread and no port to race for."""
-    _die_with_parent(parent)
+    die_with_parent(parent)  # no orphan writes checkpoints after `kill -9` of the launcher
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
     try:
         dist.init_process_group(backend, init_method=f"file://{store_file}", rank=rank,
