@@ -12,8 +12,7 @@ than the slowest rank's share, so the group's timeout bounds a share, not the wh
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,12 @@ def shard(n: int) -> range:
     return range(get_rank(), n, get_world_size())
 
 
-@contextmanager
 def _read(ds: MiningDataset, cfg: Config, model: MiningModel, indices: range
-          ) -> Iterator[Prefetcher[int, tuple[np.ndarray, ProposalSet]]]:
-    """``ds.read(i)`` for ``indices`` in order, ahead on ``solver.load_threads`` threads."""
-    threads = loader_threads(cfg.solver.load_threads, model.pixel_mean.device)
-    with Prefetcher(ds.read, indices, threads) as reads:
-        yield reads
+          ) -> Prefetcher[int, tuple[np.ndarray, ProposalSet]]:
+    """``ds.read(i)`` for ``indices`` in order, ahead on ``solver.load_threads`` threads (a
+    context manager)."""
+    return Prefetcher(ds.read, indices, loader_threads(cfg.solver.load_threads,
+                                                       model.pixel_mean.device))
 
 
 def _part(folder: Path, rank: int) -> Path:
