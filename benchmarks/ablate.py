@@ -19,17 +19,17 @@ Every run folder is kept under ``OUT`` and reused when it is complete, so an int
 ablation goes on where it stopped.
 
 The pooling and heads rows change the MIL stage only, so by default they start from the default
-run's tag warm-up (its ``warmup_final.pt``, which ``run_mine(resume=True)`` takes as a finished
-stage) instead of training their own: the rows then differ in the factor under test alone, and
-each costs its MIL stage, not the warm-up too. Their seconds are the MIL stage's; the default
-row's include the warm-up and the mined outputs. ``--own-warmup`` trains one per row.
+run's tag warm-up (``run_mine(warmup_from=...)``, which copies its last warm-up checkpoint in as
+a finished stage) instead of training their own: the rows then differ in the factor under
+test alone, and each costs its MIL stage, not the warm-up too. Their seconds are the MIL
+stage's; the default row's include the warm-up and the mined outputs. ``--own-warmup`` trains
+one per row.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,6 +44,7 @@ from jtsm.engine.relabel import run_relabel
 from jtsm.engine.runs import load_run
 from jtsm.evaluation.panoptic import evaluate_pq
 from jtsm.fileio import atomic_write_json, read_json
+from jtsm.rundir.layout import RunDir
 
 
 def _prepare(out: Path, quick: bool) -> tuple[Path, Path, Path]:
@@ -98,19 +99,14 @@ class Ablation:
         run = self.out / "runs" / name
         cfg = load_config(overrides=overrides, base=copy.deepcopy(self.mine_base))
         if warmup_from is None:
-            done = (run / "model_final.pt").is_file() and (run / "mined/panoptic.json").is_file()
+            done = RunDir(run).weights.is_file() and RunDir(run).mined_json.is_file()
         else:
             _check_same_warmup(cfg, self.mine_base, name)
-            done = (run / "model_final.pt").is_file() and (run / "seconds.json").is_file()
-            if not done and not (run / "warmup_final.pt").is_file():
-                run.mkdir(parents=True, exist_ok=True)
-                tmp = run / ".warmup_final.pt.tmp"
-                shutil.copyfile(warmup_from / "warmup_final.pt", tmp)
-                tmp.replace(run / "warmup_final.pt")
+            done = RunDir(run).weights.is_file() and (run / "seconds.json").is_file()
         if not done:
             t = time.perf_counter()
             run_mine(cfg, self.ann / "panoptic_train.json", self.images, self.props, run,
-                     resume=True, write_outputs=warmup_from is None)
+                     resume=True, write_outputs=warmup_from is None, warmup_from=warmup_from)
             _save_seconds(run, time.perf_counter() - t)
         return run, _seconds(run)
 
@@ -120,7 +116,7 @@ class Ablation:
         preset = "synth_refine_quick" if self.quick else "synth_refine"
         base: Config = load_run(source).config
         cfg = load_config(preset, overrides, base=base)
-        if not (run / "model_final.pt").is_file():
+        if not RunDir(run).weights.is_file():
             t = time.perf_counter()
             run_refine(cfg, source, pseudo, self.images, run, proposals=self.props, resume=True)
             _save_seconds(run, time.perf_counter() - t)
@@ -183,7 +179,7 @@ def main() -> None:
     if "parts" in tables:
         base, sec = ab.mine("mine_default", {})
         ab.pq(base, "parts", "no refinement (mined only)", sec)
-        mined = base / "mined/panoptic.json"
+        mined = RunDir(base).mined_json
         relabel = ab.out / "runs/relabel_grabcut"
         if not (relabel / "panoptic.json").is_file():
             t = time.perf_counter()

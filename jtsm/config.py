@@ -14,7 +14,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from jtsm.errors import ConfigError
 
 __all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "MinedConfig",
            "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "config_to_dict",
-           "load_config", "apply_overrides", "preset_names", "resolve_config_path"]
+           "flatten", "load_config", "apply_overrides", "preset_names", "resolve_config_path"]
 
 
 PRECISIONS = ("fp32", "bf16", "auto")  # backbone.precision; jtsm.modeling.precision reads it
@@ -495,7 +495,7 @@ def _read_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             raise ConfigError(f"{path}: _base_ must name presets or files, got {base!r}")
         out.update(_read_file(resolve_config_path(base, path.parent, f"{path}: _base_ {base!r}"),
                               (*_seen, path.resolve())))
-    out.update(_flatten(data))
+    out.update(flatten(data))
     return out
 
 
@@ -527,12 +527,13 @@ def _parse_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict as dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -553,4 +554,4 @@ def load_config(path: str | os.PathLike[str] | None = None,
 
 def config_from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config from its saved dict (a run folder's ``config.json``)."""
-    return load_config(overrides=_flatten(d))
+    return load_config(overrides=flatten(d))

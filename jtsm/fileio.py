@@ -30,13 +30,13 @@ __all__ = [
     "make_folder",
     "check_png",
     "pixel_limit",
+    "max_image_side",
     "decode_image",
     "read_image",
     "read_image_and_size",
     "read_image_size",
     "apply_orientation",
     "read_json",
-    "read_meta",
     "safe_join",
     "write_error",
     "write_png",
@@ -224,18 +224,6 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"{path}: malformed JSON ({exc})") from None
 
 
-def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """``FOLDER/meta.json`` (what made a run folder, store or output folder) as a dict, or
-    ``None`` when the folder has none; anything but a JSON object is a :class:`DataError`."""
-    path = Path(folder) / "meta.json"
-    if not path.is_file():
-        return None
-    meta = read_json(path)
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: malformed metadata (not a JSON object)")
-    return meta
-
-
 #: The longest file or folder name (one part of a path) file systems take, in bytes.
 NAME_MAX = 255
 
@@ -312,6 +300,12 @@ def _env_limit(name: str, default: int) -> int:
     if n < 1:
         raise DataError(f"environment variable {name}={value!r}: must be at least 1")
     return n
+
+
+def max_image_side() -> int:
+    """The longest image side read at full size: :data:`MAX_SIDE`, or ``JTSM_MAX_IMAGE_SIDE``
+    (validated: a value that is not a positive integer names the variable)."""
+    return _env_limit("JTSM_MAX_IMAGE_SIDE", MAX_SIDE)
 
 
 def pixel_limit() -> int:
@@ -508,7 +502,7 @@ def read_image_and_size(path: str | os.PathLike[str], max_side: int | None = Non
     shows it (EXIF orientation applied)."""
     path = Path(path)
     data = _read_bytes(path)
-    side = max_side or _env_limit("JTSM_MAX_IMAGE_SIDE", MAX_SIDE)
+    side = max_side or max_image_side()
     limit = pixel_limit()
     flags = cv2.IMREAD_UNCHANGED
     header = _header(data)

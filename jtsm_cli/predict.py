@@ -49,12 +49,14 @@ def predict(run_dir: str, images: str, dataset: str | None, proposals: str | Non
     from jtsm.engine.device import resolve_device
     from jtsm.engine.predict import predict_images
     from jtsm.engine.runs import load_run
+    from jtsm.rundir.lock import folder_lock
 
     t0 = time.perf_counter()
     run = load_run(run_dir, resolve_device(device))
-    summary = predict_images(run, images, out, dataset, proposals, tta,
-                             progress=lambda it, n, label: progress(it, n, label, quiet),
-                             viz=viz, min_score=min_score, overwrite=overwrite)
+    with folder_lock(out):  # one writer per output folder
+        summary = predict_images(run, images, out, dataset, proposals, tta,
+                                 progress=lambda it, n, label: progress(it, n, label, quiet),
+                                 viz=viz, min_score=min_score, overwrite=overwrite)
     report(summary, t0, as_json, lambda s: (
         f"{out} already holds this job's predictions ({s.get('images', '?')} images); "
         "nothing redone (--overwrite predicts again)" if s.get("done_before") else

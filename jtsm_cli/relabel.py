@@ -47,14 +47,19 @@ def relabel(run_dir: str, dataset: str | None, images: str, proposals: str | Non
         jtsm relabel --run runs/mine --dataset data/annotations/panoptic_train.json \\
             --images data/images --proposals data/proposals --out runs/pseudo
     """
+    from contextlib import nullcontext
+
     from jtsm.engine.relabel import run_relabel
     from jtsm.proposals.runner import parse_shard
+    from jtsm.rundir.lock import folder_lock
 
     t0 = time.perf_counter()
-    summary = run_relabel(run_dir, images, out, evidence, dataset, proposals,
-                          workers=workers or None, shard=parse_shard(shard),
-                          max_images=max_images, seed=seed, overwrite=overwrite,
-                          progress=lambda it, n, label: progress(it, n, label, quiet))
+    # one writer per output folder; the shards of one job (--shard i/n) write side by side
+    with folder_lock(out) if shard is None else nullcontext():
+        summary = run_relabel(run_dir, images, out, evidence, dataset, proposals,
+                              workers=workers or None, shard=parse_shard(shard),
+                              max_images=max_images, seed=seed, overwrite=overwrite,
+                              progress=lambda it, n, label: progress(it, n, label, quiet))
 
     def line(s: dict) -> str:
         head = (f"Relabelled {s['relabelled']} images ({s['already_done']} already done) with "

@@ -67,9 +67,9 @@ def resolve_config(config_path: str | None, overrides: tuple[str, ...]) -> Confi
 def resume_notice(out: str, resume: bool) -> None:
     """``--resume`` on a folder without a checkpoint: say that training starts from 0 (a run
     interrupted before its first checkpoint, or a folder that never trained)."""
-    from pathlib import Path
+    from jtsm.rundir.layout import RunDir
 
-    folder = Path(out) / "checkpoints"
+    folder = RunDir(out).checkpoints
     if resume and not (folder.is_dir() and any(folder.glob("*.pt"))):
         click.echo(f"--resume: {out} has no checkpoint yet; training starts from iteration 0",
                    err=True)
@@ -125,23 +125,28 @@ def run_workers(worker: Callable[..., None], args: tuple[Any, ...], out: str, gp
                 nproc: int, device: str = "auto") -> dict[str, Any]:
     """Run ``worker(*args, device, result_path)`` on every rank (one process, N local workers,
     or torchrun's) and return rank 0's summary with the wall ``seconds``."""
+    import os
     import time
-    from pathlib import Path
+    from contextlib import nullcontext
 
     from jtsm.engine.device import resolve_device
     from jtsm.engine.distributed import launch
     from jtsm.fileio import read_json
+    from jtsm.rundir.layout import RunDir
+    from jtsm.rundir.lock import folder_lock
 
     n, backend, device = world(gpus, nproc, device)
     if backend != "env":
         resolve_device(device)  # a device this machine lacks is refused before any work
     t0 = time.perf_counter()
-    result = Path(out) / ".summary.json"
+    result = RunDir(out).summary
     full = (*args, device, str(result))
-    if n > 1:
-        launch(worker, n, backend, args=full)
-    else:
-        worker(*full)
+    # one writer per run folder: torchrun's rank 0 or this launcher holds the lock
+    with folder_lock(out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext():
+        if n > 1:
+            launch(worker, n, backend, args=full)
+        else:
+            worker(*full)
     summary = read_json(result)
     result.unlink(missing_ok=True)
     summary["seconds"] = round(time.perf_counter() - t0, 1)

@@ -6,7 +6,7 @@ jitter up to ``hsv_jitter`` x. Proposals are the top ``max_proposals`` of the st
 and flipped with the image. Images without any tag carry no signal and are skipped
 (``skipped_untagged``).
 
-The loader (:mod:`jtsm.engine.loader`, on its threads) also builds the proposals' tensors, so
+The training loader (on its threads) also builds the proposals' tensors, so
 the step finds them ready on the host; for a CUDA model (``pin_memory``) every tensor of an
 item is then in page-locked memory, for copies to the GPU that do not block.
 """
@@ -153,7 +153,8 @@ def select_proposals(ps: ProposalSet, cfg: InputConfig) -> ProposalSet:
 
 
 class MiningDataset:
-    """Tagged images with their stored proposals (a :class:`jtsm.engine.trainer.TrainTask`).
+    """Tagged images with their stored proposals (what the trainer draws items from: ``len``
+    and ``load(index, rng)``).
 
     Arguments:
         labels: image-level labels (any of the three json kinds).

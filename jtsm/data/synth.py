@@ -383,13 +383,13 @@ def write_synth_dataset(
     """Write ``out/images/``, ``out/annotations/panoptic_{train,val}.json`` and PNG folders.
 
     The two folders are written beside ``out`` first and replace the previous ones as a set
-    at the end (:mod:`jtsm.engine.staging`): a failed or killed run leaves a previous dataset
+    at the end (:mod:`jtsm.rundir.staging`): a failed or killed run leaves a previous dataset
     whole, and a smaller one never keeps the images of a larger one. Other entries of ``out``
     (a proposal store, runs) are left alone.
 
     Returns counts: images and segments per split.
     """
-    from jtsm.engine.staging import staged_folder
+    from jtsm.rundir.staging import staged_folder
 
     with staged_folder(out, ("images", "annotations")) as stage:
         return _write_synth(stage, n_train, n_val, cfg, seed, progress)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jtsm.config import Config, load_config
+from jtsm.rundir.layout import DETECTIONS, PANOPTIC_JSON, RunDir
 
 if TYPE_CHECKING:
     from jtsm.data.synth import SynthConfig
@@ -136,8 +137,8 @@ def run_demo(
         f"({times['relabel']:.0f}s)")
 
     done = stage("refine")
-    if not (refine_dir / "model_final.pt").is_file():
-        run_refine(rcfg, mine_dir, relabel_dir / "panoptic.json", images, refine_dir,
+    if not RunDir(refine_dir).weights.is_file():
+        run_refine(rcfg, mine_dir, relabel_dir / PANOPTIC_JSON, images, refine_dir,
                    proposals=props, resume=True, on_log=on_log, device=dev)
     done()
     say(f"refine: {rcfg.solver.max_iter} iterations -> {refine_dir} ({times['refine']:.0f}s)")
@@ -148,13 +149,13 @@ def run_demo(
     for name, run_dir in (("mined", mine_dir), ("refined", refine_dir)):
         pred = out / f"val_{name}"
         predict_images(load_run(run_dir, dev), images, pred, val, props, progress=progress)
-        results[name] = evaluate_pq(val, pred / "panoptic.json")
+        results[name] = evaluate_pq(val, pred / PANOPTIC_JSON)
     done()
     say(f"predict: val split, mining run and refined run -> {out}/val_* "
         f"({times['predict']:.0f}s)")
-    corloc = evaluate_corloc(ann / "panoptic_train.json", mine_dir / "mined/detections.json")
-    sampled = [im["id"] for im in read_json(relabel_dir / "panoptic.json")["images"]]
-    pseudo = evaluate_pq(ann / "panoptic_train.json", relabel_dir / "panoptic.json",
+    corloc = evaluate_corloc(ann / "panoptic_train.json", RunDir(mine_dir).mined / DETECTIONS)
+    sampled = [im["id"] for im in read_json(relabel_dir / PANOPTIC_JSON)["images"]]
+    pseudo = evaluate_pq(ann / "panoptic_train.json", relabel_dir / PANOPTIC_JSON,
                          image_ids=sampled)  # scored on the images relabelled
     return {"pq": results["refined"], "pq_mined": results["mined"], "pq_pseudo_train": pseudo,
             "corloc": corloc, "seconds": times, "out": str(out)}

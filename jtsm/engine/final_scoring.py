@@ -25,6 +25,7 @@ from jtsm.engine.distributed import barrier, get_rank, get_world_size, is_main
 from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.fileio import atomic_write_json, read_json
 from jtsm.modeling.model import MiningModel
+from jtsm.rundir.layout import DETECTIONS, PANOPTIC_JSON, PANOPTIC_PNGS, RunDir
 from jtsm.structures import CategoryMap, ProposalSet
 
 __all__ = ["shard", "write_mined", "write_presence"]
@@ -75,7 +76,7 @@ def _save_presence(run_dir: Path, scores: np.ndarray, tags: np.ndarray,
     from jtsm.engine.mined import calibrate_presence
 
     thresholds = calibrate_presence(scores, tags, cfg.mined.presence_threshold)
-    atomic_write_json(run_dir / "presence.json",
+    atomic_write_json(RunDir(run_dir).presence,
                       {"thresholds": thresholds.tolist(), "classes": categories.names})
 
 
@@ -99,8 +100,8 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     indices = shard(len(ds))
     part = _part(out, rank)
     shutil.rmtree(part, ignore_errors=True)  # left by a run killed here
-    writer = PanopticWriter(part / "panoptic.json", list(ds.categories.categories),
-                            png_dir=out / "panoptic")
+    writer = PanopticWriter(part / PANOPTIC_JSON, list(ds.categories.categories),
+                            png_dir=out / PANOPTIC_PNGS)
     dets, scores, tags = [], [], []
     it: Any = indices
     if progress is not None:
@@ -119,7 +120,7 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
                        mine_image(ps, s, present, ds.categories, cfg.mined))
             dets.append(detections(ps, s, ds.categories, rec.id, cfg.mined))
     writer.close()
-    atomic_write_json(part / "detections.json", dets)
+    atomic_write_json(part / DETECTIONS, dets)
     _save_scores(part, indices, scores, tags, ds.categories.num_classes)
     barrier()  # every part is written
     summary = None
@@ -138,21 +139,21 @@ def _merge_mined(out: Path, world: int, ds: MiningDataset, cfg: Config) -> dict[
     by_index: dict[int, tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = {}
     for rank in range(world):
         part = _part(out, rank)
-        d = read_json(part / "panoptic.json")
-        dets = read_json(part / "detections.json")
+        d = read_json(part / PANOPTIC_JSON)
+        dets = read_json(part / DETECTIONS)
         for i, im, ann, det in zip(range(rank, len(ds), world), d["images"], d["annotations"],
                                    dets):
             by_index[i] = (im, ann, det)
     order = [by_index[i] for i in range(len(ds))]
-    write_panoptic_json(out / "panoptic.json", [o[0] for o in order],
+    write_panoptic_json(out / PANOPTIC_JSON, [o[0] for o in order],
                         [o[1] for o in order], list(ds.categories.categories))
-    atomic_write_json(out / "detections.json", [d for o in order for d in o[2]])
+    atomic_write_json(out / DETECTIONS, [d for o in order for d in o[2]])
     scores, tags = _merged_scores(out, world)
     _save_presence(out.parent, scores, tags, ds.categories, cfg)
     return {"images": len(order),
             "segments": int(sum(len(o[1]["segments_info"]) for o in order)),
             "detections": sum(len(o[2]) for o in order),
-            "panoptic": str(out / "panoptic.json")}
+            "panoptic": str(out / PANOPTIC_JSON)}
 
 
 def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:

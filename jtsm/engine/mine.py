@@ -45,6 +45,9 @@ from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import run_module
 from jtsm.ops.transfer import to_device
+from jtsm.proposals.store import ProposalStore, store_digest
+from jtsm.rundir.checkpoint import copy_stage, latest_checkpoint, save_checkpoint
+from jtsm.rundir.layout import RunDir
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "run_mine",
            "train_warmup", "warmup_solver", "warmup_stride", "whiten_stem"]
@@ -204,12 +207,16 @@ def run_mine(
     device: torch.device | str = "cpu",
     overwrite: bool = False,
     notice: Callable[[str], None] | None = None,
+    warmup_from: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train the mining branch into the run folder ``out`` on ``device``; runs on every rank
     of a group (each on its own device, :func:`jtsm.engine.device.resolve_device`).
     ``notice`` receives advice for the user before training (:func:`few_images_note`).
+    ``warmup_from``: a run of the same warm-up settings whose finished tag warm-up this run
+    starts from (its last warm-up checkpoint is copied in; the run's fingerprint names it), so
+    that runs differing in the MIL stage alone share one warm-up.
 
-    Before anything is written, :func:`jtsm.engine.fingerprint.prepare_run` checks the folder
+    Before anything is written, :func:`jtsm.rundir.fingerprint.prepare_run` checks the folder
     (a new one, the same job with ``resume``, or ``overwrite``), every proposal file and, on a
     resume, that the checkpoints fit the config.
 
@@ -226,27 +233,28 @@ def run_mine(
     ds.model_device = torch.device(device)  # a GPU's items are pinned by the loader
     if notice is not None and is_main() and (note := few_images_note(ds, cfg)):
         notice(note)
-    start = mine_start(cfg, dataset, images, proposals, out, ds, resume, overwrite)
+    start = mine_start(cfg, dataset, images, proposals, out, ds, resume, overwrite, warmup_from)
     barrier()
     if is_main():
         start.begin({"stage": "mine", "categories": list(ds.categories.categories),
                      **{k: v["path"] for k, v in start.fingerprint["inputs"].items()}})
+        if warmup_from is not None and latest_checkpoint(out, "warmup") is None:
+            copy_stage(warmup_from, out, "warmup")
     barrier()
     model = build_model(cfg, ds.categories, "mine", device)
     conf = config_to_dict(cfg)
     if cfg.warmup.iters > 0:
-        train_warmup(model, ds, cfg, out, resume=resume, config=conf, on_log=on_log)
+        train_warmup(model, ds, cfg, out, resume=resume or warmup_from is not None,
+                     config=conf, on_log=on_log)
     wrapper = MilTrainModule.from_config(model, cfg)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=conf, stage="mine",
           on_log=on_log, find_unused=True)
     summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
                                "classes": ds.categories.num_classes}
     if is_main():
-        from jtsm.engine.checkpoint import save_checkpoint
-
-        save_checkpoint(out / "model_final.pt", model.state_dict())
+        save_checkpoint(RunDir(out).weights, model.state_dict())
     if write_outputs:  # every rank scores its share of the images
-        mined = write_mined(model, ds, out / "mined", cfg,
+        mined = write_mined(model, ds, RunDir(out).mined, cfg,
                             progress=progress if is_main() else None)
         if mined is not None:
             summary["mined"] = mined
@@ -279,19 +287,22 @@ def few_images_note(ds: MiningDataset, cfg: Config) -> str | None:
 
 def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.PathLike[str],
                proposals: str | os.PathLike[str], out: Path, ds: MiningDataset, resume: bool,
-               overwrite: bool) -> Any:
-    """The checks of :func:`jtsm.engine.fingerprint.prepare_run` for a mining run."""
+               overwrite: bool, warmup_from: str | os.PathLike[str] | None = None) -> Any:
+    """The checks of :func:`jtsm.rundir.fingerprint.prepare_run` for a mining run."""
     from jtsm.data.output_names import check_output_names
-    from jtsm.engine import fingerprint as fpr
+    from jtsm.rundir import fingerprint as fpr
 
     check_output_names((r.file_name for r in ds.records), dataset)  # mined/ PNGs, one each
     inputs = {"dataset": fpr.input_record(dataset, fpr.file_digest(dataset)),
               "images": fpr.input_record(images, fpr.names_digest(
                   r.file_name for r in ds.records)),
-              "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
+              "proposals": fpr.input_record(proposals, store_digest(proposals))}
+    if warmup_from is not None:
+        inputs["warmup_from"] = fpr.input_record(warmup_from, fpr.run_id_of(warmup_from))
     return fpr.prepare_run(
         out, "mine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
-        proposals=proposals, records=ds.records, stages=("warmup", "mine"),
+        check_inputs=lambda: ProposalStore(proposals).check_records(ds.records),
+        stages=("warmup", "mine"),
         model_state=lambda: build_model(cfg, ds.categories, "mine", "cpu",
                                         pretrained=False).state_dict(),
-        inside={"--proposals": proposals})
+        inside={"--proposals": proposals, "warmup_from": warmup_from})

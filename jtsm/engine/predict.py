@@ -32,7 +32,8 @@ from jtsm.errors import DataError
 from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_json, safe_join
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.proposals.runner import list_images
-from jtsm.proposals.store import ProposalStore
+from jtsm.proposals.store import ProposalStore, store_digest
+from jtsm.rundir.layout import DETECTIONS, INSTANCES, META, PANOPTIC_JSON, PREDICT_ENTRIES, VIZ
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet, mask_to_rle
 
 __all__ = ["image_records", "predict_images", "predict_one"]
@@ -70,8 +71,6 @@ def _instances(seg: PanopticSeg, image_id: int, thing_ids: set[int]) -> list[dic
 
 
 #: The entries of a predict output folder, replaced together.
-PREDICT_ENTRIES = ("panoptic.json", "panoptic", "instances.json", "detections.json", "viz",
-                   "meta.json")
 
 
 def predict_images(
@@ -88,13 +87,13 @@ def predict_images(
 ) -> dict[str, Any]:
     """Predict every image into ``out`` (see :func:`_predict_into` for the files).
 
-    ``out`` follows the rule of every stage (:func:`jtsm.engine.fingerprint.check_folder`):
+    ``out`` follows the rule of every stage (:func:`jtsm.rundir.fingerprint.check_folder`):
     a new or empty folder is written; one holding the predictions of this same job is left as
     it is (the summary says ``"done_before": True``); one holding anything else of a
     prediction's (another run's, other images, other options, files of the same names) is
     refused, naming the difference, unless ``overwrite``. The outputs are written into a
     hidden sibling folder and replace the previous ones of ``out`` as a set at the end
-    (:mod:`jtsm.engine.staging`): a run that fails on a bad image, or is killed, leaves the
+    (:mod:`jtsm.rundir.staging`): a run that fails on a bad image, or is killed, leaves the
     previous results whole. ``OUT/meta.json`` records what made them (the run's id, the
     images, the dataset and the options).
 
@@ -103,9 +102,9 @@ def predict_images(
             folder or the proposal store, or holds another job's predictions without
             ``overwrite``.
     """
-    from jtsm.engine import fingerprint as fpr
-    from jtsm.engine.staging import staged_folder
     from jtsm.fileio import atomic_write_json
+    from jtsm.rundir import fingerprint as fpr
+    from jtsm.rundir.staging import staged_folder
 
     final = Path(out)
     if final.resolve() in (Path(run.path).resolve(), (Path(run.path) / "mined").resolve()):
@@ -120,18 +119,18 @@ def predict_images(
               "images": fpr.input_record(images, fpr.images_digest(
                   image_root(images), [r["file_name"] for r in records])),
               "dataset": fpr.input_record(dataset, fpr.file_digest(dataset) if dataset else None),
-              "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
+              "proposals": fpr.input_record(proposals, store_digest(proposals))}
     fp = fpr.fingerprint("predict", inputs, {"tta": tta, "viz": viz,
                                              "min_score": min_score if viz else None})
     action = fpr.check_folder(final, fp, resume=False, overwrite=overwrite,
                               what="prediction", markers=PREDICT_ENTRIES, resume_implied=True)
     if action == "resume":  # the same job's outputs, whole (they are swapped in as a set)
-        meta = read_json(final / "meta.json")
+        meta = read_json(final / META)
         return {**meta.get("summary", {}), "out": str(final), "done_before": True}
     with staged_folder(final, PREDICT_ENTRIES) as stage:
         summary = _predict_into(run, images, stage, dataset, proposals, tta, progress, viz,
                                 records, min_score)
-        atomic_write_json(stage / "meta.json", {"stage": "predict", "fingerprint": fp,
+        atomic_write_json(stage / META, {"stage": "predict", "fingerprint": fp,
                                                 "summary": {k: v for k, v in summary.items()
                                                             if k != "out"}}, indent=2)
     summary["out"] = str(final)
@@ -157,8 +156,8 @@ def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
     cats = run.categories
     thing_ids = {cats.category_id(i) for i in range(cats.num_things)}
     out = Path(out)
-    panoptic = PanopticWriter(out / "panoptic.json", list(cats.categories))
-    insts, dets = JsonListWriter(out / "instances.json"), JsonListWriter(out / "detections.json")
+    panoptic = PanopticWriter(out / PANOPTIC_JSON, list(cats.categories))
+    insts, dets = JsonListWriter(out / INSTANCES), JsonListWriter(out / DETECTIONS)
     gt = _ground_truth(dataset) if viz else None
     it: Iterable[dict[str, Any]] = records
     if progress is not None:
@@ -254,7 +253,7 @@ def _write_viz(out: Path, rec: dict[str, Any], image: np.ndarray, seg: PanopticS
         image = cv2.resize(image, seg.image_size[::-1], interpolation=cv2.INTER_LINEAR)
     from jtsm.engine.viz import panel_name
 
-    write_panel(out / "viz" / panel_name(rec["file_name"]), image, seg, truth,
+    write_panel(out / VIZ / panel_name(rec["file_name"]), image, seg, truth,
                 categories, min_score=min_score)
 
 

@@ -26,6 +26,9 @@ from jtsm.modeling.build import build_model
 from jtsm.modeling.losses import instance_mask_loss, semantic_loss
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.ops.transfer import to_device
+from jtsm.proposals.store import ProposalStore, store_digest
+from jtsm.rundir.checkpoint import load_checkpoint, save_checkpoint
+from jtsm.rundir.layout import RunDir
 from jtsm.structures import CategoryMap
 
 __all__ = ["RefineTrainModule", "instance_targets", "run_refine"]
@@ -74,35 +77,35 @@ class RefineTrainModule(MilTrainModule):
 def _init_from(model: PanopticModel, source: Path) -> None:
     """Load a mining or refine run's weights; the new branches keep their init when the
     source has none."""
-    from jtsm.engine.checkpoint import load_checkpoint
-
-    state = load_checkpoint(source / "model_final.pt")
+    weights = RunDir(source).weights
+    state = load_checkpoint(weights)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes differ: the run's config is not the weights'
         first = str(exc).strip().splitlines()[-1].strip()
-        raise DataError(f"{source / 'model_final.pt'}: weights do not fit the refine model "
+        raise DataError(f"{weights}: weights do not fit the refine model "
                         f"({first})") from None
     bad = [k for k in missing if not k.startswith(_NEW_HEADS)] + list(unexpected)
     if bad:
-        raise DataError(f"{source / 'model_final.pt'}: weights do not fit the refine model "
+        raise DataError(f"{weights}: weights do not fit the refine model "
                         f"({len(bad)} keys differ, e.g. {bad[0]!r})")
 
 
 def _refine_start(cfg: Config, source: Path, pseudo: str | os.PathLike[str],
                   images: str | os.PathLike[str], proposals: str | os.PathLike[str], out: Path,
                   ds: RefineDataset, resume: bool, overwrite: bool) -> Any:
-    """The checks of :func:`jtsm.engine.fingerprint.prepare_run` for a refine run."""
-    from jtsm.engine import fingerprint as fpr
+    """The checks of :func:`jtsm.rundir.fingerprint.prepare_run` for a refine run."""
+    from jtsm.rundir import fingerprint as fpr
 
     inputs = {"source": fpr.input_record(source, fpr.run_id_of(source)),
               "pseudo": fpr.input_record(pseudo, fpr.file_digest(pseudo)),
               "images": fpr.input_record(images, fpr.names_digest(
                   r.file_name for r in ds.records)),
-              "proposals": fpr.input_record(proposals, fpr.store_digest(proposals))}
+              "proposals": fpr.input_record(proposals, store_digest(proposals))}
     return fpr.prepare_run(
         out, "refine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
-        proposals=proposals, records=ds.records, stages=("refine",),
+        check_inputs=lambda: ProposalStore(proposals).check_records(ds.records),
+        stages=("refine",),
         model_state=lambda: build_model(cfg, ds.categories, "refine", "cpu",
                                         pretrained=False).state_dict(),
         inside={"--run": source, "--proposals": proposals})
@@ -129,23 +132,22 @@ def run_refine(
         proposals: the proposal store; default: the one the source run trained on.
     Returns (rank 0) a summary: images, skipped untagged, source stage.
     """
-    from jtsm.engine.checkpoint import save_checkpoint
     from jtsm.engine.final_scoring import write_presence
     from jtsm.fileio import read_json
 
     source, out = Path(source), Path(out)
-    meta = read_json(source / "meta.json")
+    meta = read_json(RunDir(source).meta)
     if proposals is None:
         if "proposals" not in meta:
-            raise DataError(f"{source / 'meta.json'}: names no proposal store; pass --proposals")
+            raise DataError(f"{RunDir(source).meta}: names no proposal store; pass --proposals")
         proposals = meta["proposals"]
         if not Path(proposals).is_dir():
-            raise DataError(f"{source / 'meta.json'}: the proposal store it records, "
+            raise DataError(f"{RunDir(source).meta}: the proposal store it records, "
                             f"{proposals}, no longer exists; pass --proposals DIR")
     try:
         categories = CategoryMap.from_coco(meta["categories"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DataError(f"{source / 'meta.json'}: malformed run metadata "
+        raise DataError(f"{RunDir(source).meta}: malformed run metadata "
                         f"({type(exc).__name__}: {exc})") from None
     torch.manual_seed(cfg.seed)
     ds = RefineDataset(pseudo, images, proposals, cfg.input, categories,
@@ -168,7 +170,7 @@ def run_refine(
     summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
                                "source_stage": source_stage}
     if is_main():
-        save_checkpoint(out / "model_final.pt", model.state_dict())
+        save_checkpoint(RunDir(out).weights, model.state_dict())
     write_presence(model, ds, out, cfg)  # every rank scores its share of the images
     barrier()
     return summary

@@ -29,6 +29,8 @@ from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
 from jtsm.plugins import EvidenceMethod, get_evidence
+from jtsm.proposals.store import store_digest
+from jtsm.rundir.layout import META, PANOPTIC_JSON, PANOPTIC_PNGS, RELABEL_ENTRIES, RunDir
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
 from jtsm.worker_pool import run_pool, worker_count
 
@@ -92,7 +94,7 @@ def _relabel_one(im: dict[str, Any]) -> int:
         opts["superpixels"] = _JOB["store"].load(im["file_name"], image.shape[:2]).superpixels
     seg = relabel_image(image, mined.read(im["id"], complete=True), mined.categories,
                         _JOB["method"], options=opts).with_stats()
-    write_panoptic_png(out / "panoptic" / name, seg.ids)
+    write_panoptic_png(out / PANOPTIC_PNGS / name, seg.ids)
     atomic_write_json(out / "parts" / (name + ".json"),
                       {"image_id": im["id"], "file_name": name, "segments_info": seg.segments,
                        "job": _JOB["job"]})
@@ -100,7 +102,6 @@ def _relabel_one(im: dict[str, Any]) -> int:
 
 
 #: What ``overwrite`` removes from a relabel folder.
-RELABEL_ENTRIES = ("panoptic.json", "panoptic", "parts", "meta.json")
 
 
 def _part_job(path: Path) -> str | None:
@@ -118,7 +119,7 @@ def _claim(out: Path, run: str | os.PathLike[str], mined_json: Path,
            proposals: str | os.PathLike[str] | None, overwrite: bool) -> str:
     """Check ``out`` against this job before anything is written (clear it with
     ``overwrite``), record the job in ``out/meta.json``; returns the digest parts carry."""
-    from jtsm.engine import fingerprint as fpr
+    from jtsm.rundir import fingerprint as fpr
 
     fpr.check_not_inside(out, "--out", {"--run": run})
     inputs = {"run": fpr.input_record(run, fpr.run_id_of(run)),
@@ -128,13 +129,13 @@ def _claim(out: Path, run: str | os.PathLike[str], mined_json: Path,
     if dataset is not None:
         inputs["dataset"] = fpr.input_record(dataset)
     fp = fpr.fingerprint("relabel", inputs, {"evidence": evidence,
-                                             "proposals": fpr.store_digest(proposals)})
+                                             "proposals": store_digest(proposals)})
     action = fpr.check_folder(out, fp, resume=False, overwrite=overwrite, what="relabel output",
                               markers=RELABEL_ENTRIES, resume_implied=True)
     if action == "overwrite":
         fpr.clear_folder(out, RELABEL_ENTRIES, "relabel output")
     if action != "resume":
-        atomic_write_json(out / "meta.json", {"stage": "relabel", "fingerprint": fp}, indent=2)
+        atomic_write_json(out / META, {"stage": "relabel", "fingerprint": fp}, indent=2)
     return fpr.fingerprint_digest(fp)
 
 
@@ -198,7 +199,7 @@ def run_relabel(
         PluginError: unknown evidence method.
     """
     method = get_evidence(evidence)
-    mined_json = Path(run) / "mined" / "panoptic.json"
+    mined_json = RunDir(run).mined_json
     mined = load_panoptic_json(mined_json)
     if dataset is not None:
         listed = _listed_ids(dataset)
@@ -216,7 +217,7 @@ def run_relabel(
 
     def done(im: dict[str, Any]) -> bool:
         return _part_job(part_of(im)) == job and \
-            (out / "panoptic" / output_name(im["file_name"])).is_file()
+            (out / PANOPTIC_PNGS / output_name(im["file_name"])).is_file()
 
     for im in mined.images:  # names that leave the image folder fail here, not in a worker
         try:
@@ -248,11 +249,11 @@ def run_relabel(
         return summary
     annotations = [{k: v for k, v in read_json(part_of(im)).items() if k != "job"}
                    for im in mined.images]
-    atomic_write_json(out / "panoptic.json", {
+    atomic_write_json(out / PANOPTIC_JSON, {
         "images": mined.images, "annotations": annotations,
         "categories": list(mined.categories.categories),
         "info": {"description": f"jtsm pseudo labels: mined + {evidence}", "run": str(run)},
     })
-    summary.update(complete=True, panoptic=str(out / "panoptic.json"),
+    summary.update(complete=True, panoptic=str(out / PANOPTIC_JSON),
                    segments=int(sum(len(a["segments_info"]) for a in annotations)))
     return summary

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jtsm.fileio import append_line
+from jtsm.rundir.layout import RunDir
 
 __all__ = ["RunLog", "format_eta", "progress_line", "write_log_line"]
 
@@ -48,7 +49,7 @@ def progress_line(rec: dict[str, Any], its: float) -> str:
 
 def write_log_line(run_dir: str | os.PathLike[str], line: str) -> None:
     """Append ``line`` to ``RUN/log.txt`` (flushed at once: a killed run keeps its log)."""
-    append_line(Path(run_dir) / "log.txt", line)
+    append_line(RunDir(run_dir).log, line)
 
 
 class RunLog:
@@ -74,7 +75,7 @@ class RunLog:
             except ImportError:  # tensorboard not installed: log.txt and metrics.jsonl only
                 pass
             else:
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+                self._tb = SummaryWriter(str(RunDir(self.run_dir).tensorboard))
 
     def step(self, rec: dict[str, Any], log: bool) -> str | None:
         """Record an iteration; on a log iteration return its line (also written to

@@ -1,7 +1,7 @@
 """Run folders: what a training command leaves, and how to load it back.
 
-A run folder holds ``config.json`` (the resolved config), ``meta.json`` (stage, categories,
-inputs), ``model_final.pt`` (a weights-only state dict), ``checkpoints/`` and ``metrics.jsonl``.
+What a run folder holds is :mod:`jtsm.rundir.layout`; :func:`load_run` reads its config,
+metadata, weights and presence thresholds back into a model.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 from jtsm.config import Config, config_from_dict
-from jtsm.engine.checkpoint import load_checkpoint
 from jtsm.errors import ConfigError, DataError
 from jtsm.fileio import read_json
 from jtsm.modeling.build import STAGES, build_model
+from jtsm.rundir.checkpoint import load_checkpoint
+from jtsm.rundir.layout import RunDir
 from jtsm.structures import CategoryMap
 
 __all__ = ["Run", "load_run", "read_presence"]
@@ -50,21 +51,22 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: not a run folder")
-    meta = read_json(path / "meta.json")
+    rd = RunDir(path)
+    meta = read_json(rd.meta)
     try:
-        cfg = config_from_dict(read_json(path / "config.json"))
+        cfg = config_from_dict(read_json(rd.config))
     except ConfigError as exc:
-        raise DataError(f"{path / 'config.json'}: {exc}") from None
+        raise DataError(f"{rd.config}: {exc}") from None
     try:
         categories = CategoryMap.from_coco(meta["categories"])
         stage = str(meta["stage"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DataError(f"{path / 'meta.json'}: malformed run metadata ({exc})") from None
+        raise DataError(f"{rd.meta}: malformed run metadata ({exc})") from None
     if stage in STAGES:
         model: nn.Module = build_model(cfg, categories, stage, device, pretrained=False)
     else:
-        raise DataError(f"{path / 'meta.json'}: unknown stage {stage!r} (want mine or refine)")
-    weights = path / "model_final.pt"
+        raise DataError(f"{rd.meta}: unknown stage {stage!r} (want mine or refine)")
+    weights = rd.weights
     state = load_checkpoint(weights)
     try:
         model.load_state_dict(state)
@@ -73,8 +75,8 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
         raise DataError(f"{weights}: weights do not fit the run's config ({first})") from None
     model.eval()
     presence = None
-    if (path / "presence.json").is_file():
-        presence = read_presence(path / "presence.json", categories.num_classes)
+    if rd.presence.is_file():
+        presence = read_presence(rd.presence, categories.num_classes)
     return Run(path, cfg, categories, stage, model, meta, presence)
 
 

@@ -30,13 +30,6 @@ import torch
 from torch import nn
 
 from jtsm.config import SolverConfig
-from jtsm.engine.checkpoint import (
-    last_marker,
-    latest_checkpoint,
-    load_checkpoint,
-    load_state,
-    save_checkpoint,
-)
 from jtsm.engine.distributed import (
     RunningStatsSync,
     all_reduce_mean,
@@ -50,6 +43,8 @@ from jtsm.engine.loader import Prefetcher, loader_threads
 from jtsm.engine.runlog import RunLog
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import append_line, atomic_write_bytes
+from jtsm.rundir.checkpoint import latest_checkpoint, load_checkpoint, load_state, save_checkpoint
+from jtsm.rundir.layout import RunDir
 
 __all__ = ["HookBase", "MetricsWriter", "PeriodicCheckpointer", "ProgressLog", "TrainTask",
            "Trainer", "TrainingDiverged", "item_seed", "lr_at", "sample_index", "train"]
@@ -333,10 +328,11 @@ def _optimizer(model: nn.Module, solver: SolverConfig,
 class PeriodicCheckpointer(HookBase):
     """Rank 0 writes ``RUN/checkpoints/<stage>_<iter>.pt`` every ``solver.checkpoint_period``
     iterations, every ``solver.checkpoint_minutes`` of training and at the last iteration (the
-    two newest of the stage kept), then ``RUN/<stage>_final.pt`` (the model's weights)."""
+    two newest of the stage kept). The last iteration's checkpoint marks the stage finished;
+    the run's weights file (``model_final.pt``) is the stage's caller's to write."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any] | None) -> None:
-        self.run_dir, self.config = run_dir, config
+        self.run, self.config = RunDir(run_dir), config
 
     def before_train(self) -> None:
         self._saved = time.perf_counter()
@@ -353,18 +349,11 @@ class PeriodicCheckpointer(HookBase):
 
     def save(self) -> None:
         t = self.trainer
-        folder = self.run_dir / "checkpoints"
-        name = f"{t.stage}_{t.iter:07d}.pt"
-        save_checkpoint(folder / name, {**t.state_dict(),
-                                        "config": json.dumps(self.config or {})})
-        atomic_write_bytes(folder / last_marker(t.stage), name.encode())
-        for p in sorted(folder.glob(f"{t.stage}_*.pt"))[:-2]:  # the two newest are kept
+        path = self.run.checkpoint(t.stage, t.iter)
+        save_checkpoint(path, {**t.state_dict(), "config": json.dumps(self.config or {})})
+        atomic_write_bytes(self.run.last_marker(t.stage), path.name.encode())
+        for p in self.run.checkpoint_glob(t.stage)[:-2]:  # the two newest are kept
             p.unlink(missing_ok=True)
-
-    def after_train(self) -> None:
-        if is_main():
-            save_checkpoint(self.run_dir / f"{self.trainer.stage}_final.pt",
-                            self.trainer.model.state_dict())
 
 
 class MetricsWriter(HookBase):
@@ -372,7 +361,7 @@ class MetricsWriter(HookBase):
     iterations and at the last; a resumed run first drops the stage's lines past its start."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "metrics.jsonl"
+        self.path = RunDir(run_dir).metrics
 
     def before_train(self) -> None:
         if is_main() and self.trainer.start_iter:
@@ -436,8 +425,8 @@ def train(
     :class:`MetricsWriter`, :class:`ProgressLog`) and ``hooks``.
 
     Arguments:
-        run_dir: where checkpoints (``checkpoints/<stage>_<iter>.pt``), ``metrics.jsonl``,
-            ``log.txt`` and ``<stage>_final.pt`` go (rank 0 writes); ``None`` keeps nothing on
+        run_dir: where checkpoints (``checkpoints/<stage>_<iter>.pt``), ``metrics.jsonl`` and
+            ``log.txt`` go (rank 0 writes, :mod:`jtsm.rundir.layout`); ``None`` keeps nothing on
             disk.
         resume: continue from the run's last checkpoint of this stage, if any; a stage that
             had finished is loaded and not trained again (a larger ``solver.max_iter``
@@ -470,20 +459,18 @@ def train(
 
 def _resume(trainer: Trainer, run: Path) -> bool:
     """Load the run's last checkpoint of the trainer's stage; ``True`` when the stage had
-    finished (its final weights are loaded: nothing to train)."""
-    stage, solver = trainer.stage, trainer.solver
-    final = run / f"{stage}_final.pt"
-    ck = latest_checkpoint(run, stage)
-    state = load_checkpoint(ck) if ck is not None else None
-    if state is not None and not {"model", "optimizer", "iteration"} <= set(state):
+    finished (the checkpoint of its last iteration: its weights are loaded, nothing to train;
+    a larger ``solver.max_iter`` continues from it instead)."""
+    ck = latest_checkpoint(run, trainer.stage)
+    if ck is None:
+        return False
+    state = load_checkpoint(ck)
+    if not {"model", "optimizer", "iteration"} <= set(state):
         raise DataError(f"{ck}: not a training checkpoint (no model/optimizer/iteration)")
-    if final.is_file() and (state is None or int(state["iteration"]) >= solver.max_iter):
-        # the stage finished before (a larger solver.max_iter continues from the last
-        # checkpoint instead)
-        load_state(trainer.model, load_checkpoint(final), final)
+    if int(state["iteration"]) >= trainer.solver.max_iter:
+        load_state(trainer.model, state["model"], ck)
         return True
-    if ck is not None and state is not None:
-        trainer.load_state_dict(state, ck)
+    trainer.load_state_dict(state, ck)
     return False
 
 

@@ -23,7 +23,8 @@ from jtsm.data.images import image_root
 from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_viz import MIN_SCORE, check_min_score, write_panel
 from jtsm.errors import DataError
-from jtsm.fileio import read_image, read_meta, safe_join
+from jtsm.fileio import read_image, safe_join
+from jtsm.rundir.layout import read_meta
 
 __all__ = ["describe", "panel_name", "visualise"]
 

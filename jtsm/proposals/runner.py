@@ -305,8 +305,8 @@ def run_proposals(
 
 def store_fingerprint(method: str, max_proposals: int | None,
                       options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The fingerprint of a proposal job (:mod:`jtsm.engine.fingerprint`)."""
-    from jtsm.engine.fingerprint import fingerprint
+    """The fingerprint of a proposal job (:mod:`jtsm.rundir.fingerprint`)."""
+    from jtsm.rundir.fingerprint import fingerprint
 
     return fingerprint("proposals", {}, {"method": method, "max": max_proposals,
                                          "opt": dict(sorted((options or {}).items()))})
@@ -319,7 +319,7 @@ STORE_ENTRIES = ("**/*.npz", "index*.json", "meta.json", "viz")
 def _claim_store(store: ProposalStore, fp: dict[str, Any], overwrite: bool) -> str:
     """Check (or replace, with ``overwrite``) the job a store records, then record ``fp``;
     returns the job digest its files carry."""
-    from jtsm.engine.fingerprint import check_folder, clear_folder, fingerprint_digest
+    from jtsm.rundir.fingerprint import check_folder, clear_folder, fingerprint_digest
 
     action = check_folder(store.root, fp, resume=False, overwrite=overwrite,
                           what="proposal store", markers=("meta.json", "index.json"),

@@ -28,7 +28,7 @@ image size. Writes are atomic (:mod:`jtsm.fileio`), so a killed run leaves whole
 The index files ``index*.json`` list ``{image: {"file", "proposals", "height", "width"}}``;
 every shard writes its own, :meth:`ProposalStore.index` merges them. ``STORE/meta.json``
 records the fingerprint of the job that made the store (method, ``--max``, options), so a
-rerun with other settings is refused rather than mixed in (:mod:`jtsm.engine.fingerprint`).
+rerun with other settings is refused rather than mixed in (:mod:`jtsm.rundir.fingerprint`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import io
 import os
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -45,10 +45,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from jtsm.errors import DataError
-from jtsm.fileio import atomic_write_bytes, atomic_write_json, read_json, read_meta, safe_join
+from jtsm.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    max_image_side,
+    read_json,
+    safe_join,
+)
+from jtsm.rundir.layout import META, read_meta
 from jtsm.structures import ProposalSet
 
-__all__ = ["FORMAT", "VERSION", "ProposalStore", "load_proposals", "save_proposals"]
+__all__ = ["FORMAT", "VERSION", "ProposalStore", "load_proposals", "save_proposals",
+           "store_digest"]
 
 FORMAT = "jtsm-proposals"
 VERSION = 1
@@ -270,7 +278,26 @@ class ProposalStore:
 
     def write_meta(self, meta: Mapping[str, Any]) -> None:
         """Write ``STORE/meta.json`` atomically."""
-        atomic_write_json(self.root / "meta.json", dict(meta), indent=2)
+        atomic_write_json(self.root / META, dict(meta), indent=2)
+
+    def job_digest(self) -> str | None:
+        """The digest of the job the store records (``None``: a store without a record); a
+        run's fingerprint names its proposals by it."""
+        from jtsm.rundir.fingerprint import fingerprint_digest
+
+        fp = (self.read_meta() or {}).get("fingerprint")
+        return fingerprint_digest(fp) if isinstance(fp, dict) else None
+
+    def check_records(self, records: Iterable[Any]) -> None:
+        """:meth:`check_files` for dataset records (``file_name`` and, where known,
+        ``height``/``width``; a size over the longest side read in full is not checked)."""
+        side = max_image_side()
+        checks = []
+        for rec in records:
+            h, w = getattr(rec, "height", None), getattr(rec, "width", None)
+            size = (int(h), int(w)) if h and w and max(h, w) <= side else None
+            checks.append((rec.file_name, size))
+        self.check_files(checks)
 
     def file_job(self, image: str) -> str:
         """The job digest stored in the file of ``image`` ("" for files without one)."""
@@ -373,3 +400,8 @@ class ProposalStore:
         h, w = ps.image_size
         rel = self.path_for(image).relative_to(self.root.resolve())
         return {"file": rel.as_posix(), "proposals": len(ps), "height": h, "width": w}
+
+
+def store_digest(proposals: str | os.PathLike[str] | None) -> str | None:
+    """:meth:`ProposalStore.job_digest` of the store at ``proposals`` (``None`` for none)."""
+    return None if proposals is None else ProposalStore(proposals).job_digest()

@@ -363,8 +363,7 @@ def _finished_then_reopened(mini) -> Path:
     """A mining run that stopped after its first checkpoint (the rest removed)."""
     ok(mini.mine())
     run_dir = mini.root / "run"
-    for name in ("mine_final.pt", "model_final.pt"):
-        (run_dir / name).unlink()
+    (run_dir / "model_final.pt").unlink()
     ck = run_dir / "checkpoints"
     for p in ck.glob("mine_0000002.pt"):
         p.unlink()
@@ -397,7 +396,7 @@ def test_mine_diverging_loss_is_named_and_the_last_checkpoint_kept(mini):
     assert "nan" in line or "inf" in line
     marker = mini.root / "run/checkpoints/last_mine"
     if marker.is_file():  # every checkpoint left behind loads
-        from jtsm.engine.checkpoint import load_checkpoint
+        from jtsm.rundir.checkpoint import load_checkpoint
 
         load_checkpoint(marker.parent / marker.read_text())
     assert not (mini.root / "run/model_final.pt").exists()
@@ -614,7 +613,6 @@ def test_refine_config_value_of_wrong_type(rf):
 
 def test_refine_resume_from_a_checkpoint_of_another_config(rf):
     ok(rf.refine())
-    (rf.refined / "refine_final.pt").unlink(missing_ok=True)
     one_line_error(rf.refine("--set", "refine.mask_channels=16", resume=True), rf.refined,
                    "refine.mask_channels=", "vs 16", "--overwrite")
 
@@ -828,8 +826,8 @@ def test_checkpoint_loading_runs_no_code(tmp_path):
             return (Path.touch, (marker,))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    from jtsm.engine.checkpoint import load_checkpoint
     from jtsm.errors import DataError
+    from jtsm.rundir.checkpoint import load_checkpoint
 
     with pytest.raises(DataError, match="refused"):
         load_checkpoint(tmp_path / "evil.pt")

@@ -32,9 +32,9 @@ import torch
 
 from jtsm.config import load_config
 from jtsm.data.coco_panoptic import load_panoptic_json, read_panoptic_png
-from jtsm.engine.checkpoint import load_checkpoint
 from jtsm.engine.mine import run_mine
 from jtsm.proposals.store import load_proposals
+from jtsm.rundir.checkpoint import load_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|pt)$")  # atomic_path's temporary names

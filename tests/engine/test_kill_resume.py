@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from jtsm.engine.checkpoint import load_checkpoint
+from jtsm.rundir.checkpoint import load_checkpoint
 
 SETS = ["solver.max_iter=120", "solver.ims_per_batch=1", "solver.checkpoint_period=10",
         "solver.warmup_iters=5", "solver.steps=[100]", "mining.fc_dim=32",

@@ -1,5 +1,4 @@
 import json
-import shutil
 import subprocess
 import sys
 
@@ -8,8 +7,8 @@ from click.testing import CliRunner
 
 from jtsm.config import load_config
 from jtsm.data.coco_panoptic import load_panoptic_json
-from jtsm.engine.checkpoint import load_checkpoint
 from jtsm.engine.mine import run_mine
+from jtsm.rundir.checkpoint import latest_checkpoint, load_checkpoint
 from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
@@ -26,9 +25,10 @@ def test_run_mine_writes_a_complete_run(tmp_path, synth_dir, synth_proposals):
                        synth_proposals, out)
     assert summary["images"] == 12 and summary["skipped_untagged"] == 0
     for name in ("config.json", "meta.json", "metrics.jsonl", "model_final.pt",
-                 "warmup_final.pt", "mine_final.pt", "mined/panoptic.json",
+                 "checkpoints/last_warmup", "checkpoints/last_mine", "mined/panoptic.json",
                  "mined/detections.json"):
         assert (out / name).is_file(), name
+    assert [p.name for p in out.glob("*.pt")] == ["model_final.pt"]  # one weights file
     stages = [json.loads(ln)["stage"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert stages.count("warmup") == 3 and stages.count("mine") == 6
     sd = load_checkpoint(out / "model_final.pt")
@@ -112,7 +112,8 @@ def test_mil_with_a_frozen_backbone_trains_the_head_only(tmp_path, synth_dir, sy
     out = tmp_path / "run"
     run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
              synth_proposals, out, write_outputs=False)
-    warm = load_checkpoint(out / "warmup_final.pt")  # TagWarmupModule: backbone.* + classifier
+    # TagWarmupModule at its last iteration: backbone.* + classifier
+    warm = load_checkpoint(latest_checkpoint(out, "warmup"))["model"]
     mid = load_checkpoint(out / "checkpoints/mine_0000003.pt")["model"]  # MIL at iteration 3
     final = load_checkpoint(out / "model_final.pt")
     backbone = [k for k in final if k.startswith("backbone.")]
@@ -154,16 +155,17 @@ def test_a_workers_error_reaches_the_user_as_one_line(tmp_path, synth_dir, synth
 
 def test_a_run_started_from_a_finished_warmup_equals_the_whole_run(tmp_path, synth_dir,
                                                                    synth_proposals):
-    """What benchmarks/ablate.py's shared warm-up relies on: another run's ``warmup_final.pt``
-    in a new run folder + ``resume=True`` skips the warm-up (no warm-up iteration logged) and
-    trains MIL to the same weights as the run it came from."""
+    """What benchmarks/ablate.py's shared warm-up relies on: ``warmup_from`` another run
+    skips the warm-up (no warm-up iteration logged) and trains MIL to the same weights as the
+    run it came from; the run's fingerprint names that run."""
     cfg = load_config(overrides=TINY + ["backbone.norm=bn"])
     args = (synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
             synth_proposals)
     run_mine(cfg, *args, tmp_path / "a", write_outputs=False)
-    (tmp_path / "b").mkdir()
-    shutil.copyfile(tmp_path / "a/warmup_final.pt", tmp_path / "b/warmup_final.pt")
-    run_mine(cfg, *args, tmp_path / "b", resume=True, write_outputs=False)
+    run_mine(cfg, *args, tmp_path / "b", write_outputs=False, warmup_from=tmp_path / "a")
+    meta = json.loads((tmp_path / "b/meta.json").read_text())
+    assert meta["fingerprint"]["inputs"]["warmup_from"]["digest"] == json.loads(
+        (tmp_path / "a/meta.json").read_text())["run_id"]
     stages = [json.loads(ln)["stage"]
               for ln in (tmp_path / "b/metrics.jsonl").read_text().splitlines()]
     assert stages and "warmup" not in stages
@@ -225,7 +227,7 @@ def test_run_mine_starts_the_warmup_from_the_whitened_stem(tmp_path, synth_dir, 
         cfg = load_config(overrides=over + extra)
         run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
                  synth_proposals, tmp_path / name, write_outputs=False)
-        stems[name] = load_checkpoint(tmp_path / name / "warmup_final.pt")[
+        stems[name] = load_checkpoint(latest_checkpoint(tmp_path / name, "warmup"))["model"][
             "backbone.body.0.weight"]
     ds = MiningDataset(read_image_labels(synth_dir / "annotations/panoptic_train.json"),
                        synth_dir / "images", synth_proposals, cfg.input)

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from jtsm.config import config_to_dict, load_config
-from jtsm.engine import fingerprint as fpr
 from jtsm.errors import JtsmError
+from jtsm.rundir import fingerprint as fpr
 
 TINY = ["solver.max_iter=2", "solver.ims_per_batch=1", "solver.warmup_iters=0",
         "solver.steps=[1]", "mining.fc_dim=16", "mining.refine_heads=1",

@@ -47,7 +47,8 @@ def test_loss_falls_and_files_written(tmp_path):
     first = np.mean([r["ce"] for r in recs[:10]])
     last = np.mean([r["ce"] for r in recs[-10:]])
     assert last < 0.75 * first
-    assert (tmp_path / "train_final.pt").is_file()
+    assert not list(tmp_path.glob("*_final.pt"))  # the caller writes the run's weights
+    assert (tmp_path / "checkpoints/last_train").read_text() == "train_0000060.pt"
     assert len(list((tmp_path / "checkpoints").glob("train_*.pt"))) == 2  # newest two kept
 
 

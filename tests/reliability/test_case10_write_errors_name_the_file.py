@@ -34,7 +34,7 @@ def test_atomic_writes_name_the_file(tmp_path, monkeypatch):
 
 
 def test_checkpoint_write_failure_names_the_file(tmp_path, monkeypatch):
-    from jtsm.engine import checkpoint
+    from jtsm.rundir import checkpoint
 
     real = torch.save
     # torch writing onto a full disk: its own C++ message, which names no file

@@ -136,8 +136,8 @@ def test_a_checkpoint_on_a_full_disk_reports_no_space(tmp_path, monkeypatch):
     """Written through a Python file, a full disk's own error comes through (ENOSPC)."""
     import torch
 
-    from jtsm.engine import checkpoint
     from jtsm.errors import JtsmError
+    from jtsm.rundir import checkpoint
 
     monkeypatch.setattr(checkpoint, "open", lambda *_a, **_k: open("/dev/full", "wb"),
                         raising=False)

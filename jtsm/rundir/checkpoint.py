@@ -1,14 +1,15 @@
 """Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
 
 A training checkpoint is ``{"model", "optimizer", "iteration", "config", "extra"}`` of tensors and
-plain values only, so loading a file from elsewhere runs no code. ``model_final.pt`` is a bare
-state dict.
+plain values only, so loading a file from elsewhere runs no code. A run's weights file
+(``model_final.pt``) is a bare state dict.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,9 @@ import torch
 
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_path, write_error
+from jtsm.rundir.layout import RunDir
 
-__all__ = ["last_marker", "latest_checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]
-
-def last_marker(stage: str) -> str:
-    """Name of the file recording a stage's newest checkpoint (``checkpoints/last_<stage>``)."""
-    return f"last_{stage}"
-
+__all__ = ["copy_stage", "latest_checkpoint", "load_checkpoint", "load_state", "save_checkpoint"]
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """``torch.save`` to a temp file and rename (a kill never leaves a partial file); a failed
@@ -86,8 +83,8 @@ def load_state(target: Any, state: Any, path: str | os.PathLike[str]) -> None:
 
 def latest_checkpoint(run_dir: str | os.PathLike[str], stage: str) -> Path | None:
     """The newest checkpoint of a run's stage, from ``checkpoints/last_<stage>``."""
-    ck = Path(run_dir) / "checkpoints"
-    marker = ck / last_marker(stage)
+    run = RunDir(run_dir)
+    ck, marker = run.checkpoints, run.last_marker(stage)
     if not marker.is_file():
         return None
     try:
@@ -98,3 +95,24 @@ def latest_checkpoint(run_dir: str | os.PathLike[str], stage: str) -> Path | Non
         raise DataError(f"{marker}: corrupt checkpoint marker ({name[:60]!r} is not a file name)")
     path = ck / name
     return path if path.is_file() else None
+
+
+def copy_stage(source: str | os.PathLike[str], target: str | os.PathLike[str],
+               stage: str) -> Path:
+    """Copy the newest checkpoint of ``stage`` (and its marker) from run ``source`` into run
+    ``target``, so that ``target`` resumed takes the stage as done where ``source`` left it
+    (benchmarks share one tag warm-up between runs this way). Returns the copied file.
+
+    Raises:
+        DataError: ``source`` has no checkpoint of ``stage``.
+    """
+    src, dst = RunDir(source), RunDir(target)
+    ck = latest_checkpoint(src.path, stage)
+    if ck is None:
+        raise DataError(f"{src.checkpoints}: no {stage} checkpoint to copy")
+    dst.checkpoints.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst.checkpoints / ck.name, suffix=".pt") as tmp:
+        shutil.copyfile(ck, tmp)
+    with atomic_path(dst.last_marker(stage)) as tmp:
+        Path(tmp).write_text(ck.name)
+    return dst.checkpoints / ck.name

@@ -17,14 +17,9 @@ from pathlib import Path
 
 from jtsm.errors import JtsmError
 from jtsm.fileio import write_error
+from jtsm.rundir.layout import staging_path
 
 __all__ = ["staged_folder", "staging_path"]
-
-
-def staging_path(out: str | os.PathLike[str]) -> Path:
-    """The hidden sibling folder the outputs of ``out`` are written into first."""
-    out = Path(out)
-    return out.parent / f".{out.name}.partial"
 
 
 def _remove(path: Path) -> None:

@@ -30,14 +30,22 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from jtsm.config import flatten
 from jtsm.errors import DataError, JtsmError
-from jtsm.fileio import read_meta
+from jtsm.rundir.layout import (
+    CHECKPOINTS,
+    CONFIG,
+    FINAL_WEIGHTS,
+    META,
+    RUN_ENTRIES,
+    RunDir,
+    read_meta,
+)
 
-__all__ = ["RESUMABLE_KEYS", "check_folder", "check_not_inside", "check_resume_weights",
-           "clear_folder", "config_digest", "differences", "file_digest", "fingerprint",
-           "fingerprint_digest", "images_digest", "input_record", "jtsm_version",
-           "names_digest",
-           "new_run_id", "run_id_of"]
+__all__ = ["RESUMABLE_KEYS", "RunStart", "check_folder", "check_not_inside",
+           "check_resume_weights", "clear_folder", "config_digest", "differences", "file_digest",
+           "fingerprint", "fingerprint_digest", "images_digest", "input_record", "jtsm_version",
+           "names_digest", "new_run_id", "prepare_run", "run_id_of"]
 
 #: Config keys a resumed run may change: the schedule's length and bookkeeping, not the model
 #: or the data (a larger ``solver.max_iter`` continues a finished stage).
@@ -93,20 +101,10 @@ def names_digest(names: Iterable[str]) -> str:
     return hashlib.sha256(_canonical(list(names))).hexdigest()[:16]
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _job_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The config's values that define the job (without :data:`RESUMABLE_KEYS` and device
     placement, which do not change what is learnt)."""
-    return {k: v for k, v in _flat(config).items()
+    return {k: v for k, v in flatten(config).items()
             if k not in RESUMABLE_KEYS and not k.startswith("device.") and k != "device"}
 
 
@@ -184,16 +182,16 @@ def run_id_of(run: str | os.PathLike[str]) -> str:
     its ``meta.json`` and ``model_final.pt`` sizes and times)."""
     from jtsm.fileio import read_json
 
-    run = Path(run)
-    meta = read_json(run / "meta.json")
+    rd = RunDir(run)
+    meta = read_json(rd.meta)
     if isinstance(meta, dict) and isinstance(meta.get("run_id"), str):
         return meta["run_id"]
-    return file_digest(run / "meta.json")
+    return file_digest(rd.meta)
 
 
 def check_folder(out: str | os.PathLike[str], current: Mapping[str, Any], *,
                  resume: bool, overwrite: bool, what: str = "run",
-                 markers: Iterable[str] = ("meta.json", "checkpoints", "model_final.pt"),
+                 markers: Iterable[str] = (META, CHECKPOINTS, FINAL_WEIGHTS),
                  resume_implied: bool = False,
                  current_config: Mapping[str, Any] | None = None) -> str:
     """What a command may do with ``out``, decided before anything is written there.
@@ -222,10 +220,10 @@ def check_folder(out: str | os.PathLike[str], current: Mapping[str, Any], *,
         raise JtsmError(f"{out}: holds a {what} that records no fingerprint (made by an older "
                         "jtsm); --overwrite replaces it, or choose another --out")
     recorded_config = None
-    if current_config is not None and (out / "config.json").is_file():
+    if current_config is not None and (out / CONFIG).is_file():
         from jtsm.fileio import read_json
 
-        recorded_config = read_json(out / "config.json")
+        recorded_config = read_json(out / CONFIG)
     diff = differences(recorded, current, recorded_config, current_config)
     if diff:
         raise JtsmError(f"{out}: holds another {what} ({'; '.join(diff)}); --resume is only for "
@@ -273,15 +271,15 @@ def check_resume_weights(out: str | os.PathLike[str], stages: Iterable[str],
 
     ``model_state`` builds the model's ``state_dict`` (only called when a checkpoint exists,
     under a forked random state, so the run's own model is initialised as without the check).
-    Checkpoint keys are matched after dropping a wrapper's leading ``model.``.
+    Checkpoint keys are matched after dropping a training adapter's leading ``model.`` (a
+    checkpoint holds the adapter's state: the model and, in a warm-up, its classifier).
     """
-    from jtsm.engine.checkpoint import latest_checkpoint, load_checkpoint
+    from jtsm.rundir.checkpoint import latest_checkpoint, load_checkpoint
 
     out = Path(out)
     state: Mapping[str, Any] | None = None
     for stage in stages:
-        files = [p for p in (latest_checkpoint(out, stage), out / f"{stage}_final.pt")
-                 if p is not None and p.is_file()]
+        files = [p for p in (latest_checkpoint(out, stage),) if p is not None and p.is_file()]
         for path in files:
             ck = load_checkpoint(path)
             weights = ck.get("model", ck) if isinstance(ck.get("model"), dict) else ck
@@ -299,22 +297,6 @@ def check_resume_weights(out: str | os.PathLike[str], stages: Iterable[str],
                         f"{path}: checkpoint does not fit this config ({k} is {list(shape)}, "
                         f"the config's model has {list(want.shape)}); resume with the run's own "
                         "config, or --overwrite to start again")
-
-
-#: What ``--overwrite`` removes from a training run folder (nothing else of the folder).
-RUN_ENTRIES = ("config.json", "meta.json", "model_final.pt", "*_final.pt", "checkpoints",
-               "metrics.jsonl", "mined", "presence.json", "events.out.tfevents.*")
-
-
-def store_digest(proposals: str | os.PathLike[str] | None) -> str | None:
-    """The job digest a proposal store records (``None``: no store, or one without a record)."""
-    if proposals is None:
-        return None
-    from jtsm.proposals.store import ProposalStore
-
-    meta = ProposalStore(proposals).read_meta()
-    fp = (meta or {}).get("fingerprint")
-    return fingerprint_digest(fp) if isinstance(fp, dict) else None
 
 
 class RunStart:
@@ -335,41 +317,32 @@ class RunStart:
             clear_folder(self.out, RUN_ENTRIES)
         run_id = run_id_of(self.out) if self.action == "resume" else new_run_id()
         make_folder(self.out)  # a read-only parent is named, not a raw OSError
-        atomic_write_json(self.out / "config.json", self.config, indent=2)
-        atomic_write_json(self.out / "meta.json", {**meta, "run_id": run_id,
-                                                   "fingerprint": self.fingerprint}, indent=2)
+        rd = RunDir(self.out)
+        atomic_write_json(rd.config, self.config, indent=2)
+        atomic_write_json(rd.meta, {**meta, "run_id": run_id, "fingerprint": self.fingerprint},
+                          indent=2)
 
 
 def prepare_run(out: str | os.PathLike[str], stage: str, config: Mapping[str, Any],
                 inputs: Mapping[str, Mapping[str, Any]], *, resume: bool, overwrite: bool,
-                proposals: str | os.PathLike[str] | None = None,
-                records: Iterable[Any] = (), stages: Iterable[str] = (),
+                check_inputs: Callable[[], None] | None = None, stages: Iterable[str] = (),
                 model_state: Callable[[], Mapping[str, Any]] | None = None,
                 inside: Mapping[str, str | os.PathLike[str] | None] | None = None) -> RunStart:
     """Every check of a training run, before a byte of it is written.
 
     In order: ``out`` is not an input run or store (``inside``: ``{option: path}``); the folder
-    is new, the same job with ``--resume``, or ``--overwrite`` (:func:`check_folder`); every
-    image's proposal file is whole and made for that image (and its size, where ``records``
-    carry ``height``/``width``); on a resume, the checkpoints of ``stages`` fit the model of
-    ``config`` (``model_state`` builds its ``state_dict``).
+    is new, the same job with ``--resume``, or ``--overwrite`` (:func:`check_folder`);
+    ``check_inputs`` (e.g. every image's proposal file is whole and made for that image); on a
+    resume, the checkpoints of ``stages`` fit the model of ``config`` (``model_state`` builds
+    its ``state_dict``).
     """
-    from jtsm.fileio import MAX_SIDE
-    from jtsm.proposals.store import ProposalStore
-
     out = Path(out)
     check_not_inside(out, "--out", dict(inside or {}))
     fp = fingerprint(stage, inputs, config=config)
     action = check_folder(out, fp, resume=resume, overwrite=overwrite,
                           current_config=config)
-    if proposals is not None:
-        side = int(os.environ.get("JTSM_MAX_IMAGE_SIDE") or MAX_SIDE)
-        checks = []
-        for rec in records:
-            h, w = getattr(rec, "height", None), getattr(rec, "width", None)
-            size = (int(h), int(w)) if h and w and max(h, w) <= side else None
-            checks.append((rec.file_name, size))
-        ProposalStore(proposals).check_files(checks)
+    if check_inputs is not None:
+        check_inputs()
     if action == "resume" and model_state is not None:
         check_resume_weights(out, stages, model_state)
     return RunStart(out, action, fp, config)
