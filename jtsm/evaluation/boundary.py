@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 from jtsm.errors import ConfigError
-from jtsm.evaluation.idmaps import FIRST, VOID, IdIndexer, to_ids
+from jtsm.evaluation.idmaps import FIRST, VOID, IdIndexer, pair_runs, png_pair_runs
 from jtsm.evaluation.panoptic import (
     PQStats,
     SegmentTable,
@@ -156,7 +156,11 @@ def segment_bands(index: np.ndarray, d: int) -> np.ndarray:
     Returns:
         ``(H, W)`` bool; on a segment's pixels it is that segment's ``G_d ∩ G``.
     """
-    small = index.astype(np.uint16 if index.size == 0 or index.max() < 1 << 16 else np.float32)
+    if index.dtype == np.uint16:
+        small = index
+    else:  # OpenCV filters 8/16-bit integers and floats; float32 holds every index exactly
+        small = index.astype(np.uint16 if index.size == 0 or index.max() < 1 << 16
+                             else np.float32)
     k = _square(d)
     # Outside the image reads as 0 for the minimum: below every index the caller scores (>= 1).
     lo = cv2.erode(small, k, borderType=cv2.BORDER_CONSTANT, borderValue=0)
@@ -169,8 +173,8 @@ def boundary_ious(gt_index: np.ndarray, pred_index: np.ndarray, n_gt: int, n_pre
     """The ``(n_gt - 2, n_pred - 2)`` Boundary IoUs of every gt x predicted segment pair.
 
     Arguments:
-        gt_index, pred_index: ``(H, W)`` index maps of :class:`IdIndexer` (1: void, 2...:
-            segments; no unknown ids).
+        gt_index, pred_index: ``(H, W)`` integer index maps as :class:`IdIndexer` numbers ids
+            (1: void, 2...: segments; no unknown ids).
         n_gt, n_pred: number of indices (segments + 2).
         d: band width in pixels.
 
@@ -183,7 +187,9 @@ def boundary_ious(gt_index: np.ndarray, pred_index: np.ndarray, n_gt: int, n_pre
     gt_area = np.bincount(gt_index[gb], minlength=n_gt)[FIRST:]
     pred_area = np.bincount(pred_index[pb], minlength=n_pred)[FIRST:]
     both = pb & (gb | (gt_index == VOID))  # predicted band on gt band or on gt void
-    key = gt_index[both] * n_pred + pred_index[both]
+    key = gt_index[both].astype(np.intp)
+    key *= n_pred
+    key += pred_index[both]
     hist = np.bincount(key, minlength=n_gt * n_pred).reshape(n_gt, n_pred)
     inter = hist[FIRST:, FIRST:]
     union = gt_area[:, None] + pred_area[None, :] - inter - hist[VOID, FIRST:][None, :]
@@ -230,12 +236,35 @@ def image_boundary_stats(
     the checks and their messages are PQ's (:func:`checked_histogram`).
     """
     hist = checked_histogram(gt_ids, gt, pred_ids, pred, indexer, gt_name, pred_name)
+    g, p, lengths = pair_runs(gt_ids, pred_ids, indexer.scratch)
+    return _stats_from_runs(gt_ids.shape[:2], g, p, lengths, hist, gt, pred, num_classes,
+                            indexer, dilation_ratio, pred_name)
+
+
+def _stats_from_runs(
+    size: tuple[int, int],
+    g: np.ndarray,
+    p: np.ndarray,
+    lengths: np.ndarray,
+    hist: np.ndarray,
+    gt: SegmentTable,
+    pred: SegmentTable,
+    num_classes: int,
+    indexer: IdIndexer,
+    dilation_ratio: float,
+    pred_name: str,
+) -> BoundaryStats:
+    """One image's counts from its runs of equal (gt id, pred id) pixels and their checked
+    joint histogram.
+
+    The ``(H, W)`` index maps are the runs' indices repeated over their lengths, 16-bit while
+    the segments allow: no id map is built."""
     mask = _match(hist, gt, pred, num_classes, pred_name)
-    h, w = gt_ids.shape[:2]
-    d = dilation_pixels(h, w, dilation_ratio)
-    gi = indexer.index(to_ids(gt_ids), gt.ids)
-    pi = indexer.index(to_ids(pred_ids), pred.ids)
-    cap = boundary_ious(gi, pi, hist.shape[0], hist.shape[1], d)
+    n_gt, n_pred = hist.shape
+    dtype = np.uint16 if max(n_gt, n_pred) <= 1 << 16 else np.int64
+    gi = np.repeat(indexer.index(g, gt.ids).astype(dtype), lengths).reshape(size)
+    pi = np.repeat(indexer.index(p, pred.ids).astype(dtype), lengths).reshape(size)
+    cap = boundary_ious(gi, pi, n_gt, n_pred, dilation_pixels(*size, dilation_ratio))
     return BoundaryStats(_match(hist, gt, pred, num_classes, pred_name, cap=cap), mask)
 
 
@@ -315,10 +344,25 @@ def _run_boundary_jobs(jobs: Sequence[Any], num_classes: int, dilation_ratio: fl
     indexer = _worker_indexer()
     stats = BoundaryStats.zeros(num_classes)
     for job in jobs:
-        gt_ids, pred_ids = _decode_job(job, indexer)
-        stats += image_boundary_stats(gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer,
-                                      dilation_ratio, job.gt_png, job.pred_png)
+        stats += _job_stats(job, num_classes, indexer, dilation_ratio)
     return stats
+
+
+def _job_stats(job: Any, num_classes: int, indexer: IdIndexer, dilation_ratio: float
+               ) -> BoundaryStats:
+    """As PQ's files path: the C extension's runs straight from the two PNGs when it takes
+    them and the image is sound; else both decoded whole and checked, so errors read alike."""
+    runs = png_pair_runs(job.gt_png, job.pred_png, indexer.scratch)
+    if runs is not None:
+        size, g, p, lengths = runs
+        if job.size is None or size == job.size:
+            hist = indexer.run_histogram(g, job.gt.ids, p, job.pred.ids, lengths)
+            if not hist[0].any() and not hist[:, 0].any() and hist[FIRST:].sum(1).all():
+                return _stats_from_runs(size, g, p, lengths, hist, job.gt, job.pred,
+                                        num_classes, indexer, dilation_ratio, job.pred_png)
+    gt_ids, pred_ids = _decode_job(job, indexer)
+    return image_boundary_stats(gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer,
+                                dilation_ratio, job.gt_png, job.pred_png)
 
 
 def evaluate_boundary_pq(

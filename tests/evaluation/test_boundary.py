@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from jtsm.data.coco_panoptic import id2rgb
+from jtsm.data.coco_panoptic import id2rgb, read_panoptic_png
 from jtsm.errors import ConfigError
 from jtsm.evaluation.boundary import (
     BoundaryPanopticEvaluator,
@@ -315,6 +315,14 @@ def test_never_above_mask_pq(tmp_path: Path) -> None:
     assert r["All"]["pq"] < r["mask"]["All"]["pq"]
     # chunk sums in a fixed order: any worker count gives the same bits
     assert evaluate_boundary_pq(gt, pred, workers=2) == r
+    # the files path (runs from the PNGs) equals the in-memory path (runs from id maps)
+    g, p = json.loads(gt.read_text()), json.loads(pred.read_text())
+    pairs = [
+        (PanopticSeg(read_panoptic_png(tmp_path / "gt" / a["file_name"]), a["segments_info"]),
+         PanopticSeg(read_panoptic_png(tmp_path / "pred" / b["file_name"]), b["segments_info"]))
+        for a, b in zip(g["annotations"], p["annotations"])
+    ]
+    assert boundary_pq_from_pairs(pairs, g["categories"]) == r
 
 
 # --------------------------------------------------------------------------------------------
