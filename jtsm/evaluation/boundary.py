@@ -73,10 +73,13 @@ __all__ = [
     "BoundaryStats",
     "boundary_band",
     "boundary_iou",
+    "boundary_ious",
     "boundary_pq_from_pairs",
     "dilation_pixels",
     "evaluate_boundary_pq",
     "image_boundary_stats",
+    "segment_bands",
+    "summarize_boundary_pq",
 ]
 
 #: The paper's default band width, as a fraction of the image diagonal.
