@@ -1,4 +1,5 @@
-"""``jtsm eval``: PQ, mask/box AP, VOC mAP, CorLoc, proposal recall (thin: jtsm.evaluation)."""
+"""``jtsm eval``: PQ, Boundary PQ, mask/box AP, VOC mAP, CorLoc, proposal recall (thin:
+jtsm.evaluation)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,30 @@ import click
 
 from jtsm_cli.common import echo_json, quiet_option
 
-METRICS = ("pq", "ap", "map", "corloc", "recall")
+METRICS = ("pq", "boundary", "ap", "map", "corloc", "recall")
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--metric", required=True, type=click.Choice(METRICS),
-              help="pq: panoptic quality; ap: COCO mask+box AP; map: VOC detection mAP@0.5; "
+              help="pq: panoptic quality; boundary: Boundary PQ (Cheng et al., CVPR 2021), "
+                   "with mask PQ beside it; ap: COCO mask+box AP; map: VOC detection mAP@0.5; "
                    "corloc: correct localisation; recall: proposal recall and ABO.")
 @click.option("--gt", "gt_json", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Ground truth: COCO panoptic json (any metric) or COCO instances json "
                    "(ap, map, corloc).")
 @click.option("--pred", "pred", required=True, type=click.Path(path_type=Path),
-              help="pq: panoptic json (PNG folder beside it); ap/map/corloc: COCO results json; "
+              help="pq/boundary: panoptic json (PNG folder beside it); ap/map/corloc: COCO "
+                   "results json; "
                    "recall: proposal folder.")
 @click.option("--gt-dir", type=click.Path(file_okay=False, path_type=Path),
               help="PNG folder of a panoptic --gt (default: the json's stem beside it).")
 @click.option("--pred-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="pq: PNG folder of --pred (default: the json's stem beside it).")
+              help="pq/boundary: PNG folder of --pred (default: the json's stem beside it).")
 @click.option("--workers", default=0, type=click.IntRange(0), show_default=True,
-              help="pq: processes (0 = all cores).")
+              help="pq/boundary: processes (0 = all cores).")
+@click.option("--dilation-ratio", type=click.FloatRange(0, 1, min_open=True), default=None,
+              metavar="R", help="boundary: band width as a fraction of the image diagonal "
+                                "(default 0.02, the paper's).")
 @click.option("--voc07", is_flag=True, help="map: 11-point AP (VOC 2007) instead of area under "
                                             "the precision envelope.")
 @click.option("--k", "ks", multiple=True, type=click.IntRange(1), metavar="K",
@@ -42,19 +48,22 @@ def eval_cmd(
     gt_dir: Path | None,
     pred_dir: Path | None,
     workers: int,
+    dilation_ratio: float | None,
     voc07: bool,
     ks: tuple[int, ...],
     per_class: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Score predictions: PQ, AP, mAP, CorLoc, proposal recall.
+    """Score predictions: PQ, Boundary PQ, AP, mAP, CorLoc, proposal recall.
 
     Tables print percent; --json prints fractions in [0, 1].
 
     \b
     Examples:
         jtsm eval --metric pq --gt data/annotations/panoptic_val.json --pred out/panoptic.json
+        jtsm eval --metric boundary --gt data/annotations/panoptic_val.json \
+            --pred out/panoptic.json --per-class
         jtsm eval --metric ap --gt data/annotations/panoptic_val.json --pred out/instances.json
         jtsm eval --metric map --gt instances_val.json --pred out/detections.json --voc07
         jtsm eval --metric recall --gt data/annotations/panoptic_val.json --pred props/
@@ -64,8 +73,11 @@ def eval_cmd(
     if metric == "recall" and gt_dir is not None:
         raise click.UsageError("--gt-dir is not supported with --metric recall (PNGs are read "
                                "from the folder beside the json)")
-    if metric == "pq":
-        result = _pq(gt_json, pred, gt_dir, pred_dir, workers, quiet)
+    if dilation_ratio is not None and metric != "boundary":
+        raise click.UsageError("--dilation-ratio applies to --metric boundary only")
+    if metric in ("pq", "boundary"):
+        result = _pq(gt_json, pred, gt_dir, pred_dir, workers, quiet,
+                     dilation_ratio if metric == "boundary" else None, metric == "boundary")
     elif metric == "ap":
         from jtsm.evaluation.instances import evaluate_ap
 
@@ -89,21 +101,29 @@ def eval_cmd(
 
 
 def _pq(gt_json: Path, pred: Path, gt_dir: Path | None, pred_dir: Path | None, workers: int,
-        quiet: bool) -> dict[str, Any]:
+        quiet: bool, dilation_ratio: float | None = None, boundary: bool = False
+        ) -> dict[str, Any]:
+    """PQ (``evaluate_pq``) or, with ``boundary``, Boundary PQ (``evaluate_boundary_pq``)."""
+    import functools
     import sys
 
-    from jtsm.evaluation.panoptic import evaluate_pq
+    if boundary:
+        from jtsm.evaluation.boundary import DEFAULT_DILATION_RATIO, evaluate_boundary_pq
 
+        ratio = DEFAULT_DILATION_RATIO if dilation_ratio is None else dilation_ratio
+        evaluate = functools.partial(evaluate_boundary_pq, dilation_ratio=ratio)
+    else:
+        from jtsm.evaluation.panoptic import evaluate_pq as evaluate
     if quiet or not sys.stderr.isatty():
-        return evaluate_pq(gt_json, pred, gt_dir, pred_dir, workers or None)
+        return evaluate(gt_json, pred, gt_dir, pred_dir, workers or None)
     from rich.console import Console
     from rich.progress import Progress
 
     with Progress(console=Console(stderr=True)) as bar:
-        task = bar.add_task("pq", total=None)
-        return evaluate_pq(gt_json, pred, gt_dir, pred_dir, workers or None,
-                           progress=lambda done, total: bar.update(task, completed=done,
-                                                                   total=total))
+        task = bar.add_task("boundary pq" if boundary else "pq", total=None)
+        return evaluate(gt_json, pred, gt_dir, pred_dir, workers or None,
+                        progress=lambda done, total: bar.update(task, completed=done,
+                                                                total=total))
 
 
 def _pct(v: float | None) -> str:
@@ -115,7 +135,27 @@ def _print_tables(metric: str, result: dict[str, Any], per_class: bool) -> None:
     from rich.table import Table
 
     console = Console()
-    if metric == "pq":
+    if metric == "boundary":
+        mask = result["mask"]
+        ratio = result["dilation_ratio"]
+        t = Table(title=f"Boundary PQ (%, dilation ratio {ratio:g})")
+        for col in ("", "PQ", "SQ", "RQ", "N", "mask PQ"):
+            t.add_column(col, justify="left" if not col else "right")
+        for group in ("All", "Things", "Stuff"):
+            r = result[group]
+            t.add_row(group, _pct(r["pq"]), _pct(r["sq"]), _pct(r["rq"]), str(r["n"]),
+                      _pct(mask[group]["pq"]))
+        console.print(t)
+        if per_class:
+            t = Table(title="Per class, boundary (%)")
+            for col in ("class", "PQ", "SQ", "RQ", "mask PQ"):
+                t.add_column(col, justify="left" if col == "class" else "right")
+            for name, r in result["per_class"].items():
+                m = mask["per_class"].get(name)
+                t.add_row(name, _pct(r["pq"]), _pct(r["sq"]), _pct(r["rq"]),
+                          _pct(None if m is None else m["pq"]))
+            console.print(t)
+    elif metric == "pq":
         t = Table(title="Panoptic quality (%)")
         for col in ("", "PQ", "SQ", "RQ", "N"):
             t.add_column(col, justify="left" if not col else "right")

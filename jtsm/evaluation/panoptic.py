@@ -18,13 +18,14 @@ equal pixel pairs, see :mod:`jtsm.evaluation.idmaps`) and spread over a process 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -45,6 +46,8 @@ __all__ = ["PQStats", "PanopticEvaluator", "evaluate_pq", "pq_from_pairs", "summ
 
 #: Images per pool task.
 CHUNK = 8
+
+S = TypeVar("S")  # per-chunk statistics that add up with ``+=``
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,6 +197,22 @@ def image_pq_stats(
 
     A map is an ``(H, W)`` id map or the ``(H, W, 3)`` uint8 R, G, B bytes of a panoptic PNG.
     """
+    hist = checked_histogram(gt_ids, gt, pred_ids, pred, indexer, gt_name, pred_name)
+    return _match(hist, gt, pred, num_classes, pred_name)
+
+
+def checked_histogram(
+    gt_ids: np.ndarray,
+    gt: SegmentTable,
+    pred_ids: np.ndarray,
+    pred: SegmentTable,
+    indexer: IdIndexer,
+    gt_name: str = "ground truth",
+    pred_name: str = "prediction",
+) -> np.ndarray:
+    """The ``(n_gt + 2, n_pred + 2)`` joint histogram of one image (see
+    :meth:`IdIndexer.histogram`), after the checks every PQ path makes: equal sizes, no PNG id
+    missing from ``segments_info``, no gt segment listed but absent from its PNG."""
     if gt_ids.shape[:2] != pred_ids.shape[:2]:
         raise DataError(
             f"{pred_name}: size {pred_ids.shape[1]}x{pred_ids.shape[0]} differs from the ground "
@@ -210,12 +229,22 @@ def image_pq_stats(
     if empty.any():
         raise DataError(f"{gt_name}: segment id(s) {gt.ids[empty][:5].tolist()} listed in "
                         "segments_info but absent from the PNG")
-    return _match(hist, gt, pred, num_classes, pred_name)
+    return hist
 
 
 def _match(
-    hist: np.ndarray, gt: SegmentTable, pred: SegmentTable, num_classes: int, pred_name: str
+    hist: np.ndarray,
+    gt: SegmentTable,
+    pred: SegmentTable,
+    num_classes: int,
+    pred_name: str,
+    cap: np.ndarray | None = None,
 ) -> PQStats:
+    """PQ counts from an image's ``(n_gt + 2, n_pred + 2)`` joint histogram.
+
+    ``cap``, an ``(n_gt, n_pred)`` array, bounds each pair's mask IoU from above: pairs match
+    and are scored with ``min(mask IoU, cap)`` (Boundary PQ passes the boundary IoUs). Every
+    other rule (classes, crowd, void, the ignored false positives) is unchanged."""
     inter = hist[FIRST:, FIRST:]  # (n_gt, n_pred) intersections
     pred_void = hist[VOID, FIRST:]  # predicted pixels on gt void
     pred_area = hist[:, FIRST:].sum(axis=0)
@@ -232,6 +261,8 @@ def _match(
     union = pred_area[None, :] + gt_area[:, None] - inter - pred_void[None, :]
     iou = np.zeros(inter.shape, np.float64)
     np.divide(inter, union, out=iou, where=candidate)
+    if cap is not None:
+        np.minimum(iou, cap, out=iou)
     matched = candidate & (iou > 0.5)
     g, p = np.nonzero(matched)
 
@@ -334,16 +365,21 @@ def _job_stats(job: _Job, num_classes: int, indexer: IdIndexer) -> PQStats:
             hist = indexer.run_histogram(g, job.gt.ids, p, job.pred.ids, lengths)
             if not hist[0].any() and not hist[:, 0].any() and hist[FIRST:].sum(1).all():
                 return _match(hist, job.gt, job.pred, num_classes, job.pred_png)
+    gt_ids, pred_ids = _decode_job(job, indexer)
+    return image_pq_stats(
+        gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer, job.gt_png, job.pred_png
+    )
+
+
+def _decode_job(job: _Job, indexer: IdIndexer) -> tuple[np.ndarray, np.ndarray]:
+    """Both PNGs of a job as ``(H, W, 3)`` uint8 R, G, B, the gt checked against its record."""
     gt_ids = read_rgb_png(job.gt_png, indexer.scratch)
     if job.size is not None and gt_ids.shape[:2] != job.size:
         raise DataError(
             f"{job.gt_png}: PNG is {gt_ids.shape[1]}x{gt_ids.shape[0]}, image record says "
             f"{job.size[1]}x{job.size[0]}"
         )
-    pred_ids = read_rgb_png(job.pred_png, indexer.scratch)
-    return image_pq_stats(
-        gt_ids, job.gt, pred_ids, job.pred, num_classes, indexer, job.gt_png, job.pred_png
-    )
+    return gt_ids, read_rgb_png(job.pred_png, indexer.scratch)
 
 
 _LOCAL = threading.local()  # one indexer (lookup table + work buffers) per thread
@@ -478,21 +514,34 @@ def evaluate_pq(
         Path(pred_dir) if pred_dir is not None else None,
         None if image_ids is None else {int(i) for i in image_ids},
     )
+    run = functools.partial(_run_jobs, num_classes=cats.num_classes)
+    stats = sum_chunks(jobs, run, PQStats.zeros(cats.num_classes), workers, progress)
+    return summarize_pq(stats, cats)
+
+
+def sum_chunks(
+    jobs: Sequence[_Job],
+    run: Callable[[Sequence[_Job]], S],
+    total: S,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> S:
+    """``total += run(chunk)`` for each chunk of :data:`CHUNK` jobs, over a process pool.
+
+    ``run`` is picklable (a module-level function or a ``functools.partial`` of one); ``workers``
+    defaults to all cores (1 runs in this process). Fixed-size chunks summed in image order:
+    the result is the same for any worker count. The first bad image stops the run.
+    """
     workers = max(1, workers or available_cores())
-    # Fixed-size chunks summed in order: the result is the same for any worker count.
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-    stats = PQStats.zeros(cats.num_classes)
     pool = None
     if workers > 1 and len(chunks) > 1:
         pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=_init_worker)
     try:
-        if pool is None:
-            results: Iterable[PQStats] = _run_here(chunks, cats.num_classes)
-        else:
-            results = pool.map(_run_jobs, chunks, [cats.num_classes] * len(chunks))
+        results: Iterable[S] = _run_here(chunks, run) if pool is None else pool.map(run, chunks)
         done = 0
         for chunk, res in zip(chunks, results):  # in order: sums do not depend on timing
-            stats += res
+            total += res
             done += len(chunk)
             if progress:
                 progress(done, len(jobs))
@@ -502,16 +551,16 @@ def evaluate_pq(
         raise
     if pool is not None:
         pool.shutdown()
-    return summarize_pq(stats, cats)
+    return total
 
 
-def _run_here(chunks: Sequence[Sequence[_Job]], num_classes: int) -> Iterator[PQStats]:
+def _run_here(chunks: Sequence[Sequence[_Job]], run: Callable[[Sequence[_Job]], S]) -> Iterator[S]:
     """The chunks' stats computed in this process, OpenCV on one thread meanwhile."""
     previous = cv2.getNumThreads()
     _init_worker()
     try:
         for chunk in chunks:
-            yield _run_jobs(chunk, num_classes)
+            yield run(chunk)
     finally:
         cv2.setNumThreads(previous)
 
