@@ -162,6 +162,7 @@ class RefineConfig:
     semantic_weight: float = 1.0  # w_SS of Eq. 1
     mask_threshold: float = 0.5  # predicted mask probability that counts as foreground
     head_lr_mult: float = 1.0  # learning rate of the two new branches x this
+    train_backbone: bool = True  # false: the backbone keeps the mining run's weights
     mask_weight: str = "image_score"  # Eq. 9 weight: the class's image score, "segment_score"
     #                                   (the pseudo segment's own score) or "none"
     things_from: str = "instance"  # prediction: thing masks of the instance branch, or "mined"

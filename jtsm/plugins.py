@@ -9,6 +9,7 @@ Built-in plugins live in the ``jtsm_plugins`` package (folder ``plugins/``) and 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "list_plugins",
     "proposal_generators",
     "reset",
+    "takes_keyword",
 ]
 
 #: Built-in plugins: (short name, module). Registered exactly as a third-party plugin would be.
@@ -67,6 +69,18 @@ class EvidenceMethod:
 
 
 _pm: pluggy.PluginManager | None = None
+
+
+def takes_keyword(fn: Any, name: str, *, through_kwargs: bool) -> bool:
+    """Whether a plugin's callable takes keyword ``name``: named in its signature or, when
+    ``through_kwargs``, also through ``**kwargs``. Generators get ``max_proposals`` either way
+    (passing it costs nothing); evidence gets the stored ``superpixels`` only when it names
+    them, since reading them costs a proposal file per image."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or (through_kwargs and p.kind is p.VAR_KEYWORD) for p in params)
 
 
 def _allowed() -> set[str] | None:

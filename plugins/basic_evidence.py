@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jtsm.hookspecs import hookimpl
+from jtsm.ops.superpixels import snap_to_superpixels
 from jtsm.plugins import EvidenceMethod
 
 
@@ -40,7 +41,8 @@ def superpixel_snap(image: np.ndarray, fg: np.ndarray, box: np.ndarray | None = 
                     bg: np.ndarray | None = None, *, threshold: float = 0.5,
                     scale: float = 100.0, sigma: float = 0.8, min_size: int = 20,
                     superpixels: np.ndarray | None = None, **_: Any) -> np.ndarray:
-    """Snap ``fg`` to superpixels covered more than ``threshold``.
+    """Snap ``fg`` to the superpixels it covers by at least ``threshold``
+    (:func:`jtsm.ops.superpixels.snap_to_superpixels`, the rule refined masks follow too).
 
     Arguments:
         image: ``(H, W, 3)`` uint8 RGB.
@@ -52,12 +54,8 @@ def superpixel_snap(image: np.ndarray, fg: np.ndarray, box: np.ndarray | None = 
     fg = fg.astype(bool)
     if superpixels is None:
         superpixels = felzenszwalb(image, scale=scale, sigma=sigma, min_size=min_size)
-    sp = np.asarray(superpixels).ravel()
-    n = int(sp.max()) + 1
-    cover = np.bincount(sp, weights=fg.ravel().astype(np.float64), minlength=n)
-    size = np.bincount(sp, minlength=n)
-    keep = cover > threshold * np.maximum(size, 1)
-    return _apply_firm(keep[superpixels], fg, box, bg)
+    keep = snap_to_superpixels(fg, np.asarray(superpixels), threshold)
+    return _apply_firm(keep, fg, box, bg)
 
 
 @hookimpl

@@ -74,6 +74,12 @@ def warmup_stride(model: MiningModel, stride: int) -> Iterator[None]:
         model.backbone.set_stride(own)
 
 
+def freezes_norm(cfg: Config) -> bool:
+    """Whether training after the tag warm-up keeps its batch-norm statistics (the rule of
+    both MIL and stage 2): whenever there was a warm-up."""
+    return cfg.warmup.iters > 0
+
+
 def _norm_layers(module: nn.Module) -> list[nn.Module]:
     return [x for x in module.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
 
@@ -106,7 +112,7 @@ class MilTrainModule(nn.Module):
         """The MIL stage as ``jtsm mine`` runs it: after a tag warm-up (``warmup.iters > 0``)
         batch-norm statistics frozen; the backbone trained unless ``mining.train_backbone``
         is false."""
-        return cls(model, freeze_norm=cfg.warmup.iters > 0,
+        return cls(model, freeze_norm=freezes_norm(cfg),
                    train_backbone=cfg.mining.train_backbone)
 
     def train(self, mode: bool = True) -> MilTrainModule:

@@ -149,7 +149,7 @@ def mine_image(
     t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg)
     s_masks, s_cls, s_score = mined_stuff(ps, scores, stuff, categories, cfg)
     t_masks = ps.masks(t_idx) if t_idx else np.zeros((0, h, w), bool)
-    merge = MergeConfig(score_threshold=0.0, overlap_threshold=0.5, stuff_area=cfg.stuff_area)
+    merge = MergeConfig(stuff_area=cfg.stuff_area)
     return merge_panoptic(list(t_masks), t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))
 
 

@@ -29,10 +29,10 @@ from jtsm.data.mining_dataset import resize_to_scale, to_tensor
 from jtsm.engine.mined import mined_stuff, select_things
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.modeling.panoptic_model import PanopticModel
+from jtsm.ops.superpixels import snap_to_superpixels, superpixel_means
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
-__all__ = ["paste_mask", "paste_prob", "refined_panoptic", "snap_to_superpixels",
-           "superpixel_means"]
+__all__ = ["paste_mask", "paste_prob", "refined_panoptic"]
 
 
 def paste_prob(prob: np.ndarray, box: Sequence[float], image_size: tuple[int, int]
@@ -55,26 +55,6 @@ def paste_mask(prob: np.ndarray, box: Sequence[float], image_size: tuple[int, in
                threshold: float = 0.5) -> np.ndarray:
     """A box's ``(M, M)`` mask probabilities resized into the box -> ``(H, W)`` bool mask."""
     return paste_prob(prob, box, image_size) >= threshold
-
-
-def superpixel_means(maps: np.ndarray, superpixels: np.ndarray) -> np.ndarray:
-    """Each map of ``(..., H, W)`` replaced by its mean over each superpixel of the ``(H, W)``
-    map (same shape out)."""
-    sp = superpixels.ravel()
-    n = int(sp.max()) + 1 if sp.size else 0
-    count = np.maximum(np.bincount(sp, minlength=n), 1)
-    flat = maps.reshape(-1, sp.size)
-    means = np.stack([np.bincount(sp, weights=m.astype(np.float64), minlength=n) / count
-                      for m in flat])
-    return means[:, sp].reshape(maps.shape).astype(maps.dtype)
-
-
-def snap_to_superpixels(prob: np.ndarray, superpixels: np.ndarray,
-                        threshold: float = 0.5) -> np.ndarray:
-    """``(..., H, W)`` probabilities -> bool masks of the superpixels whose mean probability is at
-    least ``threshold``: the mask head's coarse (2S x 2S) outline moved onto the image edges
-    the superpixels follow (``refine.snap = "superpixels"``)."""
-    return superpixel_means(prob, superpixels) >= threshold
 
 
 @torch.no_grad()
@@ -142,6 +122,5 @@ def refined_panoptic(
                     s_score.append(float(sub[j][m].mean()))
     finally:
         model.train(was_training)
-    merge = MergeConfig(score_threshold=0.0, overlap_threshold=0.5,
-                        stuff_area=cfg.mined.stuff_area)
+    merge = MergeConfig(stuff_area=cfg.mined.stuff_area)
     return merge_panoptic(t_masks, t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))

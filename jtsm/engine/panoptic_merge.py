@@ -23,11 +23,15 @@ __all__ = ["MergeConfig", "merge_panoptic"]
 
 @dataclass(frozen=True)
 class MergeConfig:
-    """Thresholds of :func:`merge_panoptic` (COCO values: 0.5, 0.5, 4096)."""
+    """Thresholds of :func:`merge_panoptic`, as every jtsm stage merges (mined segments,
+    pseudo labels, predictions): no score threshold (the things are chosen before the merge:
+    presence thresholds, ``mined.*``), an instance whose free part is under half its area is
+    dropped, stuff regions under ``stuff_area`` pixels (``mined.stuff_area``) are dropped.
+    (Detectron2's COCO values: 0.5, 0.5, 4096.)"""
 
-    score_threshold: float = 0.5
+    score_threshold: float = 0.0
     overlap_threshold: float = 0.5
-    stuff_area: int = 64
+    stuff_area: int = 16
 
 
 def merge_panoptic(

@@ -19,7 +19,7 @@ import torch
 from jtsm.config import Config, config_to_dict
 from jtsm.data.refine_dataset import RefineDataset, RefineItem, instance_targets
 from jtsm.engine.distributed import barrier, is_main
-from jtsm.engine.mine import MilTrainModule
+from jtsm.engine.mine import MilTrainModule, freezes_norm
 from jtsm.engine.trainer import train
 from jtsm.errors import DataError
 from jtsm.modeling.build import build_model
@@ -44,9 +44,23 @@ class RefineTrainModule(MilTrainModule):
     default) and ``loss_semantic`` (L_SS, Eq. 10).
     """
 
-    def __init__(self, model: PanopticModel, cfg: Config, freeze_norm: bool = False) -> None:
-        super().__init__(model, freeze_norm)
+    def __init__(self, model: PanopticModel, cfg: Config, freeze_norm: bool = False,
+                 train_backbone: bool = True) -> None:
+        super().__init__(model, freeze_norm, train_backbone)
         self.rcfg = cfg.refine
+
+    @classmethod
+    def from_config(cls, model: PanopticModel, cfg: Config) -> RefineTrainModule:  # type: ignore[override]
+        """Stage 2 as ``jtsm refine`` runs it: batch-norm statistics of the tag warm-up kept
+        (the mining run's rule, :meth:`MilTrainModule.from_config`); the backbone trained
+        unless ``refine.train_backbone`` is false."""
+        return cls(model, cfg, freeze_norm=freezes_norm(cfg),
+                   train_backbone=cfg.refine.train_backbone)
+
+    def head_lr_mults(self) -> dict[str, float]:
+        """Learning-rate multipliers of the two new branches, by this module's parameter
+        names (``refine.head_lr_mult``)."""
+        return {f"model.{h}": self.rcfg.head_lr_mult for h in _NEW_HEADS}
 
     def forward(self, item: RefineItem) -> dict[str, torch.Tensor]:  # type: ignore[override]
         model: PanopticModel = self.model  # type: ignore[assignment]
@@ -162,11 +176,9 @@ def run_refine(
         start.begin({"stage": "refine", "categories": list(categories.categories),
                      **{k: v["path"] for k, v in start.fingerprint["inputs"].items()}})
     barrier()
-    freeze = cfg.warmup.iters > 0  # as the mining run: statistics of the tag warm-up kept
-    wrapper = RefineTrainModule(model, cfg, freeze_norm=freeze)
-    heads = {f"model.{h}": cfg.refine.head_lr_mult for h in _NEW_HEADS}
+    wrapper = RefineTrainModule.from_config(model, cfg)
     train(wrapper, ds, cfg.solver, cfg.seed, out, resume=resume, config=config_to_dict(cfg),
-          stage="refine", on_log=on_log, find_unused=True, lr_mults=heads)
+          stage="refine", on_log=on_log, find_unused=True, lr_mults=wrapper.head_lr_mults())
     summary: dict[str, Any] = {"images": len(ds), "skipped_untagged": ds.skipped_untagged,
                                "source_stage": source_stage}
     if is_main():

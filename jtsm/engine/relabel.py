@@ -15,7 +15,6 @@ is refused unless ``overwrite`` replaces it.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,7 +27,7 @@ from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
-from jtsm.plugins import EvidenceMethod, get_evidence
+from jtsm.plugins import EvidenceMethod, get_evidence, takes_keyword
 from jtsm.proposals.store import store_digest
 from jtsm.rundir.layout import META, PANOPTIC_JSON, PANOPTIC_PNGS, RELABEL_ENTRIES, RunDir
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
@@ -62,7 +61,7 @@ def relabel_image(image: np.ndarray, mined: PanopticSeg, categories: CategoryMap
             s_masks.append(mask)
             s_cls.append(int(s["category_id"]))
             s_score.append(score)
-    merge = MergeConfig(score_threshold=0.0, overlap_threshold=0.5, stuff_area=stuff_area)
+    merge = MergeConfig(stuff_area=stuff_area)
     return merge_panoptic(t_masks, t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))
 
 
@@ -206,7 +205,7 @@ def run_relabel(
         mined.images = [im for im in mined.images if int(im["id"]) in listed]
     available = len(mined.images)
     mined.images = sample_images(mined.images, max_images, seed)
-    takes_superpixels = "superpixels" in inspect.signature(method.refine).parameters
+    takes_superpixels = takes_keyword(method.refine, "superpixels", through_kwargs=False)
     out = Path(out)
     check_output_names((im["file_name"] for im in mined.images), mined_json)
     job = _claim(out, run, mined_json, images, mined.images, dataset, evidence,

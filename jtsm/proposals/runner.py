@@ -8,7 +8,6 @@ Files are written atomically, so a killed run is finished by running it again.
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -169,15 +168,6 @@ def _init_worker(job: dict[str, Any]) -> None:
     _JOB.update(job)
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    """Whether ``fn`` takes keyword ``name`` (explicitly or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
-
-
 def generate_one(
     image: np.ndarray,
     method: str,
@@ -193,11 +183,11 @@ def generate_one(
         DataError: bad input for this image (from the generator). PluginError: unknown
         method. JtsmError: the generator crashed or returned another image size (named).
     """
-    from jtsm.plugins import get_proposal_generator
+    from jtsm.plugins import get_proposal_generator, takes_keyword
 
     gen = get_proposal_generator(method)
     opts = dict(options or {})
-    if _accepts(gen.generate, "max_proposals"):
+    if takes_keyword(gen.generate, "max_proposals", through_kwargs=True):
         opts.setdefault("max_proposals", max_proposals)
     where = image_path if image_path is not None else "image"
     try:

@@ -146,7 +146,11 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any],
                 recorded_config: Mapping[str, Any] | None = None,
                 current_config: Mapping[str, Any] | None = None) -> list[str]:
     """What differs between two fingerprints, one short phrase per difference (config keys
-    are named when both configs are given)."""
+    are named when both configs are given).
+
+    With both configs given, a key the recorded config lacks counts as the same when the
+    current value is that key's default: a run made before a key existed behaved as its
+    default, so a newer jtsm still sees the same job (``--resume`` continues it)."""
     a, b = _job(recorded), _job(current)
     out = []
     if a["stage"] != b["stage"]:
@@ -163,13 +167,22 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any],
     if a["config"] != b["config"]:
         if recorded_config is not None and current_config is not None:
             fa, fb = _job_config(recorded_config), _job_config(current_config)
-            keys = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+            new = _default_config()
+            keys = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)
+                    and not (k not in fa and k in new and fb.get(k) == new[k])]
             out.extend(f"{k}={fa.get(k)!r} vs {fb.get(k)!r}" for k in keys[:3])
             if len(keys) > 3:
                 out.append(f"{len(keys) - 3} more config values")
         else:
             out.append("config")
     return out
+
+
+def _default_config() -> dict[str, Any]:
+    """The default config, flattened to dotted keys."""
+    from jtsm.config import Config, config_to_dict
+
+    return flatten(config_to_dict(Config()))
 
 
 def new_run_id() -> str:

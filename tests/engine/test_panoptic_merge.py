@@ -16,7 +16,7 @@ def test_score_order_overlap_and_threshold():
     c = _box(h, w, 0, 10, 0, 8)      # 0.7, fully covered by a -> skipped
     d = _box(h, w, 15, 20, 15, 20)   # 0.3 < threshold -> dropped
     seg = merge_panoptic([b, a, c, d], [2, 1, 3, 4], [0.8, 0.9, 0.7, 0.3], [], [],
-                         cfg=MergeConfig(stuff_area=1))
+                         cfg=MergeConfig(score_threshold=0.5, stuff_area=1))
     cats = [s["category_id"] for s in seg.segments]
     assert cats == [1, 2]
     assert np.array_equal(seg.ids == 1, a)
@@ -38,6 +38,14 @@ def test_stuff_fills_rest_one_segment_per_class_and_area_threshold():
     assert np.array_equal(seg.ids == by_cat[7]["id"], (sky1 & ~thing) | (sky2 & ~grass))
     assert np.array_equal(seg.ids == by_cat[8]["id"], grass)
     assert by_cat[7]["area"] == int(((sky1 & ~thing) | sky2).sum())
+
+
+def test_the_defaults_are_the_stages_own():
+    """Every stage merges with the defaults and its ``mined.stuff_area``; a default config's
+    ``stuff_area`` is the default's."""
+    from jtsm.config import load_config
+
+    assert MergeConfig() == MergeConfig(0.0, 0.5, load_config().mined.stuff_area)
 
 
 def test_stuff_scores_decide_overlaps_and_empty_input():

@@ -103,6 +103,25 @@ def test_refine_trains_the_backbone_when_mining_train_backbone_is_false(tmp_path
     assert conv and all(not torch.equal(before[k], after[k]) for k in conv)
 
 
+def test_refine_keeps_the_backbone_with_refine_train_backbone_false(tmp_path, mine_run,
+                                                                    synth_dir):
+    """``refine.train_backbone=false``: stage 2 leaves the mining run's backbone as it was
+    and still trains the new branches."""
+    cfg = load_config(overrides=[*MINE, *REFINE, "refine.train_backbone=false"])
+    run_refine(cfg, mine_run, synth_dir / "annotations/panoptic_train.json",
+               synth_dir / "images", tmp_path / "r")
+    before, after = _state(mine_run), _state(tmp_path / "r")
+    backbone = [k for k in before if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    untrained = load_config(overrides=[*MINE, *REFINE, "refine.train_backbone=false",
+                                       "solver.max_iter=0"])
+    run_refine(untrained, mine_run, synth_dir / "annotations/panoptic_train.json",
+               synth_dir / "images", tmp_path / "r0")
+    init = _state(tmp_path / "r0")
+    head = [k for k in after if k.startswith("mask_head.") and k.endswith("weight")]
+    assert head and any(not torch.equal(after[k], init[k]) for k in head)
+
+
 def test_refine_refuses_pseudo_labels_of_other_classes(tmp_path, mine_run, synth_dir):
     d = json.loads((synth_dir / "annotations/panoptic_train.json").read_text())
     d["categories"] = d["categories"][:-1]
@@ -270,7 +289,7 @@ def test_untrained_refine_predicting_from_mined_parts_equals_the_mining_run(
 def test_superpixel_means_equal_a_loop_and_snapping_follows_the_superpixels():
     """``refine.snap``: the vectorised per-superpixel mean equals a loop over superpixels; a
     blurred box mask snaps back onto the superpixels it mostly covers."""
-    from jtsm.engine.panoptic_inference import snap_to_superpixels, superpixel_means
+    from jtsm.ops.superpixels import snap_to_superpixels, superpixel_means
 
     rng = np.random.default_rng(0)
     sp = rng.integers(0, 7, (12, 15))

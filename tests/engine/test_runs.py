@@ -47,6 +47,19 @@ def test_differences_name_the_config_keys_and_inputs():
     assert fpr.fingerprint_digest(fa) == fpr.fingerprint_digest(fc)
 
 
+def test_a_key_added_since_a_run_was_made_is_the_same_job_at_its_default():
+    """A run whose config.json predates a key behaved as that key's default: the same job for
+    a newer jtsm at the default, another job (the key named) at another value."""
+    old = config_to_dict(load_config(overrides=TINY))
+    del old["refine"]["train_backbone"]
+    now = config_to_dict(load_config(overrides=TINY))
+    fo = fpr.fingerprint("mine", {}, config=old)
+    assert fpr.differences(fo, fpr.fingerprint("mine", {}, config=now), old, now) == []
+    other = config_to_dict(load_config(overrides=TINY + ["refine.train_backbone=false"]))
+    assert fpr.differences(fo, fpr.fingerprint("mine", {}, config=other), old, other) == [
+        "refine.train_backbone=None vs False"]
+
+
 def test_check_folder_decisions(tmp_path):
     fp = fpr.fingerprint("mine", {}, {"k": 1})
     assert fpr.check_folder(tmp_path / "new", fp, resume=False, overwrite=False) == "new"
