@@ -29,7 +29,6 @@ one per row.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -97,7 +96,7 @@ class Ablation:
         """A mining run (cached). ``warmup_from``: a run whose tag warm-up this one starts
         from (only MIL is trained; no mined outputs are written, the tables use val PQ)."""
         run = self.out / "runs" / name
-        cfg = load_config(overrides=overrides, base=copy.deepcopy(self.mine_base))
+        cfg = load_config(overrides=overrides, base=self.mine_base)
         if warmup_from is None:
             done = RunDir(run).weights.is_file() and RunDir(run).mined_json.is_file()
         else:

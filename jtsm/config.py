@@ -8,6 +8,7 @@ Every error is a :class:`ConfigError` naming the key and the value.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -256,7 +257,8 @@ RANGES: dict[str, Check] = {
     "backbone.norm": _one_of("auto", "bn", "frozen_bn", "gn"),
     "backbone.freeze_at": _between(-1, 5),
     "backbone.stride": _one_of(8, 16),
-    "backbone.width": _between(4, 256),
+    # TinyNet's group norm takes 8 groups of its stem's channels
+    "backbone.width": (lambda v: 8 <= v <= 256 and v % 8 == 0, "a multiple of 8 in 8..256"),
     "backbone.precision": _one_of(*PRECISIONS),
     "mining.pooling": _one_of("moi", "moi-tps", "roi-pool", "roi-align"),
     "mining.pool_size": _between(1, 32),
@@ -543,9 +545,9 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_config(path: str | os.PathLike[str] | None = None,
                 overrides: list[str] | dict[str, Any] | None = None,
                 base: Config | None = None) -> Config:
-    """Defaults (or ``base``), then ``path`` (a file or a preset's name), then ``overrides``;
-    validated."""
-    cfg = base if base is not None else Config()
+    """A new config: the defaults (or a copy of ``base``, which is left as it is), then
+    ``path`` (a file or a preset's name), then ``overrides``; validated."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
     if path is not None:
         apply_overrides(cfg, _read_file(resolve_config_path(path)))
     if overrides:

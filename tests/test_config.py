@@ -101,7 +101,10 @@ def test_bad_presets_and_bases_are_named(tmp_path):
 
 def test_the_refine_preset_goes_over_the_mining_runs_config():
     mined = load_config("synth")
-    cfg = load_config("synth_refine", base=load_config("synth"))
+    synth = load_config("synth")
+    kept = config_to_dict(synth)
+    cfg = load_config("synth_refine", base=synth)
+    assert config_to_dict(synth) == kept and cfg is not synth  # base is left as it was
     assert cfg.backbone == mined.backbone and cfg.warmup == mined.warmup
     assert cfg.solver.max_iter == 400 and cfg.refine.snap == "superpixels"
 

@@ -42,10 +42,7 @@ def demo_config(quick: bool) -> Config:
 def refine_config(mine_cfg: Config, quick: bool) -> Config:
     """The refine stage's config: the mining run's, with ``synth_refine`` (``quick``:
     ``synth_refine_quick``) over it."""
-    import copy
-
-    return load_config("synth_refine_quick" if quick else "synth_refine",
-                       base=copy.deepcopy(mine_cfg))
+    return load_config("synth_refine_quick" if quick else "synth_refine", base=mine_cfg)
 
 
 def relabel_budget(refine_cfg: Config) -> int:

@@ -134,8 +134,9 @@ def test_tiny_width_scales_channels_and_reaches_the_mining_model():
                                   {"id": 2, "name": "b", "isthing": 0}])
     model = build_model(load_config(overrides={"backbone.width": 24}), cats)
     assert model.backbone.out_channels == 192
-    with pytest.raises(ConfigError, match="backbone.width"):
-        load_config(overrides={"backbone.width": 2})
+    for bad in (2, 4, 12):  # 8 groups of the stem's channels (4 was a raw torch ValueError)
+        with pytest.raises(ConfigError, match=f"backbone.width={bad} is out of range"):
+            load_config(overrides={"backbone.width": bad})
 
 
 def test_ws_variant_dilates_res5_like_torchvision():
