@@ -163,6 +163,8 @@ def _field_comments(cls: type) -> dict[str, str]:
 
 
 def _type_str(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return type(typing.get_args(tp)[0]).__name__
     if typing.get_origin(tp) in (list, tuple):
         args = typing.get_args(tp)
         return f"list[{_type_str(args[0])}]" if args else "list"
@@ -198,11 +200,13 @@ def config_markdown() -> str:
     """The config reference as Markdown, one table per section."""
     import json
 
-    from jtsm.config import FREE_TEXT, RANGES, Config
+    from jtsm.config import FREE_TEXT, RANGES, Config, choices, choices_text
 
     def allowed(key: str, tp: str) -> str:
         if key in RANGES:
             return RANGES[key][1]
+        if choices(key):
+            return choices_text(choices(key))
         return "text" if key in FREE_TEXT else "true, false" if tp == "bool" else ""
 
     lines = ["# Config reference", "",

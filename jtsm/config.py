@@ -18,16 +18,32 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jtsm.errors import ConfigError
 
 __all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "MinedConfig",
-           "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "config_to_dict",
-           "flatten", "load_config", "apply_overrides", "preset_names", "resolve_config_path"]
+           "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "choices",
+           "choices_text", "config_to_dict", "flatten", "load_config", "apply_overrides",
+           "preset_names", "resolve_config_path"]
 
 
-PRECISIONS = ("fp32", "bf16", "auto")  # backbone.precision; jtsm.modeling.precision reads it
+# ---- choices: each declared once, here; a value is checked where it is coerced (_coerce) and
+# the code that dispatches on one is tested to cover exactly these (tests/test_config.py)
+BackboneName = Literal["tiny", "resnet18", "resnet34", "resnet50", "resnet18-ws", "resnet34-ws",
+                       "resnet50-ws"]
+Norm = Literal["auto", "bn", "frozen_bn", "gn"]
+Precision = Literal["fp32", "bf16", "auto"]
+Pooling = Literal["moi", "moi-tps", "roi-pool", "roi-align"]
+Compensation = Literal["code", "paper", "none"]
+RefineIou = Literal["box", "mask"]
+Optimizer = Literal["sgd", "adamw"]
+MaskWeight = Literal["image_score", "segment_score", "none"]
+ThingsFrom = Literal["instance", "mined"]
+StuffFrom = Literal["semantic", "mined"]
+Snap = Literal["none", "superpixels"]
+
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)  # jtsm.modeling.precision reads it
 
 
 @dataclass
@@ -48,27 +64,27 @@ class BackboneConfig:
     and inference.
     """
 
-    name: str = "tiny"
+    name: BackboneName = "tiny"
     weights: str = ""
-    norm: str = "auto"
+    norm: Norm = "auto"
     freeze_at: int = -1
-    stride: int = 8
+    stride: Literal[8, 16] = 8
     width: int = 32
-    precision: str = "fp32"
+    precision: Precision = "fp32"
 
 
 @dataclass
 class MiningConfig:
     """Panoptic mining branch (paper Sec. 3.2-3.3)."""
 
-    pooling: str = "moi"  # moi | moi-tps | roi-pool | roi-align
+    pooling: Pooling = "moi"  # moi | moi-tps | roi-pool | roi-align
     pool_size: int = 7  # bins per side of the MoIPool / RoI pooling grid (h_p = w_p of Eq. 5)
-    compensation: str = "code"  # code: bins/(nonempty+1) | paper: Eq. 7 | none
+    compensation: Compensation = "code"  # code: bins/(nonempty+1) | paper: Eq. 7 | none
     use_scores: bool = True  # "code" compensation also multiplies by (proposal score + 1)
     fc_dim: int = 256  # width of the mining head's two FC layers (the paper's: 4096)
     dropout: float = 0.5  # dropout probability after each FC layer of the head, in [0, 1)
     refine_heads: int = 4  # n_r of Eq. 4
-    refine_iou: str = "box"  # box | mask: how OICR spreads pseudo labels
+    refine_iou: RefineIou = "box"  # box | mask: how OICR spreads pseudo labels
     refine_iou_threshold: float = 0.5  # IoU from which a proposal takes its pseudo label's class
     train_backbone: bool = True  # false: MIL trains the heads only, on the warm-up's backbone
 
@@ -93,7 +109,7 @@ class InputConfig:
 class SolverConfig:
     """SGD with momentum (or AdamW), linear warmup, step decay; ``ims_per_batch`` is global."""
 
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: Optimizer = "sgd"  # sgd | adamw
     lr: float = 0.01  # base learning rate
     momentum: float = 0.9  # SGD momentum, in [0, 1)
     weight_decay: float = 5e-4  # L2 weight decay (decoupled with adamw)
@@ -124,10 +140,11 @@ class WarmupConfig:
     iters: int = 0  # iterations of the tag warm-up (0: off, e.g. pretrained backbone)
     batch: int = 8  # images per item: batch-norm statistics are taken over these
     items: int = 2  # items per step (the global batch is items x batch images, any workers)
-    optimizer: str = "adamw"  # optimiser of the tag warm-up: adamw | sgd
+    optimizer: Optimizer = "adamw"  # optimiser of the tag warm-up: adamw | sgd
     lr: float = 0.001  # learning rate of the tag warm-up
-    stride: int = 0  # 0: the backbone's; 16 trains a stride-8 tiny backbone at stride 16
-    #                  (same weights, ~2.3x cheaper per image; MIL runs at stride 8 after)
+    stride: Literal[0, 8, 16] = 0  # 0: the backbone's; 16 trains a stride-8 tiny backbone at
+    #                                stride 16 (same weights, ~2.3x cheaper per image; MIL runs
+    #                                at stride 8 after)
     whiten_images: int = 0  # > 0: the stem conv starts as a whitening of the patches of this
     #                         many training images (jtsm/modeling/whitening.py); 0: random init
     whiten_eps: float = 0.01  # added to the patch covariance's eigenvalues (normalised units)
@@ -164,11 +181,13 @@ class RefineConfig:
     mask_threshold: float = 0.5  # predicted mask probability that counts as foreground
     head_lr_mult: float = 1.0  # learning rate of the two new branches x this
     train_backbone: bool = True  # false: the backbone keeps the mining run's weights
-    mask_weight: str = "image_score"  # Eq. 9 weight: the class's image score, "segment_score"
-    #                                   (the pseudo segment's own score) or "none"
-    things_from: str = "instance"  # prediction: thing masks of the instance branch, or "mined"
-    snap: str = "none"  # "superpixels": instance masks snapped to the proposals' superpixels
-    stuff_from: str = "semantic"  # prediction: stuff of the semantic branch, or "mined"
+    mask_weight: MaskWeight = "image_score"  # Eq. 9 weight: the class's image score,
+    #                                          "segment_score" (the pseudo segment's own score)
+    #                                          or "none"
+    things_from: ThingsFrom = "instance"  # prediction: thing masks of the instance branch or
+    #                                       "mined"
+    snap: Snap = "none"  # "superpixels": instance masks snapped to the proposals' superpixels
+    stuff_from: StuffFrom = "semantic"  # prediction: stuff of the semantic branch, or "mined"
 
 
 @dataclass
@@ -232,9 +251,6 @@ def _between(lo: float, hi: float | None = None, *, lo_open: bool = False,
     return ok, f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
 
 
-def _one_of(*choices: Any) -> Check:
-    names = [str(c) for c in choices]
-    return (lambda v: v in choices), ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
 def _each(check: Check, non_empty: bool = True) -> Check:
@@ -246,27 +262,19 @@ def _each(check: Check, non_empty: bool = True) -> Check:
 
 _COUNT = _between(1)  # a count of something: at least one
 _PROBABILITY = _between(0.0, 1.0)  # a probability, a fraction or an IoU
-_BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet18-ws", "resnet34-ws",
-              "resnet50-ws")
 
-#: Every config key but the booleans and the free text of :data:`FREE_TEXT`: the check of its
-#: value and what it wants (also in the error). Floats must be finite besides.
+#: Every config key but the booleans, the choices (a ``Literal`` type, checked when coerced) and
+#: the free text of :data:`FREE_TEXT`: the check of its value and what it wants (also in the
+#: error). Floats must be finite besides.
 RANGES: dict[str, Check] = {
     "seed": (lambda v: 0 <= v < 2 ** 63, ">= 0 and < 2^63"),
-    "backbone.name": (lambda v: v in _BACKBONES, "one of tiny, resnet18|34|50[-ws]"),
-    "backbone.norm": _one_of("auto", "bn", "frozen_bn", "gn"),
     "backbone.freeze_at": _between(-1, 5),
-    "backbone.stride": _one_of(8, 16),
     # TinyNet's group norm takes 8 groups of its stem's channels
     "backbone.width": (lambda v: 8 <= v <= 256 and v % 8 == 0, "a multiple of 8 in 8..256"),
-    "backbone.precision": _one_of(*PRECISIONS),
-    "mining.pooling": _one_of("moi", "moi-tps", "roi-pool", "roi-align"),
     "mining.pool_size": _between(1, 32),
-    "mining.compensation": _one_of("code", "paper", "none"),
     "mining.fc_dim": _COUNT,
     "mining.dropout": _between(0.0, 1.0, hi_open=True),
     "mining.refine_heads": _between(0, 10),
-    "mining.refine_iou": _one_of("box", "mask"),
     "mining.refine_iou_threshold": _PROBABILITY,
     "input.train_scales": _each(_between(16)),
     "input.max_size": _between(16),
@@ -275,7 +283,6 @@ RANGES: dict[str, Check] = {
     "input.min_proposal_area": _between(0.0, 1.0, hi_open=True),
     "input.test_scales": _each(_between(16)),
     "input.cache_mb": _between(0.0),
-    "solver.optimizer": _one_of("sgd", "adamw"),
     "solver.lr": _between(0.0, lo_open=True),
     "solver.momentum": _between(0.0, 1.0, hi_open=True),
     "solver.weight_decay": _between(0.0),
@@ -293,9 +300,7 @@ RANGES: dict[str, Check] = {
     "warmup.iters": _between(0),
     "warmup.batch": _between(2),
     "warmup.items": _COUNT,
-    "warmup.optimizer": _one_of("adamw", "sgd"),
     "warmup.lr": _between(0.0, lo_open=True),
-    "warmup.stride": (lambda v: v in (0, 8, 16), "0 (the backbone's), 8 or 16"),
     "warmup.whiten_images": _between(0),
     "warmup.whiten_eps": _between(0.0, lo_open=True),
     "mined.presence_threshold": _PROBABILITY,
@@ -318,10 +323,6 @@ RANGES: dict[str, Check] = {
     "refine.semantic_weight": _between(0.0),
     "refine.mask_threshold": _between(0.0, 1.0, lo_open=True, hi_open=True),
     "refine.head_lr_mult": _between(0.0, lo_open=True),
-    "refine.mask_weight": _one_of("image_score", "segment_score", "none"),
-    "refine.things_from": _one_of("instance", "mined"),
-    "refine.snap": (lambda v: v in ("none", "superpixels"), "'none' or 'superpixels'"),
-    "refine.stuff_from": _one_of("semantic", "mined"),
 }
 
 #: Keys of free text, checked where they are used: a weights file or name, a method's name.
@@ -351,9 +352,32 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def choices(key: str) -> tuple[Any, ...]:
+    """The choices of a dotted key whose type is a ``Literal`` (``()`` for other keys)."""
+    tp: Any = Config
+    for part in key.split("."):
+        tp = typing.get_type_hints(tp).get(part)
+        if tp is None:
+            return ()
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else ()
+
+
+def choices_text(choices: tuple[Any, ...]) -> str:
+    """``a, b or c``: what a choice key wants (in errors and the config reference)."""
+    names = [str(c) for c in choices]
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` to the field type ``tp`` or raise ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
+    if origin is Literal:  # a choice: of the choices' own type, and one of them
+        choices = typing.get_args(tp)
+        v = _coerce(key, value, type(choices[0]))
+        if v not in choices:
+            raise ConfigError(f"config value {key}={v!r} is out of range (want "
+                              f"{choices_text(choices)})")
+        return v
     if origin in (list, tuple):
         (item_tp,) = typing.get_args(tp)[:1] or (Any,)
         if isinstance(value, str):

@@ -113,3 +113,32 @@ def test_an_unknown_precision_is_refused_naming_the_key():
     assert load_config(overrides=["backbone.precision=bf16"]).backbone.precision == "bf16"
     with pytest.raises(ConfigError, match="backbone.precision='fp16'"):
         load_config(overrides=["backbone.precision=fp16"])
+
+
+def test_each_choice_is_declared_once_and_implemented():
+    """A choice key's values are its ``Literal`` type in jtsm.config; the tables the code
+    dispatches on hold exactly those, and every value is refused or accepted where coerced."""
+    import torch
+
+    from jtsm.config import SolverConfig, choices
+    from jtsm.engine.trainer import _optimizer
+    from jtsm.modeling.backbone import BACKBONES, norm_layer
+    from jtsm.modeling.pooling import POOLERS
+    from jtsm.modeling.precision import PRECISIONS
+
+    assert set(BACKBONES) == set(choices("backbone.name"))
+    assert POOLERS == choices("mining.pooling")
+    assert PRECISIONS == choices("backbone.precision")
+    for norm in choices("backbone.norm"):
+        if norm != "auto":  # resolved to one of the others by the backbone
+            assert isinstance(norm_layer(norm)(8), torch.nn.Module)
+    for opt in choices("solver.optimizer"):
+        assert _optimizer(torch.nn.Linear(2, 2), SolverConfig(optimizer=opt), None)
+    for key in ("backbone.stride", "warmup.stride", "refine.snap", "refine.mask_weight",
+                "refine.things_from", "refine.stuff_from", "mining.refine_iou",
+                "mining.compensation", "warmup.optimizer"):
+        for value in choices(key):
+            assert load_config(overrides={key: value}).get(key) == value
+        with pytest.raises(ConfigError, match=f"{key}='nope' is out of range"
+                           if isinstance(choices(key)[0], str) else f"{key}='nope'"):
+            load_config(overrides={key: "nope"})

@@ -7,10 +7,13 @@ bins, so with ``compensation="none"`` a rectangle segment pools exactly as ``roi
 
 from __future__ import annotations
 
+import typing
+
 from torch import Tensor, nn
 
+from jtsm.config import Compensation, Pooling
 from jtsm.errors import ConfigError
-from jtsm.ops.moi_pool import Compensation, moi_pool
+from jtsm.ops.moi_pool import moi_pool
 from jtsm.ops.proposal_tensors import ProposalTensors
 from jtsm.ops.roi_align import roi_align
 from jtsm.ops.roi_pool import roi_pool
@@ -18,7 +21,7 @@ from jtsm.ops.tps import moi_tps_pool
 
 __all__ = ["POOLERS", "ProposalPooler", "build_pooler"]
 
-POOLERS = ("moi", "moi-tps", "roi-pool", "roi-align")
+POOLERS: tuple[str, ...] = typing.get_args(Pooling)  # declared in jtsm.config
 
 
 class ProposalPooler(nn.Module):

@@ -38,11 +38,11 @@ per chunk).
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+from jtsm.config import Compensation
 from jtsm.ops import binned_max as _bm
 from jtsm.ops.binned_max import BinPlan, binned_max, rect_bin_cells
 from jtsm.ops.boxes import inclusive_boxes, roi_pool_bins, round_half_away
@@ -61,7 +61,6 @@ __all__ = [
     "Compensation",
 ]
 
-Compensation = Literal["code", "paper", "none"]
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
