@@ -1,4 +1,4 @@
-"""Case 17: two commands into one out folder ran side by side: two predicts shared
+"""Case 21: two commands into one out folder ran side by side: two predicts shared
 ``.OUT.partial`` and the folder ended with one run's json beside the other's PNGs; two mines
 wrote one run's checkpoints over the other's. Now a writing command holds ``.OUT.lock`` beside
 its folder (pid, process start time, command line): the second refuses at once with one line
