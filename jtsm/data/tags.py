@@ -48,7 +48,7 @@ from typing import Any
 from jtsm.data.images import image_root
 from jtsm.data.labels import detect_kind, read_image_labels
 from jtsm.errors import DataError
-from jtsm.fileio import read_image_size, safe_join
+from jtsm.fileio import read_image_size, read_json, safe_join
 
 __all__ = ["TagReport", "labels_json", "read_tag_rows", "read_tags", "split_tags"]
 
@@ -136,34 +136,6 @@ def _quote_error(path: Path, start: int, end: int, reason: str) -> str:
                 f"{start}")
     return (f"{path}: line {start}: malformed quoting ({reason}); a quoted field is a whole "
             'field in quotes, with a literal quote inside it doubled ("")')
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateKey(k)
-        out[k] = v
-    return out
-
-
-def _read_json(path: Path) -> Any:
-    """A json tags file; a key given twice in one object is refused (json keeps the last)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    try:
-        return json.loads(data, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
-        raise DataError(f"{path}: key {exc.args[0]!r} is given twice in one object (JSON "
-                        "would keep only the last one's value)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from None
 
 
 def _name(path: Path, value: Any, where: str, what: str = "tag") -> str:
@@ -399,7 +371,7 @@ def read_tags(tags_file: str | os.PathLike[str], images: str | os.PathLike[str],
     path = Path(tags_file)
     root = image_root(images)
     if path.suffix.lower() == ".json":
-        d = _read_json(path)
+        d = read_json(path)  # a key given twice in one object is refused
         coco = _is_coco(d)
         rows, cats = _coco_rows(path, d) if coco else _json_rows(path, d)
     else:
