@@ -37,15 +37,19 @@ def data() -> None:
                    "hatch, rings.  [default: the first four]")
 @click.option("--object-scale", type=click.FloatRange(0.1, 3.0), default=1.0,
               show_default=True, help="Thing sizes relative to the default's.")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a folder synth did not make, replacing files of the dataset's "
+                   "names (files synth did not write are never removed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @quiet_option
 def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
-          things: str | None, stuff: str | None, object_scale: float,
+          things: str | None, stuff: str | None, object_scale: float, overwrite: bool,
           as_json: bool, quiet: bool) -> None:
     """Generate the embedded things-and-stuff dataset (deterministic per seed).
 
     \b
-    Writes OUT/images/, OUT/annotations/panoptic_{train,val}.json and PNG folders.
+    Writes OUT/images/, OUT/annotations/panoptic_{train,val}.json and PNG folders into a new
+    folder or one holding a dataset synth made (its files are replaced as a set).
     Other classes and sizes than the default's give data a preset was not tuned on.
     Example:
         jtsm data synth data/synth --train 200 --val 50
@@ -64,7 +68,8 @@ def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     counts = write_synth_dataset(out, n_train, n_val, cfg, seed,
-                                 progress=lambda it, n, label: progress(it, n, label, quiet))
+                                 progress=lambda it, n, label: progress(it, n, label, quiet),
+                                 overwrite=overwrite)
     if as_json:
         echo_json({"out": out, **counts})
         return
