@@ -187,7 +187,8 @@ class OutputFolder:
                     "to write into this one (files of its outputs' names are replaced, the "
                     "others kept)")
         folder = cls(out, command, overwrite, own)
-        folder.check(names)
+        if out.is_dir():  # a new folder holds nothing to check against
+            folder.check(names)
         return folder
 
     def check(self, names: Iterable[str]) -> None:
