@@ -80,9 +80,9 @@ def check_apart(out: PathLike, inputs: Mapping[str, Input], option: str = "--out
                             f"would replace what this command reads; choose another {option}")
 
 
-def check_replace_file(out: PathLike, command: str, overwrite: bool,
+def check_replace_file(out: PathLike, overwrite: bool,
                        why_not_own: Callable[[Path], str | None]) -> None:
-    """Refuse to replace an existing file ``out`` that ``command`` did not write.
+    """Refuse to replace an existing file ``out`` that the command did not write.
 
     ``why_not_own(path)`` returns ``None`` when the file is the command's own unchanged
     output, else a phrase saying why it is not (``"was not written by jtsm data tags"``).

@@ -155,7 +155,7 @@ def tags(tags_file: str, images: str, out: str, overwrite: bool, stuff: str, min
     source = image_source(images)
     listed = [source.root / n for n in source.names or ()]
     check_apart(out, {"TAGS_FILE": tags_file, "--images": [images, *listed]})
-    check_replace_file(out, "data tags", overwrite, not_own_labels)
+    check_replace_file(out, overwrite, not_own_labels)
     d, report = read_tags(tags_file, images, [s for s in stuff.split(",") if s.strip()],
                           min_images=min_images)
     warnings = report.warnings(tags_file, images)

@@ -78,12 +78,12 @@ def test_files_it_did_not_write_are_kept_or_refused(tmp_path):
 
 def test_check_replace_file(tmp_path):
     f = tmp_path / "labels.json"
-    check_replace_file(f, "data tags", False, lambda p: "was not written by it")  # absent
+    check_replace_file(f, False, lambda p: "was not written by it")  # absent
     f.write_text("{}")
     with pytest.raises(JtsmError, match="labels.json: exists and was not written by it; "
                                         "--overwrite replaces it"):
-        check_replace_file(f, "data tags", False, lambda p: "was not written by it")
-    check_replace_file(f, "data tags", False, lambda p: None)
-    check_replace_file(f, "data tags", True, lambda p: "was not written by it")
+        check_replace_file(f, False, lambda p: "was not written by it")
+    check_replace_file(f, False, lambda p: None)
+    check_replace_file(f, True, lambda p: "was not written by it")
     with pytest.raises(JtsmError, match="is a folder"):
-        check_replace_file(tmp_path, "data tags", True, lambda p: None)
+        check_replace_file(tmp_path, True, lambda p: None)
