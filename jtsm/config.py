@@ -536,7 +536,9 @@ def _parse_file(path: Path) -> dict[str, Any]:
                 import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text.decode("utf-8"))
         elif path.suffix == ".json":
-            data = json.loads(text)
+            from jtsm.fileio import unique_keys  # a key given twice is refused, not the last kept
+
+            data = json.loads(text, object_pairs_hook=unique_keys)
         elif path.suffix in (".yaml", ".yml"):
             try:
                 import yaml

@@ -36,8 +36,11 @@ __all__ = [
     "read_image_and_size",
     "read_image_size",
     "apply_orientation",
+    "DuplicateKeyError",
+    "parse_json",
     "read_json",
     "safe_join",
+    "unique_keys",
     "write_error",
     "write_png",
 ]
@@ -210,18 +213,55 @@ class JsonListWriter:
             self.abort()
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object gives one key twice (:func:`unique_keys`); ``key`` names it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key!r} is given twice in one object (JSON would keep only the "
+                         "last one's value)")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of every JSON reader: the object as a dict, a key given twice
+    refused (:class:`DuplicateKeyError`) where ``json`` would silently keep the last value."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise DuplicateKeyError(k)
+            seen.add(k)
+    return d
+
+
+def parse_json(data: bytes | str, where: str | os.PathLike[str]) -> Any:
+    """Parse JSON text read from ``where`` (a file name, for the message).
+
+    Raises:
+        DataError: ``<where>: malformed JSON (...)`` or ``<where>: key 'id' is given twice in
+            one object (...)``.
+    """
+    try:
+        return json.loads(data, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: malformed JSON ({exc})") from None
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Load a JSON file; a missing or malformed file raises :class:`DataError` naming it."""
+    """Load a JSON file; a missing or malformed file, or an object that gives a key twice,
+    raises :class:`DataError` naming it (:func:`parse_json`)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read())
+            data = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from None
+    return parse_json(data, path)
 
 
 #: The longest file or folder name (one part of a path) file systems take, in bytes.

@@ -37,15 +37,19 @@ def data() -> None:
                    "hatch, rings.  [default: the first four]")
 @click.option("--object-scale", type=click.FloatRange(0.1, 3.0), default=1.0,
               show_default=True, help="Thing sizes relative to the default's.")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a folder synth did not make, replacing files of the dataset's "
+                   "names (files synth did not write are never removed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @quiet_option
 def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
-          things: str | None, stuff: str | None, object_scale: float,
+          things: str | None, stuff: str | None, object_scale: float, overwrite: bool,
           as_json: bool, quiet: bool) -> None:
     """Generate the embedded things-and-stuff dataset (deterministic per seed).
 
     \b
-    Writes OUT/images/, OUT/annotations/panoptic_{train,val}.json and PNG folders.
+    Writes OUT/images/, OUT/annotations/panoptic_{train,val}.json and PNG folders into a new
+    folder or one holding a dataset synth made (its files are replaced as a set).
     Other classes and sizes than the default's give data a preset was not tuned on.
     Example:
         jtsm data synth data/synth --train 200 --val 50
@@ -64,7 +68,8 @@ def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     counts = write_synth_dataset(out, n_train, n_val, cfg, seed,
-                                 progress=lambda it, n, label: progress(it, n, label, quiet))
+                                 progress=lambda it, n, label: progress(it, n, label, quiet),
+                                 overwrite=overwrite)
     if as_json:
         echo_json({"out": out, **counts})
         return
@@ -108,7 +113,11 @@ def voc(voc_dir: str, out: str, sbd_dir: str | None, as_json: bool, quiet: bool)
               help="Folder the tags file's image names are relative to (or one image, or a "
                    "text file listing image paths).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Labels json to write (what mine, relabel and refine read as --dataset).")
+              help="Labels json to write (what mine, relabel and refine read as --dataset): a "
+                   "new file or one data tags wrote; outside the image folder, not an input.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out that data tags did not write (or that was "
+                   "edited since).")
 @click.option("--stuff", default="", metavar="NAMES",
               help="Comma-separated classes that are stuff (sky, grass, road: regions without "
                    "instances); all other tags are things.")
@@ -119,8 +128,8 @@ def voc(voc_dir: str, out: str, sbd_dir: str | None, as_json: bool, quiet: bool)
               help="Make the warnings errors (images under --images the file does not list, "
                    "classes on fewer than --min-images images): exit 1, nothing written.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def tags(tags_file: str, images: str, out: str, stuff: str, min_images: int, strict: bool,
-         as_json: bool) -> None:
+def tags(tags_file: str, images: str, out: str, overwrite: bool, stuff: str, min_images: int,
+         strict: bool, as_json: bool) -> None:
     """Turn a tags file into the labels json every stage reads.
 
     \b
@@ -135,12 +144,18 @@ def tags(tags_file: str, images: str, out: str, stuff: str, min_images: int, str
     Image sizes are stored as a viewer shows them (EXIF orientation applied). Warnings (on
     stderr) name images under --images the file does not list and classes on few images.
     Example:
-        jtsm data tags photos/tags.csv --images photos --out photos/labels.json --stuff sand,road
+        jtsm data tags photos/tags.csv --images photos --out labels.json --stuff sand,road
     """
-    from jtsm.data.tags import read_tags
+    from jtsm.data.images import image_source
+    from jtsm.data.tags import not_own_labels, read_tags
     from jtsm.errors import DataError
     from jtsm.fileio import atomic_write_json
+    from jtsm.rundir.outputs import check_apart, check_replace_file
 
+    source = image_source(images)
+    listed = [source.root / n for n in source.names or ()]
+    check_apart(out, {"TAGS_FILE": tags_file, "--images": [images, *listed]})
+    check_replace_file(out, overwrite, not_own_labels)
     d, report = read_tags(tags_file, images, [s for s in stuff.split(",") if s.strip()],
                           min_images=min_images)
     warnings = report.warnings(tags_file, images)

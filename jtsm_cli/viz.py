@@ -39,7 +39,12 @@ def min_score_option(what: str) -> Callable[[Any], Any]:
                    "its PNG folder beside it.")
 @click.option("--images", required=True, type=click.Path(exists=True),
               help="Folder the json's file names are relative to (or one image, or a list).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, or one an earlier viz wrote (its panels are replaced "
+                   "as a set); apart from the images and the jsons.")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a folder viz did not make, replacing files of the panels' names "
+                   "(files viz did not write are never removed).")
 @click.option("--gt", type=click.Path(exists=True, dir_okay=False),
               help="A ground-truth panoptic json: a third panel, images matched by file name.")
 @click.option("--limit", type=click.IntRange(1), default=None,
@@ -51,8 +56,9 @@ def min_score_option(what: str) -> Callable[[Any], Any]:
 @min_score_option("the json")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @quiet_option
-def viz(panoptic: str, images: str, out: str, gt: str | None, limit: int | None,
-        title: str | None, min_score: float, as_json: bool, quiet: bool) -> None:
+def viz(panoptic: str, images: str, out: str, overwrite: bool, gt: str | None,
+        limit: int | None, title: str | None, min_score: float, as_json: bool,
+        quiet: bool) -> None:
     """Draw panels: image | segments | ground truth, named and outlined, with a legend.
 
     \b
@@ -69,7 +75,7 @@ def viz(panoptic: str, images: str, out: str, gt: str | None, limit: int | None,
     t0 = time.perf_counter()
     summary = visualise(panoptic, images, out, gt, limit, title,
                         progress=lambda it, n, label: progress(it, n, label, quiet),
-                        min_score=min_score)
+                        min_score=min_score, overwrite=overwrite)
     hidden = f", {summary['hidden']} segments below {min_score:.2f} hidden" \
         if summary["hidden"] else ""
     report(summary, t0, as_json, lambda s: (

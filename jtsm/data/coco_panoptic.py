@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from jtsm.data.json_ids import json_id
+from jtsm.data.json_ids import check_unique_categories, json_id
 from jtsm.data.output_names import output_name
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_bytes, atomic_write_json, check_png, read_json, safe_join
@@ -298,6 +298,7 @@ def load_panoptic_json(
 def _parse_categories(cats: Any, where: Path) -> CategoryMap:
     if not isinstance(cats, list) or not cats:
         raise DataError(f"{where}: 'categories' must be a non-empty list")
+    check_unique_categories(cats, str(where))
     for i, c in enumerate(cats):
         if not isinstance(c, dict):
             raise DataError(f"{where}: categories[{i}] is not an object")

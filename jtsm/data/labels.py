@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jtsm.data.json_ids import json_id
+from jtsm.data.json_ids import check_unique_categories, json_id
 from jtsm.errors import DataError
 from jtsm.fileio import read_json
 from jtsm.structures import CategoryMap
@@ -85,6 +85,7 @@ def read_image_labels(path: str | os.PathLike[str]) -> LabelSet:
         isinstance(c, dict) and "id" in c and "name" in c for c in cats
     ):
         raise DataError(f"{path}: 'categories' must be a non-empty list of {{id, name}} objects")
+    check_unique_categories(cats, str(path))
     try:
         catmap = CategoryMap.from_coco(cats)
     except (ValueError, TypeError) as exc:

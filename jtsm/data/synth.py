@@ -379,19 +379,33 @@ def write_synth_dataset(
     cfg: SynthConfig = SynthConfig(),
     seed: int = 0,
     progress: Any = None,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Write ``out/images/``, ``out/annotations/panoptic_{train,val}.json`` and PNG folders.
 
-    The two folders are written beside ``out`` first and replace the previous ones as a set
-    at the end (:mod:`jtsm.rundir.staging`): a failed or killed run leaves a previous dataset
-    whole, and a smaller one never keeps the images of a larger one. Other entries of ``out``
-    (a proposal store, runs) are left alone.
+    ``out`` is a new or empty folder, or one holding a dataset an earlier run wrote (its record
+    ``out/.jtsm-synth`` lists the files); any other folder is refused unless ``overwrite``,
+    which writes into it, replacing files of the dataset's names (:mod:`jtsm.rundir.outputs`).
+    A file synth did not write, or one of its own changed since, is never removed; the second is not
+    replaced without ``overwrite`` either. The files are written beside ``out`` first and
+    replace the previous dataset's as a set at the end: a failed or killed run leaves a previous
+    dataset whole, and a smaller one never keeps the images of a larger one. Other entries of
+    ``out`` (a proposal store, runs) are left alone.
 
     Returns counts: images and segments per split.
-    """
-    from jtsm.rundir.staging import staged_folder
 
-    with staged_folder(out, ("images", "annotations")) as stage:
+    Raises:
+        JtsmError: ``out`` is refused (above), before any image is drawn.
+    """
+    from jtsm.rundir.outputs import OutputFolder
+
+    names = [f"annotations/panoptic_{split}.json" for split in ("train", "val")]
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            names += [f"images/{split}_{i:06d}.jpg",
+                      f"annotations/panoptic_{split}/{split}_{i:06d}.png"]
+    folder = OutputFolder.claim(out, "data synth", names, overwrite)
+    with folder.staged() as stage:
         return _write_synth(stage, n_train, n_val, cfg, seed, progress)
 
 

@@ -24,8 +24,10 @@ as one: ``DOG``, ``Dog`` and ``dog`` are one class, spelled as first seen (categ
 the same tags. File names are normalised (``./x.jpg``, ``sub/../x.jpg`` and ``x.jpg/`` are
 ``x.jpg``) before the check that no image is listed twice, and written normalised.
 
-Output (:func:`read_tags`): ``{"images": [{id, file_name, height, width, labels}],
-"categories": [{id, name, isthing}]}`` with ``labels`` the category ids, and ``height`` /
+Output (:func:`read_tags`): ``{"info": {description, digest}, "images": [{id, file_name, height,
+width, labels}], "categories": [{id, name, isthing}]}`` with ``labels`` the category ids, ``info``
+saying that ``data tags`` wrote it (with a digest of the rest, so that a copy edited by hand is
+told apart from its own output, which a rerun may replace), and ``height`` /
 ``width`` as a viewer shows the image (EXIF orientation applied). Names become ids 1..N, the
 things first (sorted by name, ignoring case), then the stuff classes named by ``stuff``; a COCO
 json keeps its own ids. Beside it a :class:`TagReport`: merged spellings, images under
@@ -35,6 +37,7 @@ json keeps its own ids. Beside it a :class:`TagReport`: merged spellings, images
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -48,9 +51,10 @@ from typing import Any
 from jtsm.data.images import image_root
 from jtsm.data.labels import detect_kind, read_image_labels
 from jtsm.errors import DataError
-from jtsm.fileio import read_image_size, safe_join
+from jtsm.fileio import read_image_size, read_json, safe_join
 
-__all__ = ["TagReport", "labels_json", "read_tag_rows", "read_tags", "split_tags"]
+__all__ = ["TagReport", "TAGS_INFO", "labels_digest", "labels_json", "not_own_labels",
+           "read_tag_rows", "read_tags", "split_tags"]
 
 _HEADER_FILE = {"file", "file_name", "filename", "image", "images", "path", "name"}
 _HEADER_TAGS = {"tags", "tag", "labels", "label", "classes", "class", "categories"}
@@ -136,34 +140,6 @@ def _quote_error(path: Path, start: int, end: int, reason: str) -> str:
                 f"{start}")
     return (f"{path}: line {start}: malformed quoting ({reason}); a quoted field is a whole "
             'field in quotes, with a literal quote inside it doubled ("")')
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateKey(k)
-        out[k] = v
-    return out
-
-
-def _read_json(path: Path) -> Any:
-    """A json tags file; a key given twice in one object is refused (json keeps the last)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    try:
-        return json.loads(data, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
-        raise DataError(f"{path}: key {exc.args[0]!r} is given twice in one object (JSON "
-                        "would keep only the last one's value)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from None
 
 
 def _name(path: Path, value: Any, where: str, what: str = "tag") -> str:
@@ -399,7 +375,7 @@ def read_tags(tags_file: str | os.PathLike[str], images: str | os.PathLike[str],
     path = Path(tags_file)
     root = image_root(images)
     if path.suffix.lower() == ".json":
-        d = _read_json(path)
+        d = read_json(path)  # a key given twice in one object is refused
         coco = _is_coco(d)
         rows, cats = _coco_rows(path, d) if coco else _json_rows(path, d)
     else:
@@ -453,7 +429,37 @@ def read_tags(tags_file: str | os.PathLike[str], images: str | os.PathLike[str],
             count[t] += 1
     report = TagReport(spell.merged(), _unlisted(images, seen), dict(sorted(
         count.items(), key=lambda kv: (kv[1], kv[0].casefold()))), min_images)
-    return {"images": out_images, "categories": categories}, report
+    labels = {"images": out_images, "categories": categories}
+    return {"info": {"description": TAGS_INFO, "digest": labels_digest(labels)},
+            **labels}, report
+
+
+#: ``info.description`` of the labels json ``jtsm data tags`` writes: with ``info.digest``
+#: (:func:`labels_digest`), how it recognises its own output (:func:`not_own_labels`).
+TAGS_INFO = "jtsm data tags"
+
+
+def labels_digest(d: dict[str, Any]) -> str:
+    """SHA-256 (16 hex digits) of a labels json's ``images`` and ``categories``, as values (the
+    file's spacing and key order do not count)."""
+    body = {"images": d.get("images"), "categories": d.get("categories")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def not_own_labels(path: str | os.PathLike[str]) -> str | None:
+    """``None`` when ``path`` is a labels json ``data tags`` wrote and nobody changed since (its
+    ``info`` says so and its digest still fits its content), else why it is not."""
+    try:
+        d = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return f"was not written by {TAGS_INFO}"
+    info = d.get("info") if isinstance(d, dict) else None
+    if not isinstance(info, dict) or info.get("description") != TAGS_INFO:
+        return f"was not written by {TAGS_INFO}"
+    if info.get("digest") != labels_digest(d):
+        return f"was written by {TAGS_INFO} but was edited since"
+    return None
 
 
 def _unlisted(images: str | os.PathLike[str], listed: dict[str, Any]) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from jtsm.engine.panoptic_viz import MIN_SCORE, check_min_score, write_panel
 from jtsm.errors import DataError
 from jtsm.fileio import read_image, safe_join
 from jtsm.rundir.layout import read_meta
+from jtsm.rundir.outputs import OutputFolder, check_apart
 
 __all__ = ["describe", "panel_name", "visualise"]
 
@@ -79,6 +80,7 @@ def visualise(
     title: str | None = None,
     progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None = None,
     min_score: float = MIN_SCORE,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write a panel per image of ``panoptic`` (the first ``limit``); returns counts.
 
@@ -87,8 +89,14 @@ def visualise(
     from what made it, :func:`describe`). Segments scored below ``min_score`` are not drawn,
     unless the json holds labels (pseudo labels, ground truth).
 
+    ``out`` follows :mod:`jtsm.rundir.outputs`, checked before the first panel: it may not be, lie
+    inside or contain the images, a json or its PNG folder; it is a new or empty folder, or one
+    an earlier ``viz`` wrote (its record ``OUT/.jtsm-viz``), whose panels the new ones replace
+    as a set; any other folder, or a file of a panel's name that viz did not write, is refused
+    unless ``overwrite`` (which replaces files of the panels' names and keeps the others).
+
     Raises:
-        JtsmError: ``min_score`` is not a number in [0, 1].
+        JtsmError: ``min_score`` is not a number in [0, 1]; ``out`` is refused (above).
         DataError: a json, PNG or image that cannot be read, or a segment score that is not a
             number (naming it).
     """
@@ -106,13 +114,44 @@ def visualise(
         raise DataError(f"{panoptic}: no image has an annotation to draw")
     records = records[:limit] if limit is not None else records
     check_output_names((str(im["file_name"]) for im in records), panoptic)
-    it: Iterable[dict[str, Any]] = records
+    sources = [safe_join(root, str(im["file_name"])) for im in records]
+    folder = _claim(out, images, records, sources, panoptic, pred, gt, truth, overwrite)
+    with folder.staged() as stage:
+        n_gt, hidden = _draw(records, sources, pred, truth, by_name, list(cats.values()), title,
+                             min_score, labels, stage, panoptic, progress)
+    return {"panels": len(records), "with_ground_truth": n_gt, "title": title,
+            "min_score": None if labels else min_score, "hidden": hidden, "out": str(out)}
+
+
+def _claim(out: str | os.PathLike[str], images: str | os.PathLike[str],
+           records: list[dict[str, Any]], sources: list[Path],
+           panoptic: str | os.PathLike[str], pred: PanopticDataset,
+           gt: str | os.PathLike[str] | None, truth: PanopticDataset | None,
+           overwrite: bool) -> OutputFolder:
+    """The checks of ``out`` before any panel is drawn (see :func:`visualise`)."""
+    image_input: list[Path] = [Path(images)] + ([] if Path(images).is_dir() else sources)
+    check_apart(out, {"--images": image_input,
+                      "--panoptic": [Path(panoptic), pred.png_dir],
+                      "--gt": None if truth is None else [Path(str(gt)), truth.png_dir]})
+    names = []
+    for file in (panel_name(str(im["file_name"])) for im in records):
+        names += [file, Path(file).with_suffix(".json").as_posix()]
+    return OutputFolder.claim(out, "viz", names, overwrite)
+
+
+def _draw(records: list[dict[str, Any]], sources: list[Path], pred: PanopticDataset,
+          truth: PanopticDataset | None, by_name: dict[str, int],
+          categories: list[dict[str, Any]], title: str, min_score: float, labels: bool,
+          out: Path, panoptic: str | os.PathLike[str],
+          progress: Callable[[Iterable[Any], int, str], Iterable[Any]] | None
+          ) -> tuple[int, int]:
+    """Write the panels into ``out``; returns (panels with ground truth, hidden segments)."""
+    it: Iterable[tuple[dict[str, Any], Path]] = list(zip(records, sources))
     if progress is not None:
-        it = progress(records, len(records), "viz")
-    out = Path(out)
+        it = progress(it, len(records), "viz")
     n_gt = hidden = 0
-    for im in it:
-        image = read_image(safe_join(root, str(im["file_name"])))
+    for im, source in it:
+        image = read_image(source)
         seg = pred.read(int(im["id"]))
         tseg = None
         if truth is not None and str(im["file_name"]) in by_name:
@@ -122,10 +161,9 @@ def visualise(
                 n_gt += 1
         path = out / panel_name(str(im["file_name"]))
         try:
-            info = write_panel(path, image, seg, tseg, list(cats.values()),
+            info = write_panel(path, image, seg, tseg, categories,
                                ("image", title, "ground truth"), min_score, (labels, True))
         except DataError as exc:  # a bad score: name the json and the image
             raise DataError(f"{panoptic}: image {im['file_name']}: {exc}") from None
         hidden += sum(info["hidden"].values())
-    return {"panels": len(records), "with_ground_truth": n_gt, "title": title,
-            "min_score": None if labels else min_score, "hidden": hidden, "out": str(out)}
+    return n_gt, hidden

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jtsm.data.json_ids import check_unique_categories, check_unique_images
 from jtsm.errors import DataError
 from jtsm.fileio import read_json
 from jtsm.optional_deps import require
@@ -101,6 +102,11 @@ def load_instances_gt(
 
 
 def _check_instances(path: Path, d: dict[str, Any]) -> dict[str, Any]:
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(d[key], list):
+            raise DataError(f"{path}: '{key}' must be a list")
+    check_unique_images(d["images"], str(path))
+    check_unique_categories(d["categories"], str(path))
     cat_ids = {c.get("id") for c in d["categories"] if isinstance(c, dict)}
     image_ids = {im.get("id") for im in d["images"] if isinstance(im, dict)}
     anns = []

@@ -13,7 +13,9 @@ A **training run** (``jtsm mine``, ``jtsm refine``)::
     RUN/tensorboard/           TensorBoard scalars (when tensorboard is installed)
     RUN/.summary.json          the command's summary, handed from its workers (then removed)
 
-Beside any folder ``OUT`` a command writes: ``.OUT.lock`` while it writes
+The folders of ``viz`` and ``data synth`` hold a record of the files they wrote
+(``.jtsm-viz``, ``.jtsm-synth``: :mod:`jtsm.rundir.outputs`). Beside any folder ``OUT`` a
+command writes: ``.OUT.lock`` while it writes
 (:mod:`jtsm.rundir.lock`), ``.OUT.partial`` for outputs replaced as a set
 (:mod:`jtsm.rundir.staging`).
 
@@ -31,7 +33,7 @@ from typing import Any
 __all__ = ["CHECKPOINTS", "CONFIG", "DETECTIONS", "FINAL_WEIGHTS", "INSTANCES", "LOG",
            "META", "METRICS", "MINED", "PANOPTIC_JSON", "PANOPTIC_PNGS", "PARTS",
            "PREDICT_ENTRIES", "PRESENCE", "RELABEL_ENTRIES", "RUN_ENTRIES", "RunDir", "SUMMARY",
-           "TENSORBOARD", "VIZ", "lock_path", "staging_path"]
+           "TENSORBOARD", "VIZ", "lock_path", "output_record", "staging_path"]
 
 CONFIG = "config.json"
 META = "meta.json"
@@ -148,6 +150,12 @@ def staging_path(out: str | os.PathLike[str]) -> Path:
     """The hidden sibling folder the outputs of ``out`` are written into first."""
     out = Path(out)
     return out.parent / f".{out.name}.partial"
+
+
+def output_record(command: str) -> str:
+    """The record ``viz`` and ``data synth`` leave in their output folder, listing the files
+    they wrote (:mod:`jtsm.rundir.outputs`): ``.jtsm-<the command's last word>``."""
+    return f".jtsm-{command.split()[-1]}"
 
 
 def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from jtsm.errors import JtsmError
 from jtsm.fileio import write_error
 from jtsm.rundir.layout import staging_path
+from jtsm.rundir.lock import folder_lock
 
 __all__ = ["staged_folder", "staging_path"]
 
@@ -39,17 +40,18 @@ def staged_folder(out: str | os.PathLike[str], entries: Iterable[str]) -> Iterat
     if out.exists() and not out.is_dir():
         raise JtsmError(f"{out}: exists and is not a folder")
     stage = staging_path(out)
-    _remove(stage)  # left by a killed run
-    try:
-        stage.mkdir(parents=True)
-    except OSError as exc:
-        raise write_error(stage, exc) from None
-    try:
-        yield stage
-    except BaseException:
-        _remove(stage)
-        raise
-    swap_in(stage, out, entries)
+    with folder_lock(out):  # one writer: two would share the staging folder
+        _remove(stage)  # left by a killed run
+        try:
+            stage.mkdir(parents=True)
+        except OSError as exc:
+            raise write_error(stage, exc) from None
+        try:
+            yield stage
+        except BaseException:
+            _remove(stage)
+            raise
+        swap_in(stage, out, entries)
 
 
 def swap_in(stage: Path, out: Path, entries: Iterable[str]) -> None:

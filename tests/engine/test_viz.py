@@ -98,7 +98,8 @@ def test_viz_command_writes_panels_and_legends(tmp_path, synth_dir):
         assert set(info["legend"]["ground truth"]) == want
         assert set(info["legend"]["ground truth (3)"]) == want
         assert (out / f"{stem}.png").is_file()
-    r = CliRunner().invoke(cli, ["viz", "--panoptic", str(gt), "--images", str(tmp_path),
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(cli, ["viz", "--panoptic", str(gt), "--images", str(tmp_path / "empty"),
                                  "--out", str(out)])
     lines = r.output.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1 and "no such image" in lines[0], r.output

@@ -82,11 +82,13 @@ def read_model_config(path: str | os.PathLike[str]) -> SamArchitecture:
         ConfigError: missing/unreadable file, unknown or missing field, or a wrong type.
     """
     where = f"--opt model_config={path}"
+    from jtsm.fileio import DuplicateKeyError, unique_keys
+
     try:
-        obj = json.loads(Path(path).read_text())
+        obj = json.loads(Path(path).read_text(), object_pairs_hook=unique_keys)
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, DuplicateKeyError) as exc:
         raise ConfigError(f"{where}: not a readable JSON file ({exc})") from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a JSON object of SamArchitecture fields")
