@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from jtsm_cli.common import echo_json, progress
@@ -76,4 +74,4 @@ def mine(dataset: str, images: str, proposals: str, out: str, overwrite: bool, a
     if "mined" in summary:
         m = summary["mined"]
         click.echo(f"  mined segments: {m['segments']} -> {m['panoptic']}")
-        click.echo(f"  detections: {m['detections']} -> {Path(out) / 'mined/detections.json'}")
+        click.echo(f"  detections: {m['detections']} -> {m['detections_json']}")

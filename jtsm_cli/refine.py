@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from jtsm_cli.common import echo_json
@@ -66,8 +64,9 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
     """
     from jtsm.config import config_from_dict, load_config
     from jtsm.fileio import read_json
+    from jtsm.rundir.layout import RunDir
 
-    base = config_from_dict(read_json(Path(run_dir) / "config.json"))
+    base = config_from_dict(read_json(RunDir(run_dir).config))
     cfg = load_config(config_path, list(overrides), base=base)
     resume_notice(out, resume and not quiet)
     summary = run_workers(_refine_worker,

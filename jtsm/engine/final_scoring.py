@@ -153,7 +153,7 @@ def _merge_mined(out: Path, world: int, ds: MiningDataset, cfg: Config) -> dict[
     return {"images": len(order),
             "segments": int(sum(len(o[1]["segments_info"]) for o in order)),
             "detections": sum(len(o[2]) for o in order),
-            "panoptic": str(out / PANOPTIC_JSON)}
+            "panoptic": str(out / PANOPTIC_JSON), "detections_json": str(out / DETECTIONS)}
 
 
 def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:

@@ -33,7 +33,15 @@ from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_j
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.proposals.runner import list_images
 from jtsm.proposals.store import ProposalStore, store_digest
-from jtsm.rundir.layout import DETECTIONS, INSTANCES, META, PANOPTIC_JSON, PREDICT_ENTRIES, VIZ
+from jtsm.rundir.layout import (
+    DETECTIONS,
+    INSTANCES,
+    META,
+    PANOPTIC_JSON,
+    PREDICT_ENTRIES,
+    VIZ,
+    RunDir,
+)
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet, mask_to_rle
 
 __all__ = ["image_records", "predict_images", "predict_one"]
@@ -107,7 +115,7 @@ def predict_images(
     from jtsm.rundir.staging import staged_folder
 
     final = Path(out)
-    if final.resolve() in (Path(run.path).resolve(), (Path(run.path) / "mined").resolve()):
+    if final.resolve() in (Path(run.path).resolve(), RunDir(run.path).mined.resolve()):
         raise DataError(f"--out {out} is the run folder or its mined outputs (--run "
                         f"{run.path}); writing there would replace them: choose another --out")
     # an image folder that held the outputs would read them back as images on the next run

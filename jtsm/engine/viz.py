@@ -24,7 +24,7 @@ from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_viz import MIN_SCORE, check_min_score, write_panel
 from jtsm.errors import DataError
 from jtsm.fileio import read_image, safe_join
-from jtsm.rundir.layout import read_meta
+from jtsm.rundir.layout import MINED, read_meta
 from jtsm.rundir.outputs import OutputFolder, check_apart
 
 __all__ = ["describe", "panel_name", "visualise"]
@@ -64,7 +64,7 @@ def describe(panoptic: str | os.PathLike[str], ds: PanopticDataset,
     stage = _stage(path.parent)
     if stage is not None:
         return STAGE_TITLES.get(stage, ("segments", False))
-    if path.parent.name == "mined" and _stage(path.parent.parent) == "mine":
+    if path.parent.name == MINED and _stage(path.parent.parent) == "mine":
         return "mined segments", False
     scored = any("score" in s for ann in ds.annotations.values()
                  for s in ann.get("segments_info", ()))

@@ -21,6 +21,7 @@ from jtsm.data.images import IMAGE_EXTENSIONS, image_source
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import read_image, read_json, safe_join
 from jtsm.proposals.store import ProposalStore
+from jtsm.rundir.layout import STORE_ENTRIES, STORE_INDEX, STORE_MARKERS
 from jtsm.structures import ProposalSet
 from jtsm.worker_pool import run_pool, worker_count
 
@@ -302,8 +303,6 @@ def store_fingerprint(method: str, max_proposals: int | None,
                                          "opt": dict(sorted((options or {}).items()))})
 
 
-#: What ``--overwrite`` removes from a proposal store.
-STORE_ENTRIES = ("**/*.npz", "index*.json", "meta.json", "viz")
 
 
 def _claim_store(store: ProposalStore, fp: dict[str, Any], overwrite: bool) -> str:
@@ -312,7 +311,7 @@ def _claim_store(store: ProposalStore, fp: dict[str, Any], overwrite: bool) -> s
     from jtsm.rundir.fingerprint import check_folder, clear_folder, fingerprint_digest
 
     action = check_folder(store.root, fp, resume=False, overwrite=overwrite,
-                          what="proposal store", markers=("meta.json", "index.json"),
+                          what="proposal store", markers=STORE_MARKERS,
                           resume_implied=True)
     if action == "new" and store.root.is_dir() and next(store.root.rglob("*.npz"), None):
         if not overwrite:
@@ -336,7 +335,7 @@ def update_index(
     """
     store = ProposalStore(out)
     i, n = shard
-    name = "index" if n == 1 else f"index.shard{i}-of-{n}"
+    name = STORE_INDEX if n == 1 else f"{STORE_INDEX}.shard{i}-of-{n}"
     path = store.root / f"{name}.json"
     entries: dict[str, Any] = {}
     if path.is_file():

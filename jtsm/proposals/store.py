@@ -52,7 +52,7 @@ from jtsm.fileio import (
     read_json,
     safe_join,
 )
-from jtsm.rundir.layout import META, read_meta
+from jtsm.rundir.layout import META, STORE_INDEX, read_meta
 from jtsm.structures import ProposalSet
 
 __all__ = ["FORMAT", "VERSION", "ProposalStore", "load_proposals", "save_proposals",
@@ -356,7 +356,8 @@ class ProposalStore:
                             f"{size[1]}x{size[0]}")
 
     # ---- index -----------------------------------------------------------------------------
-    def write_index(self, entries: Mapping[str, Mapping[str, Any]], name: str = "index") -> Path:
+    def write_index(self, entries: Mapping[str, Mapping[str, Any]],
+                    name: str = STORE_INDEX) -> Path:
         """Write ``root/<name>.json`` (atomic): ``{"format", "version", "images": entries}``."""
         path = self.root / f"{name}.json"
         atomic_write_json(
@@ -367,7 +368,7 @@ class ProposalStore:
     def index(self) -> dict[str, dict[str, Any]]:
         """Merged ``{image: {"file", "proposals", "height", "width"}}`` of all index files."""
         out: dict[str, dict[str, Any]] = {}
-        for p in sorted(self.root.glob("index*.json")):
+        for p in sorted(self.root.glob(f"{STORE_INDEX}*.json")):
             obj = read_json(p)
             if not isinstance(obj, dict) or not isinstance(obj.get("images"), dict):
                 raise DataError(f"{p}: not a proposal index (no 'images' object)")

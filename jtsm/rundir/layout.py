@@ -32,7 +32,8 @@ from typing import Any
 
 __all__ = ["CHECKPOINTS", "CONFIG", "DETECTIONS", "FINAL_WEIGHTS", "INSTANCES", "LOG",
            "META", "METRICS", "MINED", "PANOPTIC_JSON", "PANOPTIC_PNGS", "PARTS",
-           "PREDICT_ENTRIES", "PRESENCE", "RELABEL_ENTRIES", "RUN_ENTRIES", "RunDir", "SUMMARY",
+           "PREDICT_ENTRIES", "PRESENCE", "RELABEL_ENTRIES", "RUN_ENTRIES", "RunDir",
+           "STORE_ENTRIES", "STORE_INDEX", "STORE_MARKERS", "SUMMARY",
            "TENSORBOARD", "VIZ", "lock_path", "output_record", "staging_path"]
 
 CONFIG = "config.json"
@@ -60,6 +61,11 @@ RUN_ENTRIES = (CONFIG, META, FINAL_WEIGHTS, "*_final.pt", CHECKPOINTS, METRICS, 
                PRESENCE, TENSORBOARD)
 #: The entries of a relabel output folder (``--overwrite`` removes these and nothing else).
 RELABEL_ENTRIES = (PANOPTIC_JSON, PANOPTIC_PNGS, PARTS, META)
+#: A proposal store's index (``index.json``; shards of a job: ``index.shardI-of-N.json``).
+STORE_INDEX = "index"
+#: What ``--overwrite`` removes from a proposal store; a store is one when it holds these.
+STORE_ENTRIES = ("**/*.npz", f"{STORE_INDEX}*.json", META, VIZ)
+STORE_MARKERS = (META, f"{STORE_INDEX}.json")
 #: The entries of a predict output folder, replaced as a set.
 PREDICT_ENTRIES = (PANOPTIC_JSON, PANOPTIC_PNGS, INSTANCES, DETECTIONS, VIZ, META)
 
