@@ -11,8 +11,10 @@ Example::
     for inst in result.instances:                # thing segments, best first
         print(inst["name"], inst["score"], inst["bbox"], inst["mask"].sum())
 
-It runs what ``jtsm predict`` runs for one image (:func:`jtsm.engine.predict.predict_one`):
+It runs what ``jtsm predict`` runs for one image (:func:`jtsm.engine.segment.segment_image`):
 proposals with the run's method, the run's model, the same merging into panoptic segments.
+A model in memory (a notebook's, trained without a run folder) is wrapped the same way with
+:meth:`Predictor.from_model`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jtsm.config import Config
 from jtsm.errors import DataError
 from jtsm.structures import CategoryMap, PanopticSeg
 
@@ -82,6 +85,26 @@ class Predictor:
         self.device = dev
         self.tta = tta
 
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, categories: CategoryMap, config: Config,
+                   presence: np.ndarray | None = None, tta: bool = False) -> Predictor:
+        """A predictor over a model in memory (a ``MiningModel`` or a ``PanopticModel`` of
+        ``categories``, as ``config`` builds it), on the device its parameters are on.
+
+        Arguments:
+            presence: per-class presence thresholds ``(C,)`` (a run's ``presence.json``);
+                ``None``: ``mined.presence_threshold`` for every class.
+        """
+        from jtsm.engine.runs import Run
+        from jtsm.modeling.panoptic_model import PanopticModel
+
+        self = cls.__new__(cls)
+        stage = "refine" if isinstance(model, PanopticModel) else "mine"
+        self.run = Run(None, config, categories, stage, model.eval(), {}, presence)
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.tta = tta
+        return self
+
     @property
     def categories(self) -> CategoryMap:
         return self.run.categories
@@ -94,6 +117,7 @@ class Predictor:
         """
         from jtsm.data.mining_dataset import select_proposals
         from jtsm.engine.predict import predict_one
+        from jtsm.engine.segment import thing_segments
         from jtsm.proposals import make_proposals
 
         image = _as_rgb(image)
@@ -104,11 +128,9 @@ class Predictor:
             seg, dets = predict_one(self.run, image, ps, self.tta)
         cats = self.run.categories
         names = {int(c["id"]): str(c["name"]) for c in cats.categories}
-        things = {cats.category_id(i) for i in range(cats.num_things)}
         insts = [{"category_id": int(s["category_id"]), "name": names[int(s["category_id"])],
-                  "score": float(s.get("score", 1.0)), "bbox": list(s["bbox"]),
-                  "mask": seg.ids == int(s["id"])}
-                 for s in seg.segments if int(s["category_id"]) in things]
+                  "score": float(s.get("score", 1.0)), "bbox": list(s["bbox"]), "mask": m}
+                 for s, m in thing_segments(seg, cats)]
         insts.sort(key=lambda d: -d["score"])
         for d in dets:
             d.pop("image_id", None)

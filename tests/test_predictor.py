@@ -63,6 +63,23 @@ def test_predictor_equals_jtsm_predict(tmp_path, tiny_run, synth_dir):
         predictor(np.zeros((8, 8, 3)))
 
 
+def test_from_model_equals_the_run_it_was_loaded_from(tiny_run, synth_dir):
+    """A model in memory (here the run's own, loaded by hand) predicts as its run folder."""
+    from jtsm import Predictor
+    from jtsm.engine.runs import load_run
+
+    run = load_run(tiny_run)
+    image = read_image(synth_dir / "images" / "val_000002.jpg")
+    want = Predictor(tiny_run, device="cpu")(image)
+    got = Predictor.from_model(run.model, run.categories, run.config, run.presence)(image)
+    assert np.array_equal(got.panoptic.ids, want.panoptic.ids)
+    assert got.detections == want.detections
+    assert [i["score"] for i in got.instances] == [i["score"] for i in want.instances]
+    # without the calibrated thresholds, mined.presence_threshold decides which classes
+    plain = Predictor.from_model(run.model, run.categories, run.config)(image)
+    assert plain.panoptic.ids.shape == image.shape[:2]
+
+
 def test_the_example_runs(tmp_path, tiny_run, synth_dir):
     panel = tmp_path / "panel.png"
     r = subprocess.run([sys.executable, str(EXAMPLE), str(tiny_run),

@@ -93,8 +93,7 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     Called on every rank (see the module docstring). Returns the summary on rank 0, ``None``
     on the others.
     """
-    from jtsm.engine.inference import score_proposals
-    from jtsm.engine.mined import detections, mine_image, present_classes
+    from jtsm.engine.segment import segment_image
 
     world, rank = get_world_size(), get_rank()
     indices = shard(len(ds))
@@ -109,16 +108,14 @@ def write_mined(model: MiningModel, ds: MiningDataset, out: Path, cfg: Config,
     with _read(ds, cfg, model, indices) as reads:
         for i, (image, ps) in zip(it, reads):
             rec = ds.records[i]
-            s, image_scores = score_proposals(model, image, ps, cfg.input.test_scales,
-                                              cfg.input.max_size, flip=False)
-            scores.append(image_scores)
+            r = segment_image(model, image, ps, ds.categories, cfg, scales=cfg.input.test_scales,
+                              tags=[ds.categories.index(c) for c in rec.labels],
+                              image_id=rec.id)
+            scores.append(r.image_scores)
             tags.append(ds.categories.tag_vector(rec.labels))
-            present = present_classes(image_scores, [ds.categories.index(c) for c in rec.labels],
-                                      cfg.mined)
             writer.add({"id": rec.id, "file_name": rec.file_name,
-                        "height": image.shape[0], "width": image.shape[1]},
-                       mine_image(ps, s, present, ds.categories, cfg.mined))
-            dets.append(detections(ps, s, ds.categories, rec.id, cfg.mined))
+                        "height": image.shape[0], "width": image.shape[1]}, r.panoptic)
+            dets.append(r.detections)
     writer.close()
     atomic_write_json(part / DETECTIONS, dets)
     _save_scores(part, indices, scores, tags, ds.categories.num_classes)

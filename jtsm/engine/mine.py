@@ -41,6 +41,7 @@ from jtsm.engine.final_scoring import write_mined
 from jtsm.engine.trainer import train
 from jtsm.errors import ConfigError
 from jtsm.modeling.build import build_model
+from jtsm.modeling.criterion import MiningCriterion
 from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.model import MiningModel
 from jtsm.modeling.precision import run_module
@@ -98,6 +99,8 @@ class MilTrainModule(nn.Module):
                  train_backbone: bool = True) -> None:
         super().__init__()
         self.model = model
+        self.criterion = MiningCriterion(model.refine_iou, model.refine_iou_threshold,
+                                         model.mil_eps)
         self.freeze_norm = freeze_norm
         if freeze_norm:
             for layer in _norm_layers(model.backbone):
@@ -126,7 +129,7 @@ class MilTrainModule(nn.Module):
         device = self.model.pixel_mean.device
         pt = item.tensors()  # on the host: the model moves what it needs without blocking
         out = self.model(to_device(item.image[None], device), pt)
-        return self.model.losses(out, item.tags, pt)
+        return self.criterion(out, item.tags, pt)
 
 
 class TagWarmupModule(nn.Module):

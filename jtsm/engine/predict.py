@@ -23,14 +23,11 @@ from jtsm.data.images import image_root
 from jtsm.data.json_ids import json_id
 from jtsm.data.mining_dataset import select_proposals
 from jtsm.data.output_names import check_output_names
-from jtsm.engine.inference import score_proposals
-from jtsm.engine.mined import detections, mine_image, present_classes
-from jtsm.engine.panoptic_inference import refined_panoptic
 from jtsm.engine.panoptic_viz import MIN_SCORE
 from jtsm.engine.runs import Run
+from jtsm.engine.segment import segment_image, thing_segments
 from jtsm.errors import DataError
 from jtsm.fileio import JsonListWriter, pixel_limit, read_image_and_size, read_json, safe_join
-from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.proposals.runner import list_images
 from jtsm.proposals.store import ProposalStore, store_digest
 from jtsm.rundir.layout import (
@@ -65,20 +62,11 @@ def image_records(images: str | os.PathLike[str],
             for i, item in enumerate(list_images(images))]
 
 
-def _instances(seg: PanopticSeg, image_id: int, thing_ids: set[int]) -> list[dict[str, Any]]:
-    out = []
-    for s in seg.segments:
-        if int(s["category_id"]) not in thing_ids:
-            continue
-        m = seg.ids == s["id"]
-        x, y, w, h = s["bbox"]
-        out.append({"image_id": image_id, "category_id": int(s["category_id"]),
-                    "segmentation": mask_to_rle(m), "bbox": [x, y, w, h],
-                    "score": float(s.get("score", 1.0))})
-    return out
-
-
-#: The entries of a predict output folder, replaced together.
+def _instances(seg: PanopticSeg, image_id: int, cats: CategoryMap) -> list[dict[str, Any]]:
+    """COCO instance results (RLE masks) of the thing segments of ``seg``."""
+    return [{"image_id": image_id, "category_id": int(s["category_id"]),
+             "segmentation": mask_to_rle(m), "bbox": list(s["bbox"]),
+             "score": float(s.get("score", 1.0))} for s, m in thing_segments(seg, cats)]
 
 
 def predict_images(
@@ -162,7 +150,6 @@ def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
     root = image_root(images)  # a folder, one image file or a list file
     store = ProposalStore(proposals) if proposals is not None else None
     cats = run.categories
-    thing_ids = {cats.category_id(i) for i in range(cats.num_things)}
     out = Path(out)
     panoptic = PanopticWriter(out / PANOPTIC_JSON, list(cats.categories))
     insts, dets = JsonListWriter(out / INSTANCES), JsonListWriter(out / DETECTIONS)
@@ -179,7 +166,7 @@ def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
             _write_viz(out, rec, image, seg, gt, cats, min_score)
         panoptic.add({"id": rec["id"], "file_name": rec["file_name"],
                       "height": seg.image_size[0], "width": seg.image_size[1]}, seg)
-        insts.extend(_instances(seg, rec["id"], thing_ids))
+        insts.extend(_instances(seg, rec["id"], cats))
         dets.extend(found)
     insts.close()
     dets.close()
@@ -199,16 +186,11 @@ def predict_one(run: Run, image: np.ndarray, ps: ProposalSet, tta: bool = False,
     Returns:
         the segmentation (``(H, W)`` ids; segments with ``score``) and the detections.
     """
-    cfg, cats = run.config, run.categories
+    cfg = run.config
     scales = cfg.input.test_scales if tta else cfg.input.test_scales[:1]
-    scores, image_scores = score_proposals(run.model, image, ps, scales,
-                                           cfg.input.max_size, flip=tta)
-    present = present_classes(image_scores, None, cfg.mined, run.presence)
-    if isinstance(run.model, PanopticModel):
-        seg = refined_panoptic(run.model, image, ps, scores, present, cats, cfg)
-    else:
-        seg = mine_image(ps, scores, present, cats, cfg.mined)
-    return seg, detections(ps, scores, cats, image_id, cfg.mined)
+    r = segment_image(run.model, image, ps, run.categories, cfg, scales=scales, flip=tta,
+                      presence=run.presence, image_id=image_id)
+    return r.panoptic, r.detections
 
 
 def _own_size(seg: PanopticSeg, dets: list[dict[str, Any]], shape: tuple[int, int],

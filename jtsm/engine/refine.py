@@ -23,7 +23,7 @@ from jtsm.engine.mine import MilTrainModule, freezes_norm
 from jtsm.engine.trainer import train
 from jtsm.errors import DataError
 from jtsm.modeling.build import build_model
-from jtsm.modeling.losses import instance_mask_loss, semantic_loss
+from jtsm.modeling.criterion import PanopticCriterion
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.ops.transfer import to_device
 from jtsm.proposals.store import ProposalStore, store_digest
@@ -37,17 +37,17 @@ _NEW_HEADS = ("mask_head.", "semantic_head.")
 
 
 class RefineTrainModule(MilTrainModule):
-    """Trainer adapter: one :class:`RefineItem` -> the terms of Eq. 1.
-
-    ``loss_mil`` and ``loss_refine_r`` (L_PM, scaled by ``refine.mining_weight``),
-    ``loss_mask`` (L_IS, Eq. 9: each box weighted by its class's image score y_c, by
-    default) and ``loss_semantic`` (L_SS, Eq. 10).
+    """Trainer adapter: one :class:`RefineItem` -> the model's outputs -> the terms of Eq. 1
+    (:class:`jtsm.modeling.criterion.PanopticCriterion`): ``loss_mil`` and ``loss_refine_r``
+    (L_PM, scaled by ``refine.mining_weight``), ``loss_mask`` (L_IS, Eq. 9: each box weighted
+    by its class's image score y_c, by default) and ``loss_semantic`` (L_SS, Eq. 10).
     """
 
     def __init__(self, model: PanopticModel, cfg: Config, freeze_norm: bool = False,
                  train_backbone: bool = True) -> None:
         super().__init__(model, freeze_norm, train_backbone)
         self.rcfg = cfg.refine
+        self.criterion = PanopticCriterion.from_config(cfg)  # type: ignore[assignment]
 
     @classmethod
     def from_config(cls, model: PanopticModel, cfg: Config) -> RefineTrainModule:  # type: ignore[override]
@@ -70,22 +70,13 @@ class RefineTrainModule(MilTrainModule):
         image = to_device(item.image[None], device)
         feats = model.features(image)
         out = model.mine(feats, pt)
-        losses = {k: v * r.mining_weight for k, v in model.losses(out, item.tags, pt).items()}
         boxes, classes, targets, weights = item.instance_targets(
             r.mask_rois, r.roi_iou, 2 * r.mask_size)
         logits = model.mask_logits(feats, to_device(boxes, device), image)
-        classes = to_device(classes, device)
-        if r.mask_weight == "image_score":  # Eq. 9: y_c, the class's image-level score
-            weights = out["image_scores"].detach()[classes].clamp(0, 1)
-        elif r.mask_weight == "none":
-            weights = torch.ones_like(weights)
-        losses["loss_mask"] = r.instance_weight * instance_mask_loss(
-            logits, classes, to_device(targets, device), to_device(weights, device))
         assert item.stuff_map is not None
         sem = model.semantic_logits(feats, tuple(image.shape[2:]))
-        losses["loss_semantic"] = r.semantic_weight * semantic_loss(
-            sem, to_device(item.stuff_map, device))
-        return losses
+        return self.criterion(out, item.tags, pt, logits, classes, targets, weights, sem,
+                              item.stuff_map)
 
 
 def _init_from(model: PanopticModel, source: Path) -> None:

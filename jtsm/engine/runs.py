@@ -31,7 +31,7 @@ class Run:
     """A loaded run: its config, categories, stage and model (eval mode, on the device it was
     loaded onto)."""
 
-    path: Path
+    path: Path | None  # None: a model in memory (jtsm.Predictor.from_model)
     config: Config
     categories: CategoryMap
     stage: str

@@ -5,22 +5,18 @@ What the ``mine`` stage trains. One image per forward (the paper uses 1 image pe
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from jtsm.modeling.backbone import build_backbone
+from jtsm.modeling.criterion import MiningCriterion
 from jtsm.modeling.imagenet_weights import resolve_weights
-from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
 from jtsm.modeling.mining import MiningHead
 from jtsm.modeling.pooling import build_pooler
 from jtsm.modeling.precision import run_module
-from jtsm.ops.boxes import box_iou
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.ops.sync_counter import on_host
-from jtsm.ops.transfer import to_device
 
 __all__ = ["MiningModel"]
 
@@ -110,45 +106,11 @@ class MiningModel(nn.Module):
     def losses(
         self, outputs: dict[str, Any], tags: Tensor, proposals: ProposalTensors
     ) -> dict[str, Tensor]:
-        """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1.
-
-        Every loss is computed and reduced in float32 (at least), whatever the precision
-        of the head: scores and logits are cast first, and the MIL loss clamps its scores to
-        ``[eps, 1 - eps]`` in float32. Host ``tags`` and ``proposals`` (the loader's) give no
-        host synchronisation on a GPU: the present classes are found on the host, once for
-        every head, and what the losses need goes to the device in non-blocking copies.
-        """
-        dev = outputs["image_scores"].device
-        with on_host() if tags.device.type == "cpu" else nullcontext():
-            classes = to_device(torch.nonzero(tags > 0).squeeze(1), dev)
-        tags = to_device(tags, dev)
-        out = {"loss_mil": mil_loss(_at_least_fp32(outputs["image_scores"]), tags,
-                                    self.mil_eps)}
-        if self.refine_iou == "mask":
-            proposals = proposals.to(dev)
-
-            def overlap(idx: Tensor) -> Tensor:
-                return proposals.mask_iou(idx).to(outputs["mil_scores"].dtype)
-        else:
-            boxes = to_device(proposals.boxes, outputs["mil_scores"].device)
-
-            def overlap(idx: Tensor) -> Tensor:
-                return box_iou(boxes, boxes[idx])
-
-        prev = outputs["mil_scores"].detach()
-        for r, (logits, probs) in enumerate(zip(outputs["refine_logits"],
-                                                outputs["refine_probs"])):
-            labels, weights = refinement_targets(prev, tags, overlap,
-                                                 self.refine_iou_threshold, classes)
-            out[f"loss_refine_{r + 1}"] = refinement_loss(
-                _at_least_fp32(logits), labels, _at_least_fp32(weights))
-            prev = probs.detach()
-        return out
-
-
-def _at_least_fp32(x: Tensor) -> Tensor:
-    """``x`` as float32 if it is of a narrower float type (float64 kept); no copy if not."""
-    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
+        """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1:
+        :class:`jtsm.modeling.criterion.MiningCriterion` with this model's settings (what
+        ``jtsm mine`` trains with)."""
+        return MiningCriterion(self.refine_iou, self.refine_iou_threshold,
+                               self.mil_eps)(outputs, tags, proposals)
 
 
 def backbone_from_config(cfg: Config, pretrained: bool = True) -> nn.Module:
