@@ -49,6 +49,10 @@ def _parse_opt(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--overwrite", is_flag=True,
               help="Replace a store made with another method, --max or --opt.")
 @click.option("--skip-bad", is_flag=True, help="Exit 0 even if some images could not be read.")
+@click.option("--verify", is_flag=True,
+              help="Compare every image's content digest with the one its proposals were made "
+                   "from (by default only images whose size or modification time changed are "
+                   "hashed); changed images are done again.")
 @click.option("--viz", default=0, type=click.IntRange(0), metavar="N",
               help="Also write OUT/viz/*.png with the top proposals of N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -64,6 +68,7 @@ def proposals(
     opts: tuple[str, ...],
     overwrite: bool,
     skip_bad: bool,
+    verify: bool,
     viz: int,
     as_json: bool,
     quiet: bool,
@@ -97,7 +102,7 @@ def proposals(
     t0 = time.perf_counter()
     try:
         results = run_proposals(items, out, method, max_proposals, workers or None, options,
-                                overwrite=overwrite)
+                                overwrite=overwrite, verify=verify)
         for r in progress(results, len(items), f"proposals ({method})", quiet):
             summary.add(r)
             if r.status == "bad":

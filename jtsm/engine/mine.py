@@ -48,6 +48,7 @@ from jtsm.modeling.precision import run_module
 from jtsm.ops.transfer import to_device
 from jtsm.proposals.store import ProposalStore, store_digest
 from jtsm.rundir.checkpoint import copy_stage, latest_checkpoint, save_checkpoint
+from jtsm.rundir.fingerprint import record_weights
 from jtsm.rundir.layout import RunDir
 
 __all__ = ["MilTrainModule", "TagWarmupModule", "run_mine",
@@ -262,6 +263,7 @@ def run_mine(
                                "classes": ds.categories.num_classes}
     if is_main():
         save_checkpoint(RunDir(out).weights, model.state_dict())
+        record_weights(out)
     if write_outputs:  # every rank scores its share of the images
         mined = write_mined(model, ds, RunDir(out).mined, cfg,
                             progress=progress if is_main() else None)
@@ -310,7 +312,7 @@ def mine_start(cfg: Config, dataset: str | os.PathLike[str], images: str | os.Pa
         inputs["warmup_from"] = fpr.input_record(warmup_from, fpr.run_id_of(warmup_from))
     return fpr.prepare_run(
         out, "mine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
-        check_inputs=lambda: ProposalStore(proposals).check_records(ds.records),
+        check_inputs=lambda: ProposalStore(proposals).check_records(ds.records, images),
         stages=("warmup", "mine"),
         model_state=lambda: build_model(cfg, ds.categories, "mine", "cpu",
                                         pretrained=False).state_dict(),

@@ -158,8 +158,9 @@ def _predict_into(run: Run, images: str | os.PathLike[str], out: Path,
     if progress is not None:
         it = progress(records, len(records), "predict")
     for rec in it:
-        image, size = read_image_and_size(safe_join(root, rec["file_name"]))
-        ps = _proposals(run, image, rec["file_name"], store)
+        path = safe_join(root, rec["file_name"])
+        image, size = read_image_and_size(path)
+        ps = _proposals(run, image, rec["file_name"], path, store)
         seg, found = predict_one(run, image, ps, tta, rec["id"])
         seg, found = _own_size(seg, found, image.shape[:2], size)
         if len(panoptic.images) < viz:
@@ -210,9 +211,12 @@ def _own_size(seg: PanopticSeg, dets: list[dict[str, Any]], shape: tuple[int, in
     return PanopticSeg(ids, seg.segments).with_stats(), dets
 
 
-def _proposals(run: Run, image: np.ndarray, name: str, store: ProposalStore | None
-               ) -> ProposalSet:
+def _proposals(run: Run, image: np.ndarray, name: str, path: Path,
+               store: ProposalStore | None) -> ProposalSet:
+    """The image's proposals: from the store (made from this version of the file), or made
+    with the run's method."""
     if store is not None:
+        store.check_source(name, path)
         ps = store.load(name, expect_size=image.shape[:2])
     else:
         from jtsm.proposals import make_proposals

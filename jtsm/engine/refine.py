@@ -22,12 +22,14 @@ from jtsm.engine.distributed import barrier, is_main
 from jtsm.engine.mine import MilTrainModule, freezes_norm
 from jtsm.engine.trainer import train
 from jtsm.errors import DataError
+from jtsm.fileio import read_json
 from jtsm.modeling.build import build_model
 from jtsm.modeling.criterion import PanopticCriterion
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.ops.transfer import to_device
 from jtsm.proposals.store import ProposalStore, store_digest
 from jtsm.rundir.checkpoint import load_checkpoint, save_checkpoint
+from jtsm.rundir.fingerprint import check_weights, record_weights
 from jtsm.rundir.layout import RunDir
 from jtsm.structures import CategoryMap
 
@@ -83,6 +85,7 @@ def _init_from(model: PanopticModel, source: Path) -> None:
     """Load a mining or refine run's weights; the new branches keep their init when the
     source has none."""
     weights = RunDir(source).weights
+    check_weights(source, read_json(RunDir(source).meta))
     state = load_checkpoint(weights)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -109,7 +112,7 @@ def _refine_start(cfg: Config, source: Path, pseudo: str | os.PathLike[str],
               "proposals": fpr.input_record(proposals, store_digest(proposals))}
     return fpr.prepare_run(
         out, "refine", config_to_dict(cfg), inputs, resume=resume, overwrite=overwrite,
-        check_inputs=lambda: ProposalStore(proposals).check_records(ds.records),
+        check_inputs=lambda: ProposalStore(proposals).check_records(ds.records, images),
         stages=("refine",),
         model_state=lambda: build_model(cfg, ds.categories, "refine", "cpu",
                                         pretrained=False).state_dict(),
@@ -138,7 +141,6 @@ def run_refine(
     Returns (rank 0) a summary: images, skipped untagged, source stage.
     """
     from jtsm.engine.final_scoring import write_presence
-    from jtsm.fileio import read_json
 
     source, out = Path(source), Path(out)
     meta = read_json(RunDir(source).meta)
@@ -174,6 +176,7 @@ def run_refine(
                                "source_stage": source_stage}
     if is_main():
         save_checkpoint(RunDir(out).weights, model.state_dict())
+        record_weights(out)
     write_presence(model, ds, out, cfg)  # every rank scores its share of the images
     barrier()
     return summary

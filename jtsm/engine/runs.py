@@ -20,6 +20,7 @@ from jtsm.errors import ConfigError, DataError
 from jtsm.fileio import read_json
 from jtsm.modeling.build import STAGES, build_model
 from jtsm.rundir.checkpoint import load_checkpoint
+from jtsm.rundir.fingerprint import check_weights
 from jtsm.rundir.layout import RunDir
 from jtsm.structures import CategoryMap
 
@@ -67,6 +68,7 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     else:
         raise DataError(f"{rd.meta}: unknown stage {stage!r} (want mine or refine)")
     weights = rd.weights
+    check_weights(path, meta)
     state = load_checkpoint(weights)
     try:
         model.load_state_dict(state)

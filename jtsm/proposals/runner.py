@@ -21,6 +21,7 @@ from jtsm.data.images import IMAGE_EXTENSIONS, image_source
 from jtsm.errors import ConfigError, DataError, JtsmError
 from jtsm.fileio import read_image, read_json, safe_join
 from jtsm.proposals.store import ProposalStore
+from jtsm.rundir.fingerprint import source_record
 from jtsm.rundir.layout import STORE_ENTRIES, STORE_INDEX, STORE_MARKERS
 from jtsm.structures import ProposalSet
 from jtsm.worker_pool import run_pool, worker_count
@@ -216,12 +217,13 @@ def _process(item: ImageItem) -> ImageResult:
     job = _JOB
     t0 = time.perf_counter()
     try:
+        source = source_record(item.path)  # before reading: a later change is seen next time
         image = read_image(item.path)
         ps = generate_one(image, job["method"], job["max_proposals"], item.path, job["options"])
     except DataError as exc:
         return ImageResult(item.name, "bad", error=str(exc))
     h, w = image.shape[:2]
-    ProposalStore(job["out"]).save(item.name, ps, job["job"])
+    ProposalStore(job["out"]).save(item.name, ps, job["job"], source)
     return ImageResult(item.name, "done", len(ps), time.perf_counter() - t0, h, w)
 
 
@@ -234,6 +236,7 @@ def run_proposals(
     options: Mapping[str, Any] | None = None,
     skip_existing: bool = True,
     overwrite: bool = False,
+    verify: bool = False,
 ) -> Iterator[ImageResult]:
     """Compute and store proposals; yields one result per image (order not guaranteed).
 
@@ -247,7 +250,10 @@ def run_proposals(
             process); a pool of :mod:`jtsm.worker_pool` (workers end with this process, SIGTERM
             ends them and raises :class:`jtsm.errors.Terminated`).
         options: extra keyword options for the generator (e.g. ``mcg_dir``, ``mode``).
-        skip_existing: images whose proposal file exists are skipped (resume after a kill).
+        skip_existing: images whose proposal file exists, made by this job from the image
+            file as it is now, are skipped (resume after a kill); an image whose file changed
+            since (size and modification time, then its content digest) is done again.
+        verify: compare every image's content digest, not only size and modification time.
         overwrite: replace a store made by another job (other method, ``--max`` or options)
             instead of refusing it.
 
@@ -272,7 +278,10 @@ def run_proposals(
             if stamp and stamp != digest:
                 raise JtsmError(f"{store.path_for(item.name)}: made by another proposal job "
                                 "than STORE/meta.json records; --overwrite replaces the store")
-            yield ImageResult(item.name, "skipped")
+            if store.is_current(item.name, item.path, verify):
+                yield ImageResult(item.name, "skipped")
+            else:
+                todo.append(item)  # the image changed since: its proposals are remade
         else:
             todo.append(item)
     if not todo:

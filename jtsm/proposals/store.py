@@ -18,6 +18,8 @@ key            dtype, shape            meaning
 ``image``      str                     the image's file name (relative to the image root)
 ``job``        str                     digest of the job that made it (``STORE/meta.json``);
                                        absent in files of older versions
+``source``     str                     json ``{"bytes", "mtime_ns", "sha256"}`` of the image
+                                       file it was made from; absent in older files
 ============== ======================= ==================================================
 
 ``path_for("a/b.jpg")`` is ``root/a/b.jpg.npz``: the key is the image's whole path relative to
@@ -34,6 +36,7 @@ rerun with other settings is refused rather than mixed in (:mod:`jtsm.rundir.fin
 from __future__ import annotations
 
 import io
+import json
 import os
 import zipfile
 import zlib
@@ -63,7 +66,8 @@ VERSION = 1
 SUFFIX = ".npz"
 
 
-def _encode(ps: ProposalSet, image: str, job: str = "") -> bytes:
+def _encode(ps: ProposalSet, image: str, job: str = "",
+            source: Mapping[str, Any] | None = None) -> bytes:
     m = ps.membership
     s = ps.num_superpixels
     idx = m.indices.astype(np.int64)
@@ -87,14 +91,16 @@ def _encode(ps: ProposalSet, image: str, job: str = "") -> bytes:
         boxes=ps.boxes.astype(np.float32),
         image=np.array(image),
         job=np.array(job),
+        source=np.array(json.dumps(dict(source or {}), sort_keys=True)),
     )
     return buf.getvalue()
 
 
 def save_proposals(path: str | os.PathLike[str], ps: ProposalSet, image: str = "",
-                   job: str = "") -> None:
-    """Write ``ps`` to ``path`` atomically (see the module docstring for the format)."""
-    atomic_write_bytes(path, _encode(ps, image, job))
+                   job: str = "", source: Mapping[str, Any] | None = None) -> None:
+    """Write ``ps`` to ``path`` atomically (see the module docstring for the format);
+    ``source``: what the image file held (:func:`jtsm.rundir.fingerprint.source_record`)."""
+    atomic_write_bytes(path, _encode(ps, image, job, source))
 
 
 def _array(z: Mapping[str, np.ndarray], key: str, path: Path, kinds: str, ndim: int
@@ -250,11 +256,13 @@ class ProposalStore:
     def exists(self, image: str) -> bool:
         return self.path_for(image).is_file()
 
-    def save(self, image: str, ps: ProposalSet, job: str = "") -> Path:
+    def save(self, image: str, ps: ProposalSet, job: str = "",
+             source: Mapping[str, Any] | None = None) -> Path:
         """Write the proposals of ``image`` atomically (``job``: the digest of the job making
-        them, see :meth:`read_meta`); returns the file's path."""
+        them, see :meth:`read_meta`; ``source``: what the image file held, see
+        :meth:`check_source`); returns the file's path."""
         path = self.path_for(image)
-        save_proposals(path, ps, image, job)
+        save_proposals(path, ps, image, job, source)
         return path
 
     def load(
@@ -288,7 +296,8 @@ class ProposalStore:
         fp = (self.read_meta() or {}).get("fingerprint")
         return fingerprint_digest(fp) if isinstance(fp, dict) else None
 
-    def check_records(self, records: Iterable[Any]) -> None:
+    def check_records(self, records: Iterable[Any],
+                      image_root: str | os.PathLike[str] | None = None) -> None:
         """:meth:`check_files` for dataset records (``file_name`` and, where known,
         ``height``/``width``; a size over the longest side read in full is not checked)."""
         side = max_image_side()
@@ -297,7 +306,38 @@ class ProposalStore:
             h, w = getattr(rec, "height", None), getattr(rec, "width", None)
             size = (int(h), int(w)) if h and w and max(h, w) <= side else None
             checks.append((rec.file_name, size))
-        self.check_files(checks)
+        self.check_files(checks, image_root)
+
+    def file_source(self, image: str) -> dict[str, Any] | None:
+        """What the image file held when its proposals were made (size, modification time,
+        content digest); ``None`` for files that predate the record, or damaged ones."""
+        try:
+            with np.load(self.path_for(image), allow_pickle=False) as npz:
+                if "source" not in npz.files:
+                    return None
+                rec = json.loads(str(npz["source"]))
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error):
+            return None
+        return rec if isinstance(rec, dict) and rec else None
+
+    def is_current(self, image: str, path: str | os.PathLike[str], verify: bool = False
+                   ) -> bool:
+        """Whether the proposals of ``image`` were made from what ``path`` holds now (size and
+        modification time, or the content digest when those differ or ``verify``)."""
+        from jtsm.rundir.fingerprint import same_source
+
+        return same_source(self.file_source(image), path, verify)
+
+    def check_source(self, image: str, path: str | os.PathLike[str]) -> None:
+        """Refuse proposals made from another version of the image file.
+
+        Raises:
+            DataError: naming the proposal file and the image.
+        """
+        if not self.is_current(image, path):
+            raise DataError(f"{self.path_for(image)}: made from an earlier version of {path} "
+                            "(its content changed since); rerun jtsm proposals, which remakes "
+                            "the proposals of changed images")
 
     def file_job(self, image: str) -> str:
         """The job digest stored in the file of ``image`` ("" for files without one)."""
@@ -309,11 +349,14 @@ class ProposalStore:
                 zlib.error):
             return ""  # a damaged file is reported by load and check_files
 
-    def check_files(self, images: list[tuple[str, tuple[int, int] | None]]) -> None:
+    def check_files(self, images: list[tuple[str, tuple[int, int] | None]],
+                    image_root: str | os.PathLike[str] | None = None) -> None:
         """Check every image's file before a stage uses the store: it exists, is a whole
         archive (its directory, the small arrays and the member sizes), was made for that image
-        name and, where ``(H, W)`` is given, for an image of that size. Cheap: no membership or
-        superpixel map is decoded.
+        name and, where ``(H, W)`` is given, for an image of that size, and, with
+        ``image_root``, from the image file as it is now (:meth:`check_source`). Cheap: no
+        membership or superpixel map is decoded; an image's bytes are hashed only when its size
+        or modification time differ from the record.
 
         Raises:
             DataError: the first bad file, named, with what is wrong and how many more are bad.
@@ -322,14 +365,15 @@ class ProposalStore:
         for image, size in images:
             path = self.path_for(image)
             try:
-                self._check_file(path, image, size)
+                self._check_file(path, image, size, image_root)
             except DataError as exc:
                 bad.append(str(exc))
         if bad:
             more = f" (and {len(bad) - 1} more bad proposal files)" if len(bad) > 1 else ""
             raise DataError(f"{bad[0]}{more}")
 
-    def _check_file(self, path: Path, image: str, size: tuple[int, int] | None) -> None:
+    def _check_file(self, path: Path, image: str, size: tuple[int, int] | None,
+                    image_root: str | os.PathLike[str] | None = None) -> None:
         if not path.is_file():
             raise DataError(f"{path}: no such proposal file; make it with jtsm proposals "
                             f"--out {self.root}")
@@ -344,6 +388,7 @@ class ProposalStore:
                     raise DataError(f"{path}: corrupt proposal file (superpixel map of "
                                     f"{spx} bytes for a {w}x{h} image)")
                 int(npz["indptr"].shape[0])
+                source = json.loads(str(npz["source"])) if "source" in npz.files else None
         except DataError:
             raise
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
@@ -354,6 +399,14 @@ class ProposalStore:
         if size is not None and (h, w) != tuple(size):
             raise DataError(f"{path}: proposals are for a {w}x{h} image, but {image} is "
                             f"{size[1]}x{size[0]}")
+        if image_root is not None and isinstance(source, dict):
+            from jtsm.rundir.fingerprint import same_source
+
+            file = safe_join(image_root, image)
+            if not same_source(source, file):
+                raise DataError(f"{path}: made from an earlier version of {file} (its content "
+                                "changed since); rerun jtsm proposals, which remakes the "
+                                "proposals of changed images")
 
     # ---- index -----------------------------------------------------------------------------
     def write_index(self, entries: Mapping[str, Mapping[str, Any]],

@@ -45,7 +45,8 @@ from jtsm.rundir.layout import (
 __all__ = ["RESUMABLE_KEYS", "RunStart", "check_folder", "check_not_inside",
            "check_resume_weights", "clear_folder", "config_digest", "differences", "file_digest",
            "fingerprint", "fingerprint_digest", "images_digest", "input_record", "jtsm_version",
-           "names_digest", "new_run_id", "prepare_run", "run_id_of"]
+           "names_digest", "new_run_id", "prepare_run", "record_weights", "run_id_of",
+           "same_source", "source_record", "check_weights"]
 
 #: Config keys a resumed run may change: the schedule's length and bookkeeping, not the model
 #: or the data (a larger ``solver.max_iter`` continues a finished stage).
@@ -75,6 +76,33 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a file") from None
     return h.hexdigest()[:16]
+
+
+def source_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a derived file (a proposal part) records of the file it was made from: its size,
+    modification time and content digest (:func:`file_digest`)."""
+    st = os.stat(path)
+    return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+            "sha256": file_digest(path)}
+
+
+def same_source(recorded: Mapping[str, Any] | None, path: str | os.PathLike[str],
+                verify: bool = False) -> bool:
+    """Whether ``path`` still holds the content ``recorded`` (:func:`source_record`) was taken
+    of: the same size and modification time, or, when those differ (a copy, a ``touch``) or
+    ``verify``, the same content digest. Nothing recorded (a file made before sources were
+    recorded) counts as the same."""
+    if not recorded:
+        return True
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_size != recorded.get("bytes"):
+        return False
+    if not verify and st.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    return file_digest(path) == recorded.get("sha256")
 
 
 def images_digest(root: str | os.PathLike[str], names: Iterable[str]) -> str:
@@ -183,6 +211,32 @@ def _default_config() -> dict[str, Any]:
     from jtsm.config import Config, config_to_dict
 
     return flatten(config_to_dict(Config()))
+
+
+def record_weights(run: str | os.PathLike[str]) -> None:
+    """Record the digest of the run's weights file in its ``meta.json`` (``weights_sha256``),
+    so that weights copied in from another run are told apart (:func:`check_weights`)."""
+    from jtsm.fileio import atomic_write_json, read_json
+
+    rd = RunDir(run)
+    meta = read_json(rd.meta)
+    meta["weights_sha256"] = file_digest(rd.weights)
+    atomic_write_json(rd.meta, meta, indent=2)
+
+
+def check_weights(run: str | os.PathLike[str], meta: Mapping[str, Any]) -> None:
+    """Refuse a weights file that is not the one the run wrote (runs that predate the record
+    are not checked).
+
+    Raises:
+        DataError: naming the file, when its digest is not the one ``meta.json`` records.
+    """
+    want = meta.get("weights_sha256")
+    rd = RunDir(run)
+    if isinstance(want, str) and file_digest(rd.weights) != want:
+        raise DataError(f"{rd.weights}: not the weights this run wrote (its meta.json records "
+                        f"another digest: copied from another run, or changed since?); "
+                        "retrain, or use the run the file came from")
 
 
 def new_run_id() -> str:
