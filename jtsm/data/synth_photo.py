@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -125,6 +125,7 @@ class ThingInfo:
     Attributes:
         category_id: its category.
         segment_id: its segment in the ground truth, 0 where too little of it is visible.
+        area: pixels of the whole object, the occluded ones included.
         material: one of :data:`MATERIALS`.
         source_category_id: the stuff category whose look it took (``camouflage``: texture and
             colours; ``glossy``: mean colour), ``None`` for a silhouette.
@@ -132,6 +133,7 @@ class ThingInfo:
 
     category_id: int
     segment_id: int
+    area: int
     material: str
     source_category_id: int | None
 
@@ -388,8 +390,41 @@ def _pt(x: float, y: float) -> tuple[int, int]:
     return round(x * _ONE), round(y * _ONE)
 
 
-def _line(m: np.ndarray, p: tuple[float, float], q: tuple[float, float], t: int) -> None:
-    cv2.line(m, _pt(*p), _pt(*q), 1, max(1, int(t)), cv2.LINE_8, _SHIFT)
+def _crop(m: np.ndarray, x0: float, x1: float, y0: float, y1: float
+          ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    """The part of ``m`` under the box: its slices and pixel-centre coordinates, or ``None``
+    when the box is off the image."""
+    h, w = m.shape
+    c0, c1 = max(0, math.floor(x0)), min(w, math.ceil(x1) + 1)
+    r0, r1 = max(0, math.floor(y0)), min(h, math.ceil(y1) + 1)
+    if c0 >= c1 or r0 >= r1:
+        return None
+    yy, xx = np.mgrid[r0:r1, c0:c1].astype(np.float32)
+    return (slice(r0, r1), slice(c0, c1)), xx, yy
+
+
+def _line(m: np.ndarray, p: tuple[float, float], q: tuple[float, float], width: float) -> None:
+    """A bar of ``width`` px with round ends: the pixels whose centre is within ``width / 2``
+    of the segment ``pq`` (cv2's thick lines are up to 2 px wider than asked)."""
+    r = width / 2
+    got = _crop(m, min(p[0], q[0]) - r, max(p[0], q[0]) + r,
+                min(p[1], q[1]) - r, max(p[1], q[1]) + r)
+    if got is None:
+        return
+    box, xx, yy = got
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    t = np.clip(((xx - p[0]) * dx + (yy - p[1]) * dy) / max(dx * dx + dy * dy, 1e-9), 0, 1)
+    m[box] |= ((xx - p[0] - t * dx) ** 2 + (yy - p[1] - t * dy) ** 2 <= r * r).astype(m.dtype)
+
+
+def _rim(m: np.ndarray, c: tuple[float, float], radius: float, width: float) -> None:
+    """A circle's outline ``width`` px wide (pixel centres within ``width / 2`` of it)."""
+    got = _crop(m, c[0] - radius - width, c[0] + radius + width,
+                c[1] - radius - width, c[1] + radius + width)
+    if got is None:
+        return
+    box, xx, yy = got
+    m[box] |= (np.abs(np.hypot(xx - c[0], yy - c[1]) - radius) <= width / 2).astype(m.dtype)
 
 
 def _ellipse(m: np.ndarray, c: tuple[float, float], ax: tuple[float, float],
@@ -403,7 +438,7 @@ def _poly(m: np.ndarray, pts: list[tuple[float, float]]) -> None:
 
 
 def _limb(m: np.ndarray, start: tuple[float, float], length: float, a1: float, a2: float,
-          t_upper: int, t_lower: int) -> None:
+          t_upper: float, t_lower: float) -> None:
     """A two-segment leg from ``start`` down: angles from the vertical in radians, knee in the
     middle."""
     knee = (start[0] + 0.5 * length * math.sin(a1), start[1] + 0.5 * length * math.cos(a1))
@@ -412,9 +447,10 @@ def _limb(m: np.ndarray, start: tuple[float, float], length: float, a1: float, a
     _line(m, knee, foot, t_lower)
 
 
-def _thin(size: float) -> int:
-    """Width in px of a thin part (a leg, a post) of a thing ``size`` px tall."""
-    return max(2, round(0.05 * size))
+def _thin(size: float) -> float:
+    """Width in px of a thin part (a leg, a tube) of a thing ``size`` px tall: 1.5-3 px for
+    the sizes a 128 px image shows."""
+    return max(1.5, 0.045 * size)
 
 
 def _quadruped(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: float,
@@ -431,10 +467,10 @@ def _quadruped(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S:
         for k, dx in enumerate((-0.05, 0.05)):
             swing = rng.uniform(-0.45, 0.45)
             bend = swing + (1 if side == 1 else -1) * f * rng.uniform(0.0, 0.5) * (k + 0.5)
-            _limb(m, (hx + dx * bl, cy + 0.2 * bh), leg + 0.15 * bh, swing, bend, lt + 1, lt)
+            _limb(m, (hx + dx * bl, cy + 0.2 * bh), leg + 0.15 * bh, swing, bend, 1.4 * lt, lt)
     neck_base = (gx + f * bl * 0.38, cy - 0.15 * bh)
     head = (gx + f * bl * rng.uniform(0.5, 0.65), cy - bh * rng.uniform(0.5, 1.3))
-    _line(m, neck_base, head, max(lt + 1, round(0.32 * bh)))
+    _line(m, neck_base, head, max(1.5 * lt, 0.32 * bh))
     hl = bh * rng.uniform(0.32, 0.45)
     _ellipse(m, (head[0] + f * 0.35 * hl, head[1]), (hl, 0.5 * hl), f * rng.uniform(5, 30))
     _poly(m, [(head[0] - f * 0.1 * hl, head[1] - 0.3 * hl), (head[0] - f * 0.3 * hl,
@@ -466,7 +502,7 @@ def _chair(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: flo
              ((back + ox, seat_y + oy), (back + ox - tilt, top + oy))]
     for p, q in posts:
         _line(m, p, q, lt)
-    _line(m, posts[0][1], posts[1][1], lt + 1)  # top rail
+    _line(m, posts[0][1], posts[1][1], 1.3 * lt)  # top rail
     if rng.random() < 0.5:
         for k in range(int(rng.integers(1, 4))):  # slats
             a = 0.35 + 0.6 * rng.random() if k else 0.55
@@ -474,7 +510,7 @@ def _chair(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: flo
                   posts[0][0][1] + a * (posts[0][1][1] - posts[0][0][1]))
             pb = (posts[1][0][0] + a * (posts[1][1][0] - posts[1][0][0]),
                   posts[1][0][1] + a * (posts[1][1][1] - posts[1][0][1]))
-            _line(m, pa, pb, max(1, lt - 1))
+            _line(m, pa, pb, max(1.5, 0.8 * lt))
     else:  # a panel on the upper half of the back
         a = rng.uniform(0.35, 0.6)
         _poly(m, [posts[0][1], posts[1][1],
@@ -487,7 +523,7 @@ def _chair(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: flo
 def _lamp(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: float,
           f: int) -> None:
     """A thin post on a base, topped by an arm with a hanging head, a lantern or a T bar."""
-    pt = max(2, round(0.028 * S))
+    pt = max(1.5, 0.025 * S)
     top = gy - S
     bw = max(3.0, S * 0.05)
     _poly(m, [(gx - bw, gy), (gx + bw, gy), (gx + 0.5 * bw, gy - 0.08 * S),
@@ -522,12 +558,12 @@ def _bicycle(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: f
     """Two wheel rims, the frame's tubes, fork, saddle and handlebar, side view."""
     r = S * rng.uniform(0.3, 0.36)
     d = r * rng.uniform(2.2, 2.6)
-    rt = max(2, round(0.1 * r))
+    rt = max(1.5, 0.1 * r)
     ft = _thin(S)
     rear = (gx - f * d / 2, gy - r)
     front = (gx + f * d / 2, gy - r)
     for c in (rear, front):
-        cv2.circle(m, _pt(*c), round(r * _ONE), 1, rt, cv2.LINE_8, _SHIFT)
+        _rim(m, c, r, rt)
         _ellipse(m, c, (max(1.0, 0.08 * r), max(1.0, 0.08 * r)))  # hub
     bb = (gx - f * 0.05 * d, gy - 0.9 * r)
     seat = (bb[0] - f * 0.3 * r, gy - r - rng.uniform(0.95, 1.2) * r)
@@ -535,7 +571,7 @@ def _bicycle(rng: np.random.Generator, m: np.ndarray, gx: float, gy: float, S: f
     for p, q in ((rear, bb), (rear, seat), (bb, seat), (bb, head), (seat, head), (head, front)):
         _line(m, p, q, ft)
     _line(m, (seat[0] - f * 0.25 * r, seat[1] - 0.12 * r), (seat[0] + f * 0.2 * r,
-          seat[1] - 0.12 * r), ft + 1)  # saddle
+          seat[1] - 0.12 * r), 1.6 * ft)  # saddle
     bar = (head[0] - f * rng.uniform(0.0, 0.25) * r, head[1] - rng.uniform(0.15, 0.35) * r)
     _line(m, head, bar, ft)
     _line(m, bar, (bar[0] - f * 0.2 * r, bar[1] + 0.05 * r), ft)
@@ -626,6 +662,16 @@ def _blob(rng: np.random.Generator, h: int, w: int, cx: float, cy: float, r: flo
 
 
 # ---- the image -----------------------------------------------------------------------------
+class _Placed(NamedTuple):
+    """A thing placed in the scene: ground contact ``gy`` (its depth), class index, ``(h, w)``
+    bool mask of the whole object, height ``size`` in px."""
+
+    gy: float
+    kind: int
+    mask: np.ndarray
+    size: float
+
+
 def _choose(rng: np.random.Generator, cfg: PhotoConfig) -> list[int]:
     """Thing categories (indices into ``cfg.things``) of one image: 1-3 classes, 1-4
     instances each (more instances less often), shuffled, at most ``max_things``."""
@@ -635,6 +681,100 @@ def _choose(rng: np.random.Generator, cfg: PhotoConfig) -> list[int]:
     wanted = [int(c) for c in kinds for _ in range(int(rng.choice(4, p=[.4, .3, .2, .1])) + 1)]
     rng.shuffle(wanted)
     return wanted[: cfg.max_things]
+
+
+def _visible(placed: list[_Placed]) -> list[int]:
+    """Visible pixels of each placed thing once all are painted far (small ``gy``) to near."""
+    out = []
+    for p in placed:
+        cover = np.zeros_like(p.mask)
+        for q in placed:
+            if q.gy > p.gy:
+                cover |= q.mask
+        out.append(int((p.mask & ~cover).sum()))
+    return out
+
+
+def _place_things(rng: np.random.Generator, cfg: PhotoConfig, ground_top: float,
+                  depth_scale: Callable[[float], float]) -> list[_Placed]:
+    """Stand the image's things on the ground, far to near (sorted by ``gy``): up to 20 tries
+    each to find a spot where every thing placed so far keeps >= 50% of its pixels visible."""
+    h, w = cfg.height, cfg.width
+    placed: list[_Placed] = []
+    for kind in _choose(rng, cfg):
+        name = cfg.things[kind]
+        for _attempt in range(20):
+            gy = rng.uniform(ground_top + 0.12 * (h - ground_top), h * 1.02)
+            gx = rng.uniform(0.05, 0.95) * w
+            size = rng.uniform(*_SIZES[name]) * h * cfg.object_scale * depth_scale(gy)
+            m = np.zeros((h, w), np.uint8)
+            _DRAW[name](rng, m, gx, gy, size, int(rng.choice([-1, 1])))
+            if int(m.sum()) < cfg.min_visible * 2:
+                continue
+            trial = [*placed, _Placed(gy, kind, m.astype(bool), size)]
+            if all(v >= 0.5 * p.mask.sum() for p, v in zip(trial, _visible(trial))):
+                placed = trial
+                break
+    return sorted(placed, key=lambda p: p.gy)
+
+
+def _paint_clutter(crng: np.random.Generator, img: np.ndarray, cfg: PhotoConfig,
+                   looks: list[_Look], ground_top: float, light: tuple[float, float],
+                   depth_scale: Callable[[float], float]) -> None:
+    """Paint stones, leaves and stains (no class) into ``img`` ``(h, w, 3)``, mostly on the
+    ground, in a colour of one of the image's stuff looks, shaded, some with a highlight."""
+    h, w = cfg.height, cfg.width
+    n = int(crng.integers(cfg.clutter // 3, cfg.clutter + 1)) if cfg.clutter else 0
+    for _ in range(n):
+        cy = crng.uniform(ground_top + 0.05 * (h - ground_top), h) if crng.random() < 0.8 \
+            else crng.uniform(0, h)
+        cx = crng.uniform(0, w)
+        r = crng.uniform(0.012, 0.045) * h * depth_scale(cy)
+        m = _blob(crng, h, w, cx, cy, r)
+        if m.sum() < 3:
+            continue
+        src = looks[int(crng.integers(len(looks)))]
+        colour = src.colours[int(crng.integers(len(src.colours)))] * crng.uniform(0.6, 1.3)
+        ys, xs, shade = _shade(m, light, 0.3)
+        img[ys, xs] = colour[None] * shade[:, None]
+        if crng.random() < 0.3:
+            spot = _highlight(m, light, max(0.8, 0.3 * r))
+            img[ys, xs] += (crng.uniform(40, 120) * spot)[:, None]
+
+
+def _surface(rng: np.random.Generator, cfg: PhotoConfig, m: np.ndarray, lab: np.ndarray,
+             looks: dict[int, _Look], region_mean: dict[int, np.ndarray], horizon: float
+             ) -> tuple[str, int | None, np.ndarray, float]:
+    """Pick a thing's material: ``(material, layout index of the stuff it copies or None,
+    (h, w, 3) surface colours, shading strength)``."""
+    h, w = m.shape
+    present = sorted(looks)
+    u = rng.random()
+    if u < cfg.camouflage:  # mostly the look of the region the thing stands in
+        j = int(np.bincount(lab[m]).argmax()) if rng.random() < 0.6 \
+            else present[int(rng.integers(len(present)))]
+        # an upright object catches more or less light than flat ground: 8-20% off
+        exposure = 1 + rng.choice([-1, 1]) * rng.uniform(0.08, 0.2)
+        return "camouflage", j, looks[j].render(rng, h, w, horizon) * exposure, 0.22
+    if u < cfg.camouflage + cfg.silhouette:
+        tone = (rng.uniform(15, 60) + rng.normal(0, 6, 3)).astype(np.float32)
+        grain = rng.normal(0, 3, (h, w, 1)).astype(np.float32)
+        return "silhouette", None, tone[None, None] + grain, 0.1
+    j = present[int(rng.integers(len(present)))]
+    colour = (region_mean[j] + rng.normal(0, 10, 3)).astype(np.float32)
+    return "glossy", j, np.broadcast_to(colour, (h, w, 3)), 0.35
+
+
+def _camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """White balance, vignetting, blur and sensor noise: ``(h, w, 3)`` float -> uint8."""
+    h, w = img.shape[:2]
+    img = img * rng.uniform(0.93, 1.07, 3).astype(np.float32)[None, None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+    img *= (1 - rng.uniform(0.05, 0.2) * r2 / 2)[..., None]
+    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 0.8))
+    img += rng.normal(0, rng.uniform(3, 6), img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).round().astype(np.uint8)
 
 
 def render_scene(seed: int, split: int, index: int, cfg: PhotoConfig = PhotoConfig()
@@ -654,124 +794,54 @@ def render_scene(seed: int, split: int, index: int, cfg: PhotoConfig = PhotoConf
         region = lab == j
         img[region] = looks[j].render(rng, h, w, horizon)[region]
     region_mean = {j: img[lab == j].mean(0) for j in present}
-    # light from above, left or right
-    la = rng.uniform(-0.85, 0.85) * np.pi / 2 - np.pi / 2
+    la = rng.uniform(-0.85, 0.85) * np.pi / 2 - np.pi / 2  # light from above, left or right
     light = (math.cos(la), math.sin(la))  # towards the light; y < 0 is up
     ground_top = max(horizon, 0.0)
 
-    def on_ground(y: float) -> float:
+    def depth_scale(y: float) -> float:
         """Perspective: nearer (lower) things are larger."""
         return float(np.clip(0.55 + 0.9 * (y - ground_top) / max(h - ground_top, 1.0),
                              0.5, 1.45))
 
-    # clutter (no class: its pixels stay the stuff region's in the ground truth)
-    n_clutter = int(rng.integers(cfg.clutter // 3, cfg.clutter + 1)) if cfg.clutter else 0
-    for _ in range(n_clutter):
-        cy = rng.uniform(ground_top + 0.05 * (h - ground_top), h) if rng.random() < 0.8 \
-            else rng.uniform(0, h)
-        cx = rng.uniform(0, w)
-        r = rng.uniform(0.012, 0.045) * h * on_ground(cy)
-        m = _blob(rng, h, w, cx, cy, r)
-        if m.sum() < 3:
-            continue
-        src = looks[present[int(rng.integers(len(present)))]]
-        colour = src.colours[int(rng.integers(len(src.colours)))] * rng.uniform(0.6, 1.3)
-        ys, xs, shade = _shade(m, light, 0.3)
-        img[ys, xs] = colour[None] * shade[:, None]
-        if rng.random() < 0.3:
-            img[ys, xs] += (rng.uniform(40, 120) * _highlight(m, light, max(0.8, 0.3 * r)))[:, None]
-    # things: placed with rejection so each keeps >= 50% of its pixels, painted far to near
-    placed: list[tuple[float, int, np.ndarray, float, float]] = []  # (gy, kind, mask, S, ...)
-    for kind in _choose(rng, cfg):
-        name = cfg.things[kind]
-        for _attempt in range(20):
-            gy = rng.uniform(ground_top + 0.12 * (h - ground_top), h * 1.02)
-            gx = rng.uniform(0.05, 0.95) * w
-            size = rng.uniform(*_SIZES[name]) * h * cfg.object_scale * on_ground(gy)
-            m = np.zeros((h, w), np.uint8)
-            _DRAW[name](rng, m, gx, gy, size, int(rng.choice([-1, 1])))
-            m = m.astype(bool)
-            if m.sum() < cfg.min_visible * 2:
-                continue
-            trial = [*placed, (gy, kind, m, size, gx)]
-            if all(v >= 0.5 * p[2].sum() for p, v in zip(trial, _visible(trial))):
-                placed = trial
-                break
-    placed.sort(key=lambda p: p[0])  # far (high on the image) first
-    for gy, _kind, m, size, _gx in placed:  # shadows fall on the ground, under every thing
-        sh = _shadow(m, gy, light, size)
-        img *= (1 - 0.45 * np.clip(sh, 0, 1))[..., None]
+    # clutter comes from its own RNG: the rest of the image does not depend on how much
+    # there is (its pixels stay the stuff region's in the ground truth)
+    _paint_clutter(np.random.default_rng([seed, split, index, _STYLE_SALT, 1]), img, cfg,
+                   [looks[j] for j in present], ground_top, light, depth_scale)
+    placed = _place_things(rng, cfg, ground_top, depth_scale)
+    for p in placed:  # shadows fall on the ground, under every thing
+        img *= (1 - 0.45 * np.clip(_shadow(p.mask, p.gy, light, p.size), 0, 1))[..., None]
     owner = np.full((h, w), -1, np.int64)
-    drawn: list[tuple[int, str, int | None]] = []
-    for i, (_gy, kind, m, size, _gx) in enumerate(placed):
-        u = rng.random()
-        if u < cfg.camouflage:
-            # prefer the look of the region the thing stands in
-            j = int(np.bincount(lab[m]).argmax()) if rng.random() < 0.6 \
-                else present[int(rng.integers(len(present)))]
-            material, src = "camouflage", j
-            surface = looks[j].render(rng, h, w, horizon)
-            strength = 0.22
-        elif u < cfg.camouflage + cfg.silhouette:
-            material, src = "silhouette", None
-            tone = rng.uniform(15, 60) + rng.normal(0, 6, 3)
-            surface = np.broadcast_to(tone.astype(np.float32), (h, w, 3)) + \
-                rng.normal(0, 3, (h, w, 1)).astype(np.float32)
-            strength = 0.1
-        else:
-            j = present[int(rng.integers(len(present)))]
-            material, src = "glossy", j
-            colour = region_mean[j] + rng.normal(0, 10, 3)
-            surface = np.broadcast_to(colour.astype(np.float32), (h, w, 3))
-            strength = 0.35
-        ys, xs, shade = _shade(m, light, strength)
+    drawn: list[tuple[str, int | None]] = []
+    for i, p in enumerate(placed):  # far to near: nearer things occlude farther ones
+        material, src, surface, strength = _surface(rng, cfg, p.mask, lab, looks, region_mean,
+                                                    horizon)
+        ys, xs, shade = _shade(p.mask, light, strength)
         img[ys, xs] = np.clip(surface[ys, xs] * shade[:, None], 0, 255)
         peak = rng.uniform(110, 190) if material == "glossy" else rng.uniform(15, 45)
-        img[ys, xs] += (peak * _highlight(m, light, max(1.0, 0.06 * size)))[:, None]
-        owner[m] = i
-        drawn.append((kind, material, None if src is None else stuff_kinds[src]))
-    # camera: white balance, vignetting, blur, noise
-    img *= rng.uniform(0.93, 1.07, 3).astype(np.float32)[None, None]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
-    img *= (1 - rng.uniform(0.05, 0.2) * r2 / 2)[..., None]
-    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 0.8))
-    img += rng.normal(0, rng.uniform(3, 6), img.shape).astype(np.float32)
-    image = np.clip(img, 0, 255).round().astype(np.uint8)
+        img[ys, xs] += (peak * _highlight(p.mask, light, max(1.0, 0.06 * p.size)))[:, None]
+        owner[p.mask] = i
+        drawn.append((material, src))
+    image = _camera(rng, img)
     # panoptic ground truth: one segment per stuff class, one per visible thing
     ids = np.zeros((h, w), np.int64)
     segments: list[dict[str, Any]] = []
-    next_id = 1
     for j in present:
         region = (lab == j) & (owner < 0)
         if region.any():
-            ids[region] = next_id
-            segments.append({"id": next_id, "category_id": nt + stuff_kinds[j] + 1,
-                             "iscrowd": 0})
-            next_id += 1
+            ids[region] = len(segments) + 1
+            segments.append({"id": len(segments) + 1,
+                             "category_id": nt + stuff_kinds[j] + 1, "iscrowd": 0})
     infos = []
-    for i, (kind, material, src_kind) in enumerate(drawn):
+    for i, (p, (material, src)) in enumerate(zip(placed, drawn)):
         vis = owner == i
         sid = 0
         if vis.sum() >= cfg.min_visible:  # smaller parts stay void
-            ids[vis] = sid = next_id
-            segments.append({"id": next_id, "category_id": kind + 1, "iscrowd": 0})
-            next_id += 1
-        infos.append(ThingInfo(kind + 1, sid, material,
-                               None if src_kind is None else nt + src_kind + 1))
+            sid = len(segments) + 1
+            ids[vis] = sid
+            segments.append({"id": sid, "category_id": p.kind + 1, "iscrowd": 0})
+        infos.append(ThingInfo(p.kind + 1, sid, int(p.mask.sum()), material,
+                               None if src is None else nt + stuff_kinds[src] + 1))
     return PhotoScene(image, PanopticSeg(ids, segments).with_stats(), tuple(infos))
-
-
-def _visible(placed: list[tuple[float, int, np.ndarray, float, float]]) -> list[int]:
-    """Visible pixels of each placed thing once all are painted far (small ``gy``) to near."""
-    out = []
-    for gy, _k, m, _s, _x in placed:
-        cover = np.zeros_like(m)
-        for gy2, _k2, m2, _s2, _x2 in placed:
-            if gy2 > gy:
-                cover |= m2
-        out.append(int((m & ~cover).sum()))
-    return out
 
 
 def render_photo(seed: int, split: int, index: int, cfg: PhotoConfig = PhotoConfig()
