@@ -11,7 +11,7 @@ draws scenes of that kind, all from procedural primitives:
   below split into a meadow, a lake or a road running to a vanishing point. 2-4 classes per
   image, one segment per class as in COCO panoptic;
 - **things** (``quadruped``, ``chair``, ``lamp``, ``bicycle``, ``bottle``): articulated
-  silhouettes with thin parts (legs 2-3 px wide at 128 px, chair legs and slats, lamp posts,
+  silhouettes with thin parts (legs 1.5-3 px wide at 128 px, chair legs and slats, lamp posts,
   wheel rims and frame tubes), standing on the ground, larger when nearer, painted far to near
   so nearer ones occlude farther ones (every instance keeps at least half of its pixels).
   1-3 classes per image, 1-4 instances each;
@@ -84,9 +84,6 @@ class PhotoConfig:
     camouflage: float = 0.45
     silhouette: float = 0.25
     clutter: int = 12
-
-    #: the name ``jtsm data synth --style`` knows this style by
-    style = "photo"
 
     def __post_init__(self) -> None:
         for names, pool, what, least in ((self.things, PHOTO_THINGS, "thing", 1),
