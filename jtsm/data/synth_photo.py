@@ -635,9 +635,9 @@ def _shadow(m: np.ndarray, gy: float, light: tuple[float, float], S: float) -> n
     thrown away from the light."""
     h, w = m.shape
     squash = 0.25
-    shear = -light[0] / max(abs(light[1]), 0.3) * 0.6
-    # ground point (x, y) <- object point (x + shear * (gy - y) ... ): map the object's height
-    # above gy onto a short strip below/behind it
+    shear = light[0] / max(abs(light[1]), 0.3) * 0.6
+    # an object point at height gy - y above the ground lands squash * (gy - y) below gy,
+    # moved sideways away from the light (light from the left: the shadow falls right)
     a = np.float32([[1, shear * squash, -shear * squash * gy],
                     [0, -squash, gy * (1 + squash)]])
     flat = cv2.warpAffine(m.astype(np.float32), a, (w, h), flags=cv2.INTER_LINEAR)
