@@ -40,10 +40,16 @@ def data() -> None:
 @click.option("--overwrite", is_flag=True,
               help="Write into a folder synth did not make, replacing files of the dataset's "
                    "names (files synth did not write are never removed).")
+@click.option("--style", type=click.Choice(["default", "photo"]), default="default",
+              show_default=True,
+              help="photo: outdoor-like scenes where things differ from their surroundings by "
+                   "shape and shading, not colour; things from: quadruped, chair, lamp, "
+                   "bicycle, bottle; stuff from: grass, road, wall, water, sky  [default: all].")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @quiet_option
 def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
           things: str | None, stuff: str | None, object_scale: float, overwrite: bool,
+          style: str,
           as_json: bool, quiet: bool) -> None:
     """Generate the embedded things-and-stuff dataset (deterministic per seed).
 
@@ -55,8 +61,10 @@ def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
         jtsm data synth data/synth --train 200 --val 50
         jtsm data synth data/other --things cross,hexagon,crescent,bar \\
             --stuff checker,blotches,hatch,rings --size 96 160 --object-scale 0.7
+        jtsm data synth data/photo --style photo --size 112 176
     """
     from jtsm.data.synth import SynthConfig, write_synth_dataset
+    from jtsm.data.synth_photo import PhotoConfig
 
     t0 = time.perf_counter()
     names: dict[str, tuple[str, ...]] = {}
@@ -64,7 +72,8 @@ def synth(out: str, n_train: int, n_val: int, size: tuple[int, int], seed: int,
         if value is not None:
             names[key] = tuple(n.strip() for n in value.split(",") if n.strip())
     try:
-        cfg = SynthConfig(height=size[0], width=size[1], object_scale=object_scale, **names)
+        make = PhotoConfig if style == "photo" else SynthConfig
+        cfg = make(height=size[0], width=size[1], object_scale=object_scale, **names)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     counts = write_synth_dataset(out, n_train, n_val, cfg, seed,

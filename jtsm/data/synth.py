@@ -23,7 +23,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -31,6 +31,9 @@ import numpy as np
 from jtsm.data.coco_panoptic import write_panoptic_dataset
 from jtsm.fileio import atomic_write_bytes
 from jtsm.structures import PanopticSeg
+
+if TYPE_CHECKING:
+    from jtsm.data.synth_photo import PhotoConfig
 
 __all__ = ["SynthConfig", "THING_CLASSES", "STUFF_CLASSES", "THING_SHAPES", "STUFF_TEXTURES",
            "categories", "render_image", "write_synth_dataset"]
@@ -88,8 +91,12 @@ class SynthConfig:
             raise ValueError(f"object_scale must be in [0.1, 3], got {self.object_scale}")
 
 
-def categories(cfg: SynthConfig | None = None) -> list[dict[str, Any]]:
+def categories(cfg: SynthConfig | PhotoConfig | None = None) -> list[dict[str, Any]]:
     """COCO panoptic categories: things ``1..T``, then stuff (default: 1..5 and 6..9)."""
+    if cfg is not None and not isinstance(cfg, SynthConfig):  # another style's settings
+        from jtsm.data.synth_photo import photo_categories
+
+        return photo_categories(cfg)
     cfg = cfg or SynthConfig()
     cats = [{"id": i + 1, "name": n, "isthing": 1, "supercategory": "shape"}
             for i, n in enumerate(cfg.things)]
@@ -281,14 +288,19 @@ def _thing_colour(rng: np.random.Generator, kind: int, n_classes: int,
 
 
 def render_image(
-    seed: int, split: int, index: int, cfg: SynthConfig = SynthConfig()
+    seed: int, split: int, index: int, cfg: SynthConfig | PhotoConfig = SynthConfig()
 ) -> tuple[np.ndarray, PanopticSeg]:
-    """Draw one image and its panoptic ground truth.
+    """Draw one image and its panoptic ground truth (a :class:`PhotoConfig` draws the photo
+    style, :func:`jtsm.data.synth_photo.render_photo`).
 
     Returns:
         image: ``(H, W, 3)`` uint8 RGB.
         seg: the panoptic segmentation (segment ids 1..N, category ids of :func:`categories`).
     """
+    if not isinstance(cfg, SynthConfig):
+        from jtsm.data.synth_photo import render_photo
+
+        return render_photo(seed, split, index, cfg)
     rng = np.random.default_rng([seed, split, index])
     h, w = cfg.height, cfg.width
     nt = len(cfg.things)
@@ -376,7 +388,7 @@ def write_synth_dataset(
     out: str | os.PathLike[str],
     n_train: int = 200,
     n_val: int = 50,
-    cfg: SynthConfig = SynthConfig(),
+    cfg: SynthConfig | PhotoConfig = SynthConfig(),
     seed: int = 0,
     progress: Any = None,
     overwrite: bool = False,
@@ -409,7 +421,7 @@ def write_synth_dataset(
         return _write_synth(stage, n_train, n_val, cfg, seed, progress)
 
 
-def _write_synth(out: Path, n_train: int, n_val: int, cfg: SynthConfig, seed: int,
+def _write_synth(out: Path, n_train: int, n_val: int, cfg: SynthConfig | PhotoConfig, seed: int,
                  progress: Any) -> dict[str, int]:
     (out / "images").mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
