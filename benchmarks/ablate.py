@@ -161,7 +161,7 @@ def main() -> None:
     default_pooling = ab.mine_base.mining.pooling
     shared = None
     if ({"pooling", "heads"} & set(tables)) and not args.own_warmup \
-            and ab.mine_base.warmup.iters > 0:
+            and ab.mine_base.tag_warmup.iters > 0:
         shared, _ = ab.mine("mine_default", {})
     if "pooling" in tables:
         for pooling in ("roi-pool", "roi-align", "moi-tps", "moi"):

@@ -107,9 +107,9 @@ def main() -> None:
                 model = build_model(base, ds.categories)
                 wsolver = replace(warmup_solver(base), max_iter=args.steps + 2,
                                   load_threads=threads)
-                with warmup_stride(model, base.warmup.stride):
+                with warmup_stride(model, base.tag_warmup.stride):
                     steps[warm_name].setdefault(name, []).extend(_step_seconds(
-                        TagWarmupModule(model), TagBatchDataset(ds, base.warmup.batch),
+                        TagWarmupModule(model), TagBatchDataset(ds, base.tag_warmup.batch),
                         wsolver))
                 msolver = replace(base.solver, max_iter=args.steps + 2, load_threads=threads)
                 steps[mil_name].setdefault(name, []).extend(_step_seconds(

@@ -69,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16, help="images per step (all items)")
     ap.add_argument("--items", type=int, default=2, help="forward passes per step (BN over "
-                    "batch / items images each), as warmup.items")
+                    "batch / items images each), as tag_warmup.items")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)

@@ -1,7 +1,7 @@
 """Where from-scratch learning stands: the tag warm-up's tag AP, then MIL's CorLoc.
 
     python benchmarks/probe_learning.py --data /tmp/x/data --proposals /tmp/x/props \
-        [--set warmup.iters=600 --set warmup.stride=0 ...] [--warmup-only] [--init W.pt]
+        [--set tag_warmup.iters=600 --set tag_warmup.stride=0 ...] [--warmup-only] [--init W.pt]
 
 Starts from the ``cpu`` preset with ``--set`` over it (the preset ``jtsm demo`` trains with)
 and prints, after the tag warm-up, per-class average precision of its whole-image tag
@@ -100,10 +100,10 @@ def main() -> None:
     names = ds.categories.names
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, weights_only=True))
-    elif cfg.warmup.iters > 0:
+    elif cfg.tag_warmup.iters > 0:
         t = time.perf_counter()
         warm = train_warmup(model, ds, cfg, None)
-        print(f"warm-up: {cfg.warmup.iters} iterations, {time.perf_counter() - t:.0f} s")
+        print(f"warm-up: {cfg.tag_warmup.iters} iterations, {time.perf_counter() - t:.0f} s")
         size = TagBatchDataset(ds, 1).size
         for split in ("train", "val"):
             aps = tag_ap(warm, args.data, split, size, args.tag_images)

@@ -200,7 +200,7 @@ def config_markdown() -> str:
     """The config reference as Markdown, one table per section."""
     import json
 
-    from jtsm.config import FREE_TEXT, RANGES, Config, choices, choices_text
+    from jtsm.config import FREE_TEXT, RANGES, RENAMED_SECTIONS, Config, choices, choices_text
 
     def allowed(key: str, tp: str) -> str:
         if key in RANGES:
@@ -215,7 +215,11 @@ def config_markdown() -> str:
              "name or a TOML / JSON / YAML file), then every `--set key=value`, and saves the "
              "result as `RUN/config.json`. A wrong key, type or range is a one-line error "
              "naming the key and the value; the allowed range of each key is "
-             "`jtsm.config.RANGES`, and every float must be finite.", ""]
+             "`jtsm.config.RANGES`, and every float must be finite.", "",
+             "Renamed sections (the old names still work, with a one-line note, and runs that "
+             "recorded them resume as the same job): "
+             + ", ".join(f"`{old}.*` is `{new}.*`" for old, new in RENAMED_SECTIONS.items())
+             + ".", ""]
     top = [r for r in config_keys(Config) if "." not in r[0]]
     groups: list[tuple[str, str, list[tuple[str, str, Any, str]]]] = [("top level", "", top)]
     for name, cls in _sections(Config):

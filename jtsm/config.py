@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -22,9 +23,10 @@ from typing import Any, Literal
 
 from jtsm.errors import ConfigError
 
-__all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "MinedConfig",
-           "MiningConfig", "RefineConfig", "SolverConfig", "WarmupConfig", "choices",
-           "choices_text", "config_to_dict", "flatten", "load_config", "apply_overrides",
+__all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "SegmentsConfig",
+           "MiningConfig", "RefineConfig", "SolverConfig", "TagWarmupConfig", "choices",
+           "canonical_key", "choices_text", "config_to_dict", "flatten", "load_config",
+           "apply_overrides", "RENAMED_SECTIONS",
            "preset_names", "resolve_config_path"]
 
 
@@ -130,7 +132,7 @@ class SolverConfig:
 
 
 @dataclass
-class WarmupConfig:
+class TagWarmupConfig:
     """Optional tag-only warm-up before MIL: multi-label classification of whole images.
 
     Uses only image-level labels (the method's supervision). From scratch it gives the backbone
@@ -151,8 +153,8 @@ class WarmupConfig:
 
 
 @dataclass
-class MinedConfig:
-    """How mined segments are chosen from proposal scores (:mod:`jtsm.engine.mined`)."""
+class SegmentsConfig:
+    """How mined segments are chosen from proposal scores (:mod:`jtsm.engine.selection`)."""
 
     presence_threshold: float = 0.5  # image score above which a class counts (no tags)
     instance_ratio: float = 0.5  # further instances need >= ratio x the top score
@@ -200,8 +202,8 @@ class Config:
     mining: MiningConfig = field(default_factory=MiningConfig)
     input: InputConfig = field(default_factory=InputConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
-    mined: MinedConfig = field(default_factory=MinedConfig)
+    tag_warmup: TagWarmupConfig = field(default_factory=TagWarmupConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
 
     def get(self, key: str) -> Any:
@@ -223,8 +225,9 @@ class Config:
             value = self.get(key)
             if not ok(value):
                 raise ConfigError(f"config value {key}={value!r} is out of range (want {want})")
-        if self.warmup.whiten_images and self.backbone.weights:
-            raise ConfigError(f"config value warmup.whiten_images={self.warmup.whiten_images!r} "
+        if self.tag_warmup.whiten_images and self.backbone.weights:
+            raise ConfigError("config value tag_warmup.whiten_images="
+                              f"{self.tag_warmup.whiten_images!r} "
                               "is out of range (want 0 with backbone.weights (it would replace "
                               "the pretrained stem))")
         if self.backbone.weights.strip() and self.backbone.name == "tiny":
@@ -297,20 +300,20 @@ RANGES: dict[str, Check] = {
     "solver.log_period": _COUNT,
     "solver.clip_grad_norm": (_between(0.0)[0], ">= 0, 0 = off"),
     "solver.load_threads": (_between(-1)[0], ">= 0, or -1"),
-    "warmup.iters": _between(0),
-    "warmup.batch": _between(2),
-    "warmup.items": _COUNT,
-    "warmup.lr": _between(0.0, lo_open=True),
-    "warmup.whiten_images": _between(0),
-    "warmup.whiten_eps": _between(0.0, lo_open=True),
-    "mined.presence_threshold": _PROBABILITY,
-    "mined.instance_ratio": _PROBABILITY,
-    "mined.max_instances": _COUNT,
-    "mined.candidates": _COUNT,
-    "mined.overlap": _PROBABILITY,
-    "mined.stuff_area": _between(0),
-    "mined.nms": _PROBABILITY,
-    "mined.max_detections": _COUNT,
+    "tag_warmup.iters": _between(0),
+    "tag_warmup.batch": _between(2),
+    "tag_warmup.items": _COUNT,
+    "tag_warmup.lr": _between(0.0, lo_open=True),
+    "tag_warmup.whiten_images": _between(0),
+    "tag_warmup.whiten_eps": _between(0.0, lo_open=True),
+    "segments.presence_threshold": _PROBABILITY,
+    "segments.instance_ratio": _PROBABILITY,
+    "segments.max_instances": _COUNT,
+    "segments.candidates": _COUNT,
+    "segments.overlap": _PROBABILITY,
+    "segments.stuff_area": _between(0),
+    "segments.nms": _PROBABILITY,
+    "segments.max_detections": _COUNT,
     "refine.mask_size": _between(2, 64),
     "refine.mask_convs": _between(0, 8),
     "refine.mask_channels": _COUNT,
@@ -440,8 +443,23 @@ def _set(obj: Any, parts: list[str], value: Any, full: str) -> None:
         _set(getattr(obj, name), parts[1:], value, full)
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Config:
-    """Apply ``{"a.b": v}`` or ``["a.b=v", ...]`` (values parsed as JSON when they parse)."""
+#: Config sections renamed since jtsm 0.2.0, old name -> new: keys under the old names still
+#: work (a one-line note says the new one), and runs that recorded them are the same jobs.
+RENAMED_SECTIONS = {"mined": "segments", "warmup": "tag_warmup"}
+_NOTED: set[str] = set()
+
+
+def canonical_key(key: str) -> str:
+    """A dotted key under its current name (``segments.nms`` -> ``segments.nms``)."""
+    head, dot, rest = key.partition(".")
+    return f"{RENAMED_SECTIONS[head]}.{rest}" if dot and head in RENAMED_SECTIONS else key
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], *,
+                    note_renamed: bool = True) -> Config:
+    """Apply ``{"a.b": v}`` or ``["a.b=v", ...]`` (values parsed as JSON when they parse).
+    A key under a renamed section's old name (:data:`RENAMED_SECTIONS`) sets the new key, with
+    a one-line note on stderr (once per key) unless ``note_renamed`` is false."""
     items: list[tuple[str, Any]]
     if isinstance(overrides, dict):
         items = list(overrides.items())
@@ -457,7 +475,12 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str]) -> Confi
                 parsed = v
             items.append((k.strip(), parsed))
     for k, v in items:
-        _set(cfg, k.split("."), v, k)
+        key = canonical_key(k)
+        _set(cfg, key.split("."), v, k)  # errors name the key as it was written
+        if key != k and note_renamed and k not in _NOTED:
+            _NOTED.add(k)
+            print(f"Note: config key {k} is now {key} (the old name still works)",
+                  file=sys.stderr)
     return cfg
 
 
@@ -582,5 +605,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a Config from its saved dict (a run folder's ``config.json``)."""
-    return load_config(overrides=flatten(d))
+    """Rebuild a Config from its saved dict (a run folder's ``config.json``; one written
+    before a section was renamed reads as the same config, without a note)."""
+    cfg = Config()
+    apply_overrides(cfg, flatten(d), note_renamed=False)
+    return cfg.validate()

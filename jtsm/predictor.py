@@ -93,7 +93,7 @@ class Predictor:
 
         Arguments:
             presence: per-class presence thresholds ``(C,)`` (a run's ``presence.json``);
-                ``None``: ``mined.presence_threshold`` for every class.
+                ``None``: ``segments.presence_threshold`` for every class.
         """
         from jtsm.engine.runs import Run
         from jtsm.modeling.panoptic_model import PanopticModel

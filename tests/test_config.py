@@ -29,7 +29,7 @@ def test_json_config(tmp_path):
     ("mining.pooling=avg", "mining.pooling='avg' is out of range"),
     ("solver.nope=1", "unknown config key 'solver.nope'"),
     ("input.hflip=maybe", "expected true or false"),
-    ("warmup.batch=1", "warmup.batch=1 is out of range"),
+    ("tag_warmup.batch=1", "tag_warmup.batch=1 is out of range"),
     ("warmup.mosaic=0.5", "unknown config key 'warmup.mosaic'"),  # tried, removed
     ("seed", "must look like key=value"),
 ])
@@ -39,11 +39,12 @@ def test_bad_values_named(override, msg):
 
 
 def test_whitening_would_replace_a_pretrained_stem_so_it_is_refused():
-    with pytest.raises(ConfigError, match="warmup.whiten_images=200 is out of range.*pretrained"):
+    with pytest.raises(ConfigError,
+                       match="tag_warmup.whiten_images=200 is out of range.*pretrained"):
         load_config(overrides=["backbone.name=resnet18", "backbone.weights=r18.pth",
-                               "warmup.whiten_images=200"])
+                               "tag_warmup.whiten_images=200"])
     assert load_config(overrides=["backbone.name=resnet18", "backbone.weights=r18.pth"]
-                       ).warmup.whiten_images == 0
+                       ).tag_warmup.whiten_images == 0
 
 
 def test_bad_files(tmp_path):
@@ -72,7 +73,7 @@ def test_every_preset_loads_by_name_and_by_path():
 
 def test_a_preset_name_works_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert load_config("synth").warmup.iters == 2000
+    assert load_config("synth").tag_warmup.iters == 2000
 
 
 def test_base_presets_apply_first_and_the_file_over_them(tmp_path):
@@ -82,10 +83,10 @@ def test_base_presets_apply_first_and_the_file_over_them(tmp_path):
     f = tmp_path / "mine.toml"
     f.write_text('_base_ = "synth"\n[solver]\nmax_iter = 7\n')
     cfg = load_config(f)
-    assert cfg.solver.max_iter == 7 and cfg.warmup.iters == 2000
+    assert cfg.solver.max_iter == 7 and cfg.tag_warmup.iters == 2000
     (tmp_path / "child.toml").write_text('_base_ = "mine.toml"\n[warmup]\niters = 3\n')
     child = load_config(tmp_path / "child.toml")
-    assert (child.solver.max_iter, child.warmup.iters) == (7, 3)
+    assert (child.solver.max_iter, child.tag_warmup.iters) == (7, 3)
 
 
 def test_bad_presets_and_bases_are_named(tmp_path):
@@ -105,7 +106,7 @@ def test_the_refine_preset_goes_over_the_mining_runs_config():
     kept = config_to_dict(synth)
     cfg = load_config("synth_refine", base=synth)
     assert config_to_dict(synth) == kept and cfg is not synth  # base is left as it was
-    assert cfg.backbone == mined.backbone and cfg.warmup == mined.warmup
+    assert cfg.backbone == mined.backbone and cfg.tag_warmup == mined.tag_warmup
     assert cfg.solver.max_iter == 400 and cfg.refine.snap == "superpixels"
 
 
@@ -134,11 +135,36 @@ def test_each_choice_is_declared_once_and_implemented():
             assert isinstance(norm_layer(norm)(8), torch.nn.Module)
     for opt in choices("solver.optimizer"):
         assert _optimizer(torch.nn.Linear(2, 2), SolverConfig(optimizer=opt), None)
-    for key in ("backbone.stride", "warmup.stride", "refine.snap", "refine.mask_weight",
+    for key in ("backbone.stride", "tag_warmup.stride", "refine.snap", "refine.mask_weight",
                 "refine.things_from", "refine.stuff_from", "mining.refine_iou",
-                "mining.compensation", "warmup.optimizer"):
+                "mining.compensation", "tag_warmup.optimizer"):
         for value in choices(key):
             assert load_config(overrides={key: value}).get(key) == value
         with pytest.raises(ConfigError, match=f"{key}='nope' is out of range"
                            if isinstance(choices(key)[0], str) else f"{key}='nope'"):
             load_config(overrides={key: "nope"})
+
+
+def test_renamed_sections_keep_their_old_names_with_a_note(tmp_path, capsys):
+    """``mined.*`` is ``segments.*`` and ``warmup.*`` is ``tag_warmup.*``: the old names set
+    the new keys (a note, once per key), in ``--set`` and in files alike; a run's config.json
+    written with the old names reads back as the same config, without a note."""
+    import jtsm.config as config_module
+    from jtsm.config import canonical_key, config_from_dict
+
+    config_module._NOTED.clear()
+    cfg = load_config(overrides=["mined.nms=0.4", "warmup.iters=7", "mined.nms=0.3"])
+    assert (cfg.segments.nms, cfg.tag_warmup.iters) == (0.3, 7)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["Note: config key mined.nms is now segments.nms (the old name still works)",
+                   "Note: config key warmup.iters is now tag_warmup.iters (the old name still "
+                   "works)"]
+    (tmp_path / "old.toml").write_text("[mined]\nmax_instances = 9\n")
+    assert load_config(tmp_path / "old.toml").segments.max_instances == 9
+    old = config_to_dict(load_config(overrides=["segments.nms=0.2"]))
+    old["mined"], old["warmup"] = old.pop("segments"), old.pop("tag_warmup")
+    capsys.readouterr()
+    assert config_to_dict(config_from_dict(old)) == config_to_dict(
+        load_config(overrides=["segments.nms=0.2"]))
+    assert capsys.readouterr().err == ""
+    assert canonical_key("mined.nms") == "segments.nms" and canonical_key("mining.x") == "mining.x"

@@ -26,8 +26,8 @@ from jtsm_cli.main import cli
 LONG_SIDE = 112
 TAGS = {"astronaut.png": "person;flag;background", "coffee.png": "cup;background",
         "chelsea.png": "cat;background", "rocket.jpg": "rocket background"}
-TINY = ["proposals=felzenszwalb", "warmup.iters=4", "warmup.batch=2", "warmup.items=2",
-        "warmup.whiten_images=4", "solver.max_iter=4", "solver.log_period=2",
+TINY = ["proposals=felzenszwalb", "tag_warmup.iters=4", "tag_warmup.batch=2", "tag_warmup.items=2",
+        "tag_warmup.whiten_images=4", "solver.max_iter=4", "solver.log_period=2",
         "solver.warmup_iters=1", "solver.steps=[3]", "solver.checkpoint_period=4",
         "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[96]",
         "input.test_scales=[96]", "input.max_proposals=80"]

@@ -20,7 +20,7 @@ from jtsm.fileio import read_image
 from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=4", "solver.ims_per_batch=2", "solver.warmup_iters=1",
-        "solver.steps=[3]", "warmup.iters=2", "warmup.batch=2", "warmup.items=2",
+        "solver.steps=[3]", "tag_warmup.iters=2", "tag_warmup.batch=2", "tag_warmup.items=2",
         "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64]",
         "input.test_scales=[64]", "input.max_proposals=100", "proposals=felzenszwalb"]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "predictor_example.py"
@@ -75,7 +75,7 @@ def test_from_model_equals_the_run_it_was_loaded_from(tiny_run, synth_dir):
     assert np.array_equal(got.panoptic.ids, want.panoptic.ids)
     assert got.detections == want.detections
     assert [i["score"] for i in got.instances] == [i["score"] for i in want.instances]
-    # without the calibrated thresholds, mined.presence_threshold decides which classes
+    # without the calibrated thresholds, segments.presence_threshold decides which classes
     plain = Predictor.from_model(run.model, run.categories, run.config)(image)
     assert plain.panoptic.ids.shape == image.shape[:2]
 

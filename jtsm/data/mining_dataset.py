@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from jtsm.config import InputConfig, WarmupConfig
+from jtsm.config import InputConfig, TagWarmupConfig
 from jtsm.data.labels import ImageLabels, LabelSet
 from jtsm.errors import DataError
 from jtsm.fileio import read_image, safe_join
@@ -290,8 +290,8 @@ class TagBatchDataset:
         self.size = middle_scale(base.cfg.train_scales)
 
     @classmethod
-    def from_config(cls, base: MiningDataset, warmup: WarmupConfig) -> TagBatchDataset:
-        """The warm-up's batches as ``warmup.*`` describes them (``jtsm mine``'s warm-up)."""
+    def from_config(cls, base: MiningDataset, warmup: TagWarmupConfig) -> TagBatchDataset:
+        """The warm-up's batches as ``tag_warmup.*`` describes them (``jtsm mine``'s warm-up)."""
         return cls(base, warmup.batch)
 
     def __len__(self) -> int:

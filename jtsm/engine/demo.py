@@ -120,7 +120,7 @@ def run_demo(
     run_mine(cfg, ann / "panoptic_train.json", images, props, mine_dir, resume=True,
              on_log=on_log, progress=progress, device=dev)
     done()
-    say(f"mine: tag warm-up {cfg.warmup.iters} + MIL {cfg.solver.max_iter} iterations -> "
+    say(f"mine: tag warm-up {cfg.tag_warmup.iters} + MIL {cfg.solver.max_iter} iterations -> "
         f"{mine_dir} ({times['mine']:.0f}s)")
 
     done = stage("relabel")

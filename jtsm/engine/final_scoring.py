@@ -73,9 +73,9 @@ def _merged_scores(folder: Path, world: int) -> tuple[np.ndarray, np.ndarray]:
 def _save_presence(run_dir: Path, scores: np.ndarray, tags: np.ndarray,
                    categories: CategoryMap, cfg: Config) -> None:
     """``RUN/presence.json``: per-class presence thresholds calibrated on training tags."""
-    from jtsm.engine.mined import calibrate_presence
+    from jtsm.engine.selection import calibrate_presence
 
-    thresholds = calibrate_presence(scores, tags, cfg.mined.presence_threshold)
+    thresholds = calibrate_presence(scores, tags, cfg.segments.presence_threshold)
     atomic_write_json(RunDir(run_dir).presence,
                       {"thresholds": thresholds.tolist(), "classes": categories.names})
 

@@ -2,7 +2,7 @@
 
 Stages, each a :func:`jtsm.engine.trainer.train` run that resumes on its own:
 
-1. ``warmup`` (optional, ``warmup.iters > 0``): multi-label classification of whole images
+1. ``warmup`` (optional, ``tag_warmup.iters > 0``): multi-label classification of whole images
    with the backbone and a temporary linear classifier. It uses only the image-level tags, so it
    stays within the method's supervision; it gives a from-scratch backbone features to start from.
 2. ``mine``: MIL (Eq. 2) + refinement heads (Eq. 3) on MoIPool features (Eq. 5-8). After a
@@ -66,7 +66,7 @@ def warmup_stride(model: MiningModel, stride: int) -> Iterator[None]:
         yield
         return
     if not hasattr(model.backbone, "set_stride"):
-        raise ConfigError(f"warmup.stride={stride}: a {type(model.backbone).__name__} backbone "
+        raise ConfigError(f"tag_warmup.stride={stride}: a {type(model.backbone).__name__} backbone "
                           f"has one "
                           f"stride ({own}); only 'tiny' can switch (use 0)")
     model.backbone.set_stride(stride)
@@ -79,7 +79,7 @@ def warmup_stride(model: MiningModel, stride: int) -> Iterator[None]:
 def freezes_norm(cfg: Config) -> bool:
     """Whether training after the tag warm-up keeps its batch-norm statistics (the rule of
     both MIL and stage 2): whenever there was a warm-up."""
-    return cfg.warmup.iters > 0
+    return cfg.tag_warmup.iters > 0
 
 
 def _norm_layers(module: nn.Module) -> list[nn.Module]:
@@ -113,7 +113,7 @@ class MilTrainModule(nn.Module):
 
     @classmethod
     def from_config(cls, model: MiningModel, cfg: Config) -> MilTrainModule:
-        """The MIL stage as ``jtsm mine`` runs it: after a tag warm-up (``warmup.iters > 0``)
+        """The MIL stage as ``jtsm mine`` runs it: after a tag warm-up (``tag_warmup.iters > 0``)
         batch-norm statistics frozen; the backbone trained unless ``mining.train_backbone``
         is false."""
         return cls(model, freeze_norm=freezes_norm(cfg),
@@ -164,7 +164,7 @@ class TagWarmupModule(nn.Module):
 def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
     """Initialise the backbone's first conv as a whitening of training-image patches.
 
-    Takes the first ``warmup.whiten_images`` images, resized as the warm-up sees them (short
+    Takes the first ``tag_warmup.whiten_images`` images, resized as the warm-up sees them (short
     side the middle training scale) and normalised as the model's input, and sets the stem's
     filters by :func:`jtsm.modeling.whitening.whiten_first_conv` (pixels only, no labels).
     Deterministic: every rank of a group computes the same weights.
@@ -175,31 +175,31 @@ def whiten_stem(model: MiningModel, ds: MiningDataset, cfg: Config) -> None:
     mean, std = model.pixel_mean.cpu()[0], model.pixel_std.cpu()[0]
 
     def images() -> Iterator[torch.Tensor]:
-        for i in range(min(cfg.warmup.whiten_images, len(ds))):
+        for i in range(min(cfg.tag_warmup.whiten_images, len(ds))):
             img = resize_short_side(ds.image(i), size, ds.cfg.max_size)
             yield (to_tensor(img) - mean) / std
 
-    whiten_first_conv(model.backbone, images(), eps=cfg.warmup.whiten_eps, seed=cfg.seed)
+    whiten_first_conv(model.backbone, images(), eps=cfg.tag_warmup.whiten_eps, seed=cfg.seed)
 
 
 def warmup_solver(cfg: Config) -> SolverConfig:
-    """The warm-up's schedule: ``warmup.*`` over ``solver.*``, no ramp, x0.1 at 80%."""
-    return replace(cfg.solver, max_iter=cfg.warmup.iters, lr=cfg.warmup.lr,
-                   optimizer=cfg.warmup.optimizer, ims_per_batch=cfg.warmup.items,
-                   warmup_iters=0, gamma=0.1, steps=[int(cfg.warmup.iters * 0.8)])
+    """The warm-up's schedule: ``tag_warmup.*`` over ``solver.*``, no ramp, x0.1 at 80%."""
+    return replace(cfg.solver, max_iter=cfg.tag_warmup.iters, lr=cfg.tag_warmup.lr,
+                   optimizer=cfg.tag_warmup.optimizer, ims_per_batch=cfg.tag_warmup.items,
+                   warmup_iters=0, gamma=0.1, steps=[int(cfg.tag_warmup.iters * 0.8)])
 
 
 def train_warmup(model: MiningModel, ds: MiningDataset, cfg: Config,
                  run_dir: str | os.PathLike[str] | None, **kwargs: Any) -> TagWarmupModule:
     """The tag warm-up as ``jtsm mine`` runs it: the stem whitened first when
-    ``warmup.whiten_images > 0`` (a resumed run's checkpoint replaces it), then
-    ``warmup.iters`` iterations at ``warmup.stride``; ``kwargs`` go to :func:`train`
+    ``tag_warmup.whiten_images > 0`` (a resumed run's checkpoint replaces it), then
+    ``tag_warmup.iters`` iterations at ``tag_warmup.stride``; ``kwargs`` go to :func:`train`
     (``resume``, ``config``, ``on_log``). Returns the trained warm-up module (its classifier)."""
-    if cfg.warmup.whiten_images > 0:
+    if cfg.tag_warmup.whiten_images > 0:
         whiten_stem(model, ds, cfg)
     warm = TagWarmupModule(model)
-    with warmup_stride(model, cfg.warmup.stride):
-        train(warm, TagBatchDataset.from_config(ds, cfg.warmup), warmup_solver(cfg), cfg.seed,
+    with warmup_stride(model, cfg.tag_warmup.stride):
+        train(warm, TagBatchDataset.from_config(ds, cfg.tag_warmup), warmup_solver(cfg), cfg.seed,
               run_dir, stage="warmup", **kwargs)
     return warm
 
@@ -253,7 +253,7 @@ def run_mine(
     barrier()
     model = build_model(cfg, ds.categories, "mine", device)
     conf = config_to_dict(cfg)
-    if cfg.warmup.iters > 0:
+    if cfg.tag_warmup.iters > 0:
         train_warmup(model, ds, cfg, out, resume=resume or warmup_from is not None,
                      config=conf, on_log=on_log)
     wrapper = MilTrainModule.from_config(model, cfg)

@@ -4,7 +4,7 @@ Per image:
 
 1. the mining branch scores the proposals (test scales and flips averaged, as for mining runs)
    and the image scores decide which classes are present (per-class calibrated thresholds);
-2. things: the mined instances (:func:`jtsm.engine.mined.select_things`) give boxes and scores;
+2. things: the mined instances (:func:`jtsm.engine.selection.select_things`) give boxes and scores;
    the instance branch predicts each box's mask (its class's channel), pasted into the image
    and, with ``refine.snap = "superpixels"``, snapped to the proposals' superpixels (a
    superpixel is in when its mean probability is >= the threshold), so the 2S x 2S mask's
@@ -26,8 +26,8 @@ import torch
 
 from jtsm.config import Config
 from jtsm.data.mining_dataset import resize_to_scale, to_tensor
-from jtsm.engine.mined import mined_stuff, select_things
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
+from jtsm.engine.selection import mined_stuff, select_things
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.ops.superpixels import snap_to_superpixels, superpixel_means
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
@@ -85,7 +85,7 @@ def refined_panoptic(
     try:
         x = to_tensor(img)[None].to(device)
         feats = model.features(x)
-        t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg.mined)
+        t_idx, t_cls, t_score = select_things(ps, scores, present, categories, cfg.segments)
         t_masks: list[np.ndarray] = []
         if t_idx and cfg.refine.things_from == "mined":
             t_masks = list(ps.masks(t_idx))
@@ -107,7 +107,7 @@ def refined_panoptic(
         stuff = [c - nt for c in present if c >= nt] or list(range(categories.num_stuff))
         if cfg.refine.stuff_from == "mined":
             s_masks, s_cls, s_score = mined_stuff(
-                ps, scores, [c for c in present if c >= nt], categories, cfg.mined)
+                ps, scores, [c for c in present if c >= nt], categories, cfg.segments)
         elif stuff:
             prob = model.semantic_logits(feats, (h, w)).softmax(1)[0].cpu().numpy()
             sub = prob[stuff]
@@ -122,5 +122,5 @@ def refined_panoptic(
                     s_score.append(float(sub[j][m].mean()))
     finally:
         model.train(was_training)
-    merge = MergeConfig(stuff_area=cfg.mined.stuff_area)
+    merge = MergeConfig(stuff_area=cfg.segments.stuff_area)
     return merge_panoptic(t_masks, t_cls, t_score, s_masks, s_cls, s_score, merge, (h, w))

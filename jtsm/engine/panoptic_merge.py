@@ -25,8 +25,8 @@ __all__ = ["MergeConfig", "merge_panoptic"]
 class MergeConfig:
     """Thresholds of :func:`merge_panoptic`, as every jtsm stage merges (mined segments,
     pseudo labels, predictions): no score threshold (the things are chosen before the merge:
-    presence thresholds, ``mined.*``), an instance whose free part is under half its area is
-    dropped, stuff regions under ``stuff_area`` pixels (``mined.stuff_area``) are dropped.
+    presence thresholds, ``segments.*``), an instance whose free part is under half its area is
+    dropped, stuff regions under ``stuff_area`` pixels (``segments.stuff_area``) are dropped.
     (Detectron2's COCO values: 0.5, 0.5, 4096.)"""
 
     score_threshold: float = 0.0

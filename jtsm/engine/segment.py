@@ -19,8 +19,8 @@ from torch import nn
 
 from jtsm.config import Config
 from jtsm.engine.inference import score_proposals
-from jtsm.engine.mined import detections, mine_image, present_classes
 from jtsm.engine.panoptic_inference import refined_panoptic
+from jtsm.engine.selection import detections, mine_image, present_classes
 from jtsm.modeling.panoptic_model import PanopticModel
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
@@ -54,16 +54,16 @@ def segment_image(model: nn.Module, image: np.ndarray, ps: ProposalSet, categori
             :func:`jtsm.data.mining_dataset.select_proposals` keeps them).
         scales, flip: the test scales and horizontal flips averaged.
         tags: class indices known present (the training images' tags), else ``presence``
-            thresholds ``(C,)`` or ``mined.presence_threshold`` decide.
+            thresholds ``(C,)`` or ``segments.presence_threshold`` decide.
     """
     scores, image_scores = score_proposals(model, image, ps, scales, cfg.input.max_size,
                                            flip=flip)
-    present = present_classes(image_scores, tags, cfg.mined, presence)
+    present = present_classes(image_scores, tags, cfg.segments, presence)
     if isinstance(model, PanopticModel):
         seg = refined_panoptic(model, image, ps, scores, present, categories, cfg)
     else:
-        seg = mine_image(ps, scores, present, categories, cfg.mined)
-    return ImageResult(seg, detections(ps, scores, categories, image_id, cfg.mined),
+        seg = mine_image(ps, scores, present, categories, cfg.segments)
+    return ImageResult(seg, detections(ps, scores, categories, image_id, cfg.segments),
                        image_scores)
 
 

@@ -167,7 +167,7 @@ class TinyNet(nn.Module):
         At stride 8 the last stage's first conv does not subsample and its second conv is
         dilated by 2, so the stride-8 map holds the stride-16 map exactly at its even positions
         (the odd ones are the same network on the input shifted by 8 px). Training at stride
-        16 costs ~2.3x less per image (``warmup.stride`` of ``jtsm mine``).
+        16 costs ~2.3x less per image (``tag_warmup.stride`` of ``jtsm mine``).
         """
         if stride not in (8, 16):
             raise ConfigError(f"TinyNet stride must be 8 or 16, got {stride}")

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from jtsm.modeling.backbone import build_backbone
 from jtsm.modeling.criterion import MiningCriterion
 from jtsm.modeling.imagenet_weights import resolve_weights
-from jtsm.modeling.mining import MiningHead
+from jtsm.modeling.mining_head import MiningHead
 from jtsm.modeling.pooling import build_pooler
 from jtsm.modeling.precision import run_module
 from jtsm.ops.proposal_tensors import ProposalTensors

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jtsm.config import flatten
+from jtsm.config import canonical_key, flatten
 from jtsm.errors import DataError, JtsmError
 from jtsm.rundir.layout import (
     CHECKPOINTS,
@@ -130,9 +130,11 @@ def names_digest(names: Iterable[str]) -> str:
 
 
 def _job_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config's values that define the job (without :data:`RESUMABLE_KEYS` and device
-    placement, which do not change what is learnt)."""
-    return {k: v for k, v in flatten(config).items()
+    """The config's values that define the job, under their current names
+    (:func:`jtsm.config.canonical_key`), without :data:`RESUMABLE_KEYS` and device placement,
+    which do not change what is learnt."""
+    flat = {canonical_key(k): v for k, v in flatten(config).items()}
+    return {k: v for k, v in flat.items()
             if k not in RESUMABLE_KEYS and not k.startswith("device.") and k != "device"}
 
 

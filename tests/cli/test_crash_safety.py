@@ -251,8 +251,9 @@ def test_proposals_killed_at_random_points(tmp_path, many_images):
 
 # ---- mine ------------------------------------------------------------------------------------
 MINE_SETS = ["solver.max_iter=16", "solver.ims_per_batch=1", "solver.checkpoint_period=2",
-             "solver.warmup_iters=2", "solver.steps=[12]", "warmup.iters=6", "warmup.batch=2",
-             "warmup.items=1", "mining.fc_dim=32", "mining.refine_heads=2",
+             "solver.warmup_iters=2", "solver.steps=[12]", "tag_warmup.iters=6",
+             "tag_warmup.batch=2",
+             "tag_warmup.items=1", "mining.fc_dim=32", "mining.refine_heads=2",
              "input.train_scales=[64,80]", "input.test_scales=[64]", "input.max_proposals=80"]
 
 

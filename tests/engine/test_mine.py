@@ -13,7 +13,7 @@ from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
         "solver.log_period=1", "solver.warmup_iters=2", "solver.steps=[5]",
-        "warmup.iters=3", "warmup.batch=2", "warmup.items=2",
+        "tag_warmup.iters=3", "tag_warmup.batch=2", "tag_warmup.items=2",
         "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64,80]",
         "input.test_scales=[80]", "input.max_proposals=100"]
 
@@ -93,8 +93,8 @@ def test_mine_two_gloo_processes_equal_one(tmp_path, synth_dir, synth_proposals)
 def test_tag_warmup_loss_falls(tmp_path, synth_dir, synth_proposals):
     """A learning check within CI's budget: the tag loss of the warm-up stage goes down."""
     cfg = load_config(overrides=[
-        "backbone.norm=bn", "warmup.iters=80", "warmup.batch=4", "warmup.items=2",
-        "warmup.lr=0.002", "solver.max_iter=1", "solver.log_period=1",
+        "backbone.norm=bn", "tag_warmup.iters=80", "tag_warmup.batch=4", "tag_warmup.items=2",
+        "tag_warmup.lr=0.002", "solver.max_iter=1", "solver.log_period=1",
         "input.train_scales=[64]", "input.test_scales=[64]", "mining.fc_dim=16"])
     run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
              synth_proposals, tmp_path / "run", write_outputs=False)
@@ -136,7 +136,7 @@ def test_mil_module_from_config_follows_the_preset():
         m = MilTrainModule.from_config(build_model(cfg, cats), cfg)
         grads = {p.requires_grad for p in m.model.backbone.parameters()}
         assert grads == {not frozen}
-        assert m.freeze_norm == (cfg.warmup.iters > 0)
+        assert m.freeze_norm == (cfg.tag_warmup.iters > 0)
 
 
 def test_a_workers_error_reaches_the_user_as_one_line(tmp_path, synth_dir, synth_proposals):
@@ -145,7 +145,7 @@ def test_a_workers_error_reaches_the_user_as_one_line(tmp_path, synth_dir, synth
     args = ["mine", "--dataset", str(synth_dir / "annotations/panoptic_train.json"),
             "--images", str(synth_dir / "images"), "--proposals", str(synth_proposals),
             "--out", str(tmp_path / "run"), "--nproc", "2", "--quiet",
-            "--set", "solver.ims_per_batch=1", "--set", "warmup.iters=0"]
+            "--set", "solver.ims_per_batch=1", "--set", "tag_warmup.iters=0"]
     r = subprocess.run([sys.executable, "-m", "jtsm_cli", *args], capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 1
@@ -177,14 +177,14 @@ def test_a_run_started_from_a_finished_warmup_equals_the_whole_run(tmp_path, syn
 def test_warmup_schedule_is_its_own_not_the_solvers():
     from jtsm.engine.mine import warmup_solver
 
-    cfg = load_config(overrides=["warmup.iters=100", "warmup.lr=0.002", "solver.lr=0.5"])
+    cfg = load_config(overrides=["tag_warmup.iters=100", "tag_warmup.lr=0.002", "solver.lr=0.5"])
     sol = warmup_solver(cfg)
     assert (sol.max_iter, sol.steps, sol.lr) == (100, [80], 0.002)
     assert sol.warmup_iters == 0  # not the solver's 50-iteration ramp
 
 
 def test_whiten_stem_whitens_the_training_images_patches(synth_dir, synth_proposals):
-    """``warmup.whiten_images``: the stem's responses to the patches of those images (resized
+    """``tag_warmup.whiten_images``: the stem's responses to the patches of those images (resized
     and normalised as the warm-up sees them) are decorrelated with unit variance."""
     from jtsm.data.labels import read_image_labels
     from jtsm.data.mining_dataset import MiningDataset
@@ -192,8 +192,8 @@ def test_whiten_stem_whitens_the_training_images_patches(synth_dir, synth_propos
     from jtsm.modeling.build import build_model
     from jtsm.modeling.whitening import first_conv, sample_patches
 
-    cfg = load_config(overrides=["backbone.norm=bn", "warmup.whiten_images=5",
-                                 "warmup.whiten_eps=1e-6", "input.train_scales=[64]"])
+    cfg = load_config(overrides=["backbone.norm=bn", "tag_warmup.whiten_images=5",
+                                 "tag_warmup.whiten_eps=1e-6", "input.train_scales=[64]"])
     ds = MiningDataset(read_image_labels(synth_dir / "annotations/panoptic_train.json"),
                        synth_dir / "images", synth_proposals, cfg.input)
     model = build_model(cfg, ds.categories)
@@ -221,9 +221,9 @@ def test_run_mine_starts_the_warmup_from_the_whitened_stem(tmp_path, synth_dir, 
     from jtsm.engine.mine import whiten_stem
     from jtsm.modeling.build import build_model
 
-    over = TINY + ["backbone.norm=bn", "warmup.lr=1e-30", "solver.weight_decay=0"]
+    over = TINY + ["backbone.norm=bn", "tag_warmup.lr=1e-30", "solver.weight_decay=0"]
     stems = {}
-    for name, extra in (("off", []), ("on", ["warmup.whiten_images=4"])):
+    for name, extra in (("off", []), ("on", ["tag_warmup.whiten_images=4"])):
         cfg = load_config(overrides=over + extra)
         run_mine(cfg, synth_dir / "annotations/panoptic_train.json", synth_dir / "images",
                  synth_proposals, tmp_path / name, write_outputs=False)

@@ -41,11 +41,11 @@ def test_stuff_fills_rest_one_segment_per_class_and_area_threshold():
 
 
 def test_the_defaults_are_the_stages_own():
-    """Every stage merges with the defaults and its ``mined.stuff_area``; a default config's
+    """Every stage merges with the defaults and its ``segments.stuff_area``; a default config's
     ``stuff_area`` is the default's."""
     from jtsm.config import load_config
 
-    assert MergeConfig() == MergeConfig(0.0, 0.5, load_config().mined.stuff_area)
+    assert MergeConfig() == MergeConfig(0.0, 0.5, load_config().segments.stuff_area)
 
 
 def test_stuff_scores_decide_overlaps_and_empty_input():

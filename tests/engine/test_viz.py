@@ -329,7 +329,7 @@ def test_predict_viz_hides_below_min_score(tmp_path, synth_dir, synth_proposals)
     tiny = ["solver.max_iter=2", "solver.ims_per_batch=2", "solver.warmup_iters=1",
             "solver.steps=[1]", "mining.fc_dim=16", "mining.refine_heads=1",
             "input.train_scales=[64]", "input.test_scales=[64]", "input.max_proposals=50",
-            "proposals=felzenszwalb", "mined.presence_threshold=0"]  # untrained: all present
+            "proposals=felzenszwalb", "segments.presence_threshold=0"]  # untrained: all present
     run = tmp_path / "run"
     run_mine(load_config(overrides=tiny), synth_dir / "annotations/panoptic_train.json",
              synth_dir / "images", synth_proposals, run, write_outputs=False)

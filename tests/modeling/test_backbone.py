@@ -190,7 +190,7 @@ def test_warmup_stride_restores_and_refuses_fixed_backbones():
     resnet = MiningModel(build_backbone("resnet18"), 3, fc_dim=16)
     with warmup_stride(resnet, 0):  # 0 and the backbone's own stride are no-ops
         pass
-    with pytest.raises(ConfigError, match="warmup.stride=8: a ResNet backbone"):
+    with pytest.raises(ConfigError, match="tag_warmup.stride=8: a ResNet backbone"):
         with warmup_stride(resnet, 8):
             pass
 

@@ -7,7 +7,7 @@ import math
 import torch
 
 from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
-from jtsm.modeling.mining import MiningHead
+from jtsm.modeling.mining_head import MiningHead
 from jtsm.ops.boxes import box_iou
 
 

@@ -1,5 +1,5 @@
-"""Case 15: values out of range were accepted: ``mined.max_detections=-1`` (2004 detections an
-image instead of at most 800), ``mined.max_instances=-2``, ``input.max_size=0``,
+"""Case 15: values out of range were accepted: ``segments.max_detections=-1`` (2004 detections an
+image instead of at most 800), ``segments.max_instances=-2``, ``input.max_size=0``,
 ``solver.gamma=NaN``, negative weight decay and learning rates, NaN in any float; NaN
 thresholds in ``presence.json`` (no instance predicted); NaN scores, NaN or negative box sizes
 and garbage RLE counts in ``eval`` (AP 1.0 read as 0.81). Now every config key declares its
@@ -64,19 +64,20 @@ def test_every_float_key_refuses_nan_and_inf():
 
 
 @pytest.mark.parametrize("setting, want", [
-    ("mined.max_detections=-1", "mined.max_detections=-1 is out of range (want >= 1)"),
-    ("mined.max_instances=-2", "mined.max_instances=-2 is out of range (want >= 1)"),
+    ("segments.max_detections=-1", "segments.max_detections=-1 is out of range (want >= 1)"),
+    ("segments.max_instances=-2", "segments.max_instances=-2 is out of range (want >= 1)"),
     ("input.max_size=0", "input.max_size=0 is out of range (want >= 16)"),
     ("solver.gamma=NaN", "solver.gamma=nan is out of range (want a finite number)"),
     ("solver.weight_decay=-0.1", "solver.weight_decay=-0.1 is out of range (want >= 0)"),
-    ("warmup.lr=-0.001", "warmup.lr=-0.001 is out of range (want > 0)"),
+    ("tag_warmup.lr=-0.001", "tag_warmup.lr=-0.001 is out of range (want > 0)"),
     ("solver.warmup_factor=0", "solver.warmup_factor=0.0 is out of range (want in (0, 1])"),
-    ("mined.presence_threshold=1.5", "mined.presence_threshold=1.5 is out of range (want in "
+    ("segments.presence_threshold=1.5", "segments.presence_threshold=1.5 is out of range (want in "
                                      "[0, 1])"),
     ("mining.refine_iou_threshold=-1", "mining.refine_iou_threshold=-1.0 is out of range"),
     ("solver.clip_grad_norm=-1", "solver.clip_grad_norm=-1.0 is out of range (want >= 0, 0 = "
                                  "off)"),
-    ("warmup.optimizer=rmsprop", "warmup.optimizer='rmsprop' is out of range (want sgd or adamw)"),
+    ("tag_warmup.optimizer=rmsprop",
+     "tag_warmup.optimizer='rmsprop' is out of range (want sgd or adamw)"),
     ("solver.steps=[100,-5]", "solver.steps=[100, -5] is out of range"),
     ("seed=-1", "seed=-1 is out of range"),
 ])

@@ -1,6 +1,6 @@
 import numpy as np
 
-from jtsm.engine.mined import MinedConfig, box_nms, detections, mine_image, present_classes
+from jtsm.engine.selection import SegmentsConfig, box_nms, detections, mine_image, present_classes
 from jtsm.structures import CategoryMap, ProposalSet
 
 CATS = CategoryMap.from_coco([{"id": 3, "name": "dog", "isthing": 1},
@@ -29,7 +29,7 @@ def test_things_top_plus_confident_non_overlapping_and_stuff_union():
     scores[:, 0] = [0.9, 0.85, 0.6, 0.3, 0.0, 0.0, 0.0]
     scores[:, 1] = [0.1, 0.0, 0.0, 0.0, 0.8, 0.1, 0.0]
     scores[:, 2] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.7, 0.5]
-    seg = mine_image(ps, scores, [0, 1, 2], CATS, MinedConfig(stuff_area=1))
+    seg = mine_image(ps, scores, [0, 1, 2], CATS, SegmentsConfig(stuff_area=1))
     by = {}
     for s in seg.segments:
         by.setdefault(s["category_id"], []).append(s)
@@ -48,8 +48,8 @@ def test_absent_classes_are_not_mined_and_presence_from_scores():
     scores = np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0]], np.float32)
     seg = mine_image(ps, scores, [1], CATS)
     assert [s["category_id"] for s in seg.segments] == [4]
-    assert present_classes(np.array([0.7, 0.2, 0.5]), None, MinedConfig()) == [0, 2]
-    assert present_classes(np.array([0.7, 0.2, 0.5]), [1], MinedConfig()) == [1]
+    assert present_classes(np.array([0.7, 0.2, 0.5]), None, SegmentsConfig()) == [0, 2]
+    assert present_classes(np.array([0.7, 0.2, 0.5]), [1], SegmentsConfig()) == [1]
 
 
 def test_box_nms_matches_slow_loop():
@@ -86,7 +86,7 @@ def test_detections_are_coco_results_of_things_only():
 
 
 def test_calibrate_presence_maximises_f1_per_class():
-    from jtsm.engine.mined import calibrate_presence
+    from jtsm.engine.selection import calibrate_presence
 
     scores = np.array([[0.9, 0.2, 0.3], [0.3, 0.25, 0.3], [0.2, 0.1, 0.3], [0.35, 0.3, 0.3]])
     tags = np.array([[1, 1, 1], [1, 1, 1], [0, 0, 1], [0, 1, 1]])
@@ -94,4 +94,4 @@ def test_calibrate_presence_maximises_f1_per_class():
     assert th[0] == 0.3   # {0.9, 0.3} positive; 0.35 is a false positive either way: F1 0.8
     assert th[1] == 0.2   # 0.2, 0.25, 0.3 positive, 0.1 negative: F1 1
     assert th[2] == 0.5   # always present: default kept
-    assert present_classes(np.array([0.31, 0.19, 0.6]), None, MinedConfig(), th) == [0, 2]
+    assert present_classes(np.array([0.31, 0.19, 0.6]), None, SegmentsConfig(), th) == [0, 2]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torchvision
 
-from jtsm.config import MinedConfig
+from jtsm.config import SegmentsConfig
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.structures import CategoryMap, PanopticSeg, ProposalSet
 
@@ -32,7 +32,7 @@ __all__ = ["box_nms", "calibrate_presence", "detections", "mine_image", "mined_s
 
 
 def present_classes(image_scores: np.ndarray, tags: Sequence[int] | None,
-                    cfg: MinedConfig, thresholds: np.ndarray | None = None) -> list[int]:
+                    cfg: SegmentsConfig, thresholds: np.ndarray | None = None) -> list[int]:
     """Class indices taken as present: the tags when known, else image scores at or above
     the per-class ``thresholds`` (calibrated on the training tags) or ``presence_threshold``."""
     if tags is not None:
@@ -68,7 +68,7 @@ def calibrate_presence(image_scores: np.ndarray, tags: np.ndarray,
     return out
 
 
-def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,
+def _select(ps: ProposalSet, score: np.ndarray, cfg: SegmentsConfig,
             avoid: ProposalSet | None) -> list[int]:
     """Greedy confident, non-overlapping proposals for one class (indices into ``ps``)."""
     order = np.argsort(-score, kind="stable")[: cfg.candidates]
@@ -90,7 +90,7 @@ def _select(ps: ProposalSet, score: np.ndarray, cfg: MinedConfig,
 
 
 def select_things(ps: ProposalSet, scores: np.ndarray, present: Sequence[int],
-                  categories: CategoryMap, cfg: MinedConfig = MinedConfig()
+                  categories: CategoryMap, cfg: SegmentsConfig = SegmentsConfig()
                   ) -> tuple[list[int], list[int], list[float]]:
     """Mined thing instances: proposal indices, COCO category ids and scores.
 
@@ -113,7 +113,7 @@ def select_things(ps: ProposalSet, scores: np.ndarray, present: Sequence[int],
 
 
 def mined_stuff(ps: ProposalSet, scores: np.ndarray, stuff: Sequence[int],
-                categories: CategoryMap, cfg: MinedConfig = MinedConfig()
+                categories: CategoryMap, cfg: SegmentsConfig = SegmentsConfig()
                 ) -> tuple[list[np.ndarray], list[int], list[float]]:
     """Mined stuff: per present stuff class the union of its confident, non-overlapping
     proposals (masks, COCO category ids, top scores)."""
@@ -131,7 +131,7 @@ def mine_image(
     scores: np.ndarray,
     present: Sequence[int],
     categories: CategoryMap,
-    cfg: MinedConfig = MinedConfig(),
+    cfg: SegmentsConfig = SegmentsConfig(),
 ) -> PanopticSeg:
     """Mined panoptic segmentation of one image.
 
@@ -162,7 +162,7 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarr
 
 
 def detections(ps: ProposalSet, scores: np.ndarray, categories: CategoryMap, image_id: int,
-               cfg: MinedConfig = MinedConfig()) -> list[dict[str, Any]]:
+               cfg: SegmentsConfig = SegmentsConfig()) -> list[dict[str, Any]]:
     """COCO results (``bbox`` XYWH, ``score``) of thing classes after per-class NMS."""
     out: list[dict[str, Any]] = []
     for c in range(categories.num_things):
