@@ -78,17 +78,28 @@ class SynthConfig:
     object_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        for names, pool, what, least in ((self.things, THING_SHAPES, "thing", 1),
-                                         (self.stuff, STUFF_TEXTURES, "stuff", 2)):
-            bad = [n for n in names if n not in pool]
-            if bad:
-                raise ValueError(f"unknown {what} class {bad[0]!r}; choose from "
-                                 f"{', '.join(pool)}")
-            if len(set(names)) != len(names) or len(names) < least:
-                raise ValueError(f"{what} classes must be {least}+ distinct names, got "
-                                 f"{', '.join(names) or 'none'}")
-        if not 0.1 <= self.object_scale <= 3.0:
-            raise ValueError(f"object_scale must be in [0.1, 3], got {self.object_scale}")
+        check_classes(self.things, THING_SHAPES, self.stuff, STUFF_TEXTURES, self.object_scale)
+
+
+def check_classes(things: tuple[str, ...], thing_pool: tuple[str, ...], stuff: tuple[str, ...],
+                  stuff_pool: tuple[str, ...], object_scale: float, style: str = "") -> None:
+    """A style's chosen classes: names of its pools, distinct, at least 1 thing and 2 stuff;
+    ``object_scale`` in [0.1, 3].
+
+    Raises:
+        ValueError: naming the first bad name or value (``style``: " of the photo style").
+    """
+    for names, pool, what, least in ((things, thing_pool, "thing", 1),
+                                     (stuff, stuff_pool, "stuff", 2)):
+        bad = [n for n in names if n not in pool]
+        if bad:
+            raise ValueError(f"unknown {what} class {bad[0]!r}{style}; choose from "
+                             f"{', '.join(pool)}")
+        if len(set(names)) != len(names) or len(names) < least:
+            raise ValueError(f"{what} classes must be {least}+ distinct names, got "
+                             f"{', '.join(names) or 'none'}")
+    if not 0.1 <= object_scale <= 3.0:
+        raise ValueError(f"object_scale must be in [0.1, 3], got {object_scale}")
 
 
 def categories(cfg: SynthConfig | PhotoConfig | None = None) -> list[dict[str, Any]]:

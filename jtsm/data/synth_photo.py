@@ -86,17 +86,10 @@ class PhotoConfig:
     clutter: int = 12
 
     def __post_init__(self) -> None:
-        for names, pool, what, least in ((self.things, PHOTO_THINGS, "thing", 1),
-                                         (self.stuff, PHOTO_STUFF, "stuff", 2)):
-            bad = [n for n in names if n not in pool]
-            if bad:
-                raise ValueError(f"unknown {what} class {bad[0]!r} of the photo style; choose "
-                                 f"from {', '.join(pool)}")
-            if len(set(names)) != len(names) or len(names) < least:
-                raise ValueError(f"{what} classes must be {least}+ distinct names, got "
-                                 f"{', '.join(names) or 'none'}")
-        if not 0.1 <= self.object_scale <= 3.0:
-            raise ValueError(f"object_scale must be in [0.1, 3], got {self.object_scale}")
+        from jtsm.data.synth import check_classes
+
+        check_classes(self.things, PHOTO_THINGS, self.stuff, PHOTO_STUFF, self.object_scale,
+                      " of the photo style")
         if not (0 <= self.camouflage and 0 <= self.silhouette
                 and self.camouflage + self.silhouette <= 1):
             raise ValueError(f"camouflage ({self.camouflage}) and silhouette "

@@ -46,8 +46,9 @@ from jtsm.fileio import append_line, atomic_write_bytes
 from jtsm.rundir.checkpoint import latest_checkpoint, load_checkpoint, load_state, save_checkpoint
 from jtsm.rundir.layout import RunDir
 
-__all__ = ["HookBase", "MetricsWriter", "PeriodicCheckpointer", "ProgressLog", "TrainTask",
-           "Trainer", "TrainingDiverged", "item_seed", "lr_at", "sample_index", "train"]
+__all__ = ["EvalHook", "HookBase", "MetricsWriter", "PeriodicCheckpointer", "ProgressLog",
+           "TrainTask", "Trainer", "TrainingDiverged", "item_seed", "lr_at", "sample_index",
+           "train"]
 
 
 class TrainingDiverged(JtsmError):
@@ -399,6 +400,48 @@ class ProgressLog(HookBase):
     def after_train(self) -> None:
         if self._log is not None:
             self._log.close()
+
+
+class EvalHook(HookBase):
+    """Evaluate every ``period`` iterations and after the last (detectron2's ``EvalHook``):
+    ``evaluate(trainer)`` runs on every rank (it may use the group) and returns a dict of
+    numbers; rank 0 appends ``{"stage", "iteration", "eval": {...}}`` to ``RUN/metrics.jsonl``
+    (when the run has a folder) and hands the dict to ``on_result``. The model is put back in
+    train mode after each evaluation.
+
+    Arguments:
+        period: iterations between evaluations (0: only after the last).
+    """
+
+    def __init__(self, period: int, evaluate: Callable[[Trainer], Mapping[str, float]],
+                 run_dir: str | os.PathLike[str] | None = None,
+                 on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+        if period < 0:
+            raise ConfigError(f"EvalHook period={period} is out of range (want >= 0)")
+        self.period, self.evaluate, self.on_result = period, evaluate, on_result
+        self.path = RunDir(run_dir).metrics if run_dir is not None else None
+        self.results: list[dict[str, Any]] = []
+
+    def _run(self) -> None:
+        t = self.trainer
+        result = {k: float(v) for k, v in self.evaluate(t).items()}
+        t.model.train()
+        if not is_main():
+            return
+        rec = {"stage": t.stage, "iteration": t.iter, "eval": result}
+        self.results.append(rec)
+        if self.path is not None:
+            append_line(self.path, json.dumps(rec))
+        if self.on_result is not None:
+            self.on_result(rec)
+
+    def after_step(self) -> None:
+        t = self.trainer
+        if self.period and t.iter % self.period == 0 and t.iter < t.max_iter:
+            self._run()
+
+    def after_train(self) -> None:
+        self._run()
 
 
 def _log_now(t: Trainer) -> bool:

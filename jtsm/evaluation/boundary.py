@@ -55,6 +55,7 @@ import numpy as np
 from jtsm.errors import ConfigError
 from jtsm.evaluation.idmaps import FIRST, VOID, IdIndexer, pair_runs, png_pair_runs
 from jtsm.evaluation.panoptic import (
+    PanopticEvaluator,
     PQStats,
     SegmentTable,
     _build_jobs,
@@ -285,7 +286,7 @@ def summarize_boundary_pq(
 # --------------------------------------------------------------------------------------------
 # In memory
 # --------------------------------------------------------------------------------------------
-class BoundaryPanopticEvaluator:
+class BoundaryPanopticEvaluator(PanopticEvaluator):
     """Accumulates Boundary PQ over in-memory :class:`PanopticSeg` pairs (reset / process /
     evaluate), as :class:`jtsm.evaluation.panoptic.PanopticEvaluator` does PQ.
 
@@ -299,28 +300,17 @@ class BoundaryPanopticEvaluator:
         categories: CategoryMap | Sequence[dict[str, Any]],
         dilation_ratio: float = DEFAULT_DILATION_RATIO,
     ) -> None:
-        if not isinstance(categories, CategoryMap):
-            categories = CategoryMap.from_coco(categories)
-        self.categories = categories
         self.dilation_ratio = _check_ratio(dilation_ratio)
-        self._indexer = IdIndexer()
-        self.reset()
+        super().__init__(categories)
 
-    def reset(self) -> None:
-        self.stats = BoundaryStats.zeros(self.categories.num_classes)
-        self._count = 0
+    def _zeros(self) -> BoundaryStats:
+        return BoundaryStats.zeros(self.categories.num_classes)
 
-    def process(self, gt: PanopticSeg, pred: PanopticSeg, name: str | None = None) -> None:
-        """Add one image; ``name`` (default ``image <n>``) is used in error messages."""
-        name = name or f"image {self._count}"
-        cats = self.categories
-        gt_t = SegmentTable.from_segments(gt.segments, cats, f"{name} (ground truth)")
-        pred_t = SegmentTable.from_segments(pred.segments, cats, f"{name} (prediction)")
-        self.stats += image_boundary_stats(
-            gt.ids, gt_t, pred.ids, pred_t, cats.num_classes, self._indexer,
-            self.dilation_ratio, f"{name} (ground truth)", f"{name} (prediction)",
-        )
-        self._count += 1
+    def _image_stats(self, gt: PanopticSeg, gt_t: SegmentTable, pred: PanopticSeg,
+                     pred_t: SegmentTable, gt_name: str, pred_name: str) -> BoundaryStats:
+        return image_boundary_stats(gt.ids, gt_t, pred.ids, pred_t,
+                                    self.categories.num_classes, self._indexer,
+                                    self.dilation_ratio, gt_name, pred_name)
 
     def evaluate(self) -> dict[str, Any]:
         """The result of :func:`summarize_boundary_pq` over the images processed so far."""

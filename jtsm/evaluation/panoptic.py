@@ -302,19 +302,25 @@ class PanopticEvaluator:
         self.reset()
 
     def reset(self) -> None:
-        self.stats = PQStats.zeros(self.categories.num_classes)
+        self.stats = self._zeros()
         self._count = 0
+
+    def _zeros(self) -> Any:
+        return PQStats.zeros(self.categories.num_classes)
+
+    def _image_stats(self, gt: PanopticSeg, gt_t: SegmentTable, pred: PanopticSeg,
+                     pred_t: SegmentTable, gt_name: str, pred_name: str) -> Any:
+        return image_pq_stats(gt.ids, gt_t, pred.ids, pred_t, self.categories.num_classes,
+                              self._indexer, gt_name, pred_name)
 
     def process(self, gt: PanopticSeg, pred: PanopticSeg, name: str | None = None) -> None:
         """Add one image; ``name`` (default ``image <n>``) is used in error messages."""
         name = name or f"image {self._count}"
         cats = self.categories
-        gt_t = SegmentTable.from_segments(gt.segments, cats, f"{name} (ground truth)")
-        pred_t = SegmentTable.from_segments(pred.segments, cats, f"{name} (prediction)")
-        self.stats += image_pq_stats(
-            gt.ids, gt_t, pred.ids, pred_t, cats.num_classes, self._indexer,
-            f"{name} (ground truth)", f"{name} (prediction)",
-        )
+        gt_name, pred_name = f"{name} (ground truth)", f"{name} (prediction)"
+        gt_t = SegmentTable.from_segments(gt.segments, cats, gt_name)
+        pred_t = SegmentTable.from_segments(pred.segments, cats, pred_name)
+        self.stats += self._image_stats(gt, gt_t, pred, pred_t, gt_name, pred_name)
         self._count += 1
 
     def evaluate(self) -> dict[str, Any]:

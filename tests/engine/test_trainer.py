@@ -311,3 +311,31 @@ def test_group_timeout_comes_from_the_environment(monkeypatch):
         monkeypatch.setenv("JTSM_DIST_TIMEOUT", bad)
         with pytest.raises(JtsmError, match="JTSM_DIST_TIMEOUT"):
             group_timeout()
+
+
+def test_eval_hook_evaluates_every_period_and_after_the_last(tmp_path):
+    """detectron2's EvalHook: the function sees the model being trained, its results go to
+    metrics.jsonl with the iteration, and the model trains on in train mode."""
+    from jtsm.engine.trainer import EvalHook
+
+    task = ToyTask()
+    seen = []
+
+    def evaluate(trainer):  # accuracy on every point, as an eval function would measure it
+        seen.append((trainer.iter, trainer.model.training))
+        trainer.model.eval()
+        with torch.no_grad():
+            pred = trainer.model.net(torch.from_numpy(task.x)).argmax(1).numpy()
+        return {"accuracy": float((pred == task.y).mean())}
+
+    hook = EvalHook(20, evaluate, tmp_path)
+    train(ToyModel(), task, _solver(max_iter=50), seed=0, run_dir=tmp_path, hooks=[hook])
+    assert [it for it, _ in seen] == [20, 40, 50]
+    assert all(training for _, training in seen)  # put back in train mode after each
+    recs = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in recs if "eval" in r]
+    assert [r["iteration"] for r in evals] == [20, 40, 50]
+    assert [r["eval"] for r in evals] == [r["eval"] for r in hook.results]
+    assert evals[-1]["eval"]["accuracy"] > 0.8  # the toy is learnt
+    with pytest.raises(Exception, match="period=-1"):
+        EvalHook(-1, evaluate)
