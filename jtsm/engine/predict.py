@@ -216,8 +216,8 @@ def _proposals(run: Run, image: np.ndarray, name: str, path: Path,
     """The image's proposals: from the store (made from this version of the file), or made
     with the run's method."""
     if store is not None:
+        ps = store.load(name, expect_size=image.shape[:2])  # another size: said first
         store.check_source(name, path)
-        ps = store.load(name, expect_size=image.shape[:2])
     else:
         from jtsm.proposals import make_proposals
 

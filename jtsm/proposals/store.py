@@ -52,6 +52,7 @@ from jtsm.fileio import (
     atomic_write_bytes,
     atomic_write_json,
     max_image_side,
+    read_image_size,
     read_json,
     safe_join,
 )
@@ -404,6 +405,13 @@ class ProposalStore:
 
             file = safe_join(image_root, image)
             if not same_source(source, file):
+                try:  # a changed size is the plainer message
+                    now = read_image_size(file)
+                except DataError:
+                    now = (h, w)
+                if tuple(now) != (h, w):
+                    raise DataError(f"{path}: proposals are for a {w}x{h} image, but the image "
+                                    f"is {now[1]}x{now[0]}; rerun jtsm proposals")
                 raise DataError(f"{path}: made from an earlier version of {file} (its content "
                                 "changed since); rerun jtsm proposals, which remakes the "
                                 "proposals of changed images")
