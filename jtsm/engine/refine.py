@@ -85,7 +85,6 @@ def _init_from(model: PanopticModel, source: Path) -> None:
     """Load a mining or refine run's weights; the new branches keep their init when the
     source has none."""
     weights = RunDir(source).weights
-    check_weights(source, read_json(RunDir(source).meta))
     state = load_checkpoint(weights)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -97,6 +96,7 @@ def _init_from(model: PanopticModel, source: Path) -> None:
     if bad:
         raise DataError(f"{weights}: weights do not fit the refine model "
                         f"({len(bad)} keys differ, e.g. {bad[0]!r})")
+    check_weights(source, read_json(RunDir(source).meta))  # fitting weights: the run's own?
 
 
 def _refine_start(cfg: Config, source: Path, pseudo: str | os.PathLike[str],

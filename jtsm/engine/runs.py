@@ -68,13 +68,13 @@ def load_run(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     else:
         raise DataError(f"{rd.meta}: unknown stage {stage!r} (want mine or refine)")
     weights = rd.weights
-    check_weights(path, meta)
     state = load_checkpoint(weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DataError(f"{weights}: weights do not fit the run's config ({first})") from None
+    check_weights(path, meta)  # well-formed weights that fit: are they this run's own?
     model.eval()
     presence = None
     if rd.presence.is_file():

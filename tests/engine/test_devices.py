@@ -21,6 +21,7 @@ from jtsm.engine.device import resolve_device, tf32_allowed, training_backends
 from jtsm.engine.mine import run_mine
 from jtsm.engine.runs import load_run
 from jtsm.errors import ConfigError
+from jtsm.rundir.fingerprint import record_weights
 from jtsm_cli.main import cli
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -100,6 +101,7 @@ def test_a_run_saved_on_a_gpu_loads_on_the_cpu_with_the_original_weights(tmp_pat
     torch.save({k: v.double() if v.is_floating_point() else v for k, v in original.items()},
                tmp_path / "cpu64.pt")
     _as_if_saved_on_cuda(tmp_path / "cpu64.pt", run / "model_final.pt")
+    record_weights(run)  # as the GPU run records the file it wrote
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(run / "model_final.pt", weights_only=True)
@@ -212,6 +214,7 @@ def test_a_cuda_run_predicts_on_the_cpu(tmp_path, synth_dir, synth_proposals):
     original = {k: v.cuda() for k, v in _other_weights(run, seed=11).items()}
     gpu.model.load_state_dict(original)
     torch.save(gpu.model.state_dict(), run / "model_final.pt")
+    record_weights(run)  # the run's own weights file, as a run records it
     state = load_run(run, "cpu").model.state_dict()
     for k, v in original.items():
         assert state[k].device.type == "cpu" and torch.equal(state[k], v.cpu()), k
