@@ -157,7 +157,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown table(s): {sorted(unknown)}")
     ab = Ablation(args.out, args.quick)
-    default_heads = ab.mine_base.mining.refine_heads
+    default_heads = ab.mine_base.mining.oicr_heads
     default_pooling = ab.mine_base.mining.pooling
     shared = None
     if ({"pooling", "heads"} & set(tables)) and not args.own_warmup \
@@ -172,7 +172,7 @@ def main() -> None:
     if "heads" in tables:
         for n in range(6):
             name = "mine_default" if n == default_heads else f"mine_heads_{n}"
-            run, sec = ab.mine(name, {"mining.refine_heads": n},
+            run, sec = ab.mine(name, {"mining.oicr_heads": n},
                                None if name == "mine_default" else shared)
             ab.pq(run, "heads", f"n_r = {n}", sec)
     if "parts" in tables:

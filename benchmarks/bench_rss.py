@@ -28,7 +28,7 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TINY = ["solver.max_iter=4", "solver.ims_per_batch=1", "solver.warmup_iters=1",
-        "solver.steps=[3]", "mining.fc_dim=32", "mining.refine_heads=2",
+        "solver.steps=[3]", "mining.fc_dim=32", "mining.oicr_heads=2",
         "input.train_scales=[96]", "input.test_scales=[128]", "input.max_proposals=200",
         "proposals=felzenszwalb"]
 

@@ -26,7 +26,7 @@ from jtsm.errors import ConfigError
 __all__ = ["PRECISIONS", "BackboneConfig", "Config", "InputConfig", "SegmentsConfig",
            "MiningConfig", "RefineConfig", "SolverConfig", "TagWarmupConfig", "choices",
            "canonical_key", "choices_text", "config_to_dict", "flatten", "load_config",
-           "apply_overrides", "RENAMED_SECTIONS",
+           "apply_overrides", "RENAMED_KEYS", "RENAMED_SECTIONS",
            "preset_names", "resolve_config_path"]
 
 
@@ -38,7 +38,7 @@ Norm = Literal["auto", "bn", "frozen_bn", "gn"]
 Precision = Literal["fp32", "bf16", "auto"]
 Pooling = Literal["moi", "moi-tps", "roi-pool", "roi-align"]
 Compensation = Literal["code", "paper", "none"]
-RefineIou = Literal["box", "mask"]
+OicrOverlap = Literal["box", "mask"]
 Optimizer = Literal["sgd", "adamw"]
 MaskWeight = Literal["image_score", "segment_score", "none"]
 ThingsFrom = Literal["instance", "mined"]
@@ -85,9 +85,9 @@ class MiningConfig:
     use_scores: bool = True  # "code" compensation also multiplies by (proposal score + 1)
     fc_dim: int = 256  # width of the mining head's two FC layers (the paper's: 4096)
     dropout: float = 0.5  # dropout probability after each FC layer of the head, in [0, 1)
-    refine_heads: int = 4  # n_r of Eq. 4
-    refine_iou: RefineIou = "box"  # box | mask: how OICR spreads pseudo labels
-    refine_iou_threshold: float = 0.5  # IoU from which a proposal takes its pseudo label's class
+    oicr_heads: int = 4  # n_r of Eq. 4
+    oicr_overlap: OicrOverlap = "box"  # box | mask: how OICR spreads pseudo labels
+    oicr_iou_threshold: float = 0.5  # IoU from which a proposal takes its pseudo label's class
     train_backbone: bool = True  # false: MIL trains the heads only, on the warm-up's backbone
 
 
@@ -277,8 +277,8 @@ RANGES: dict[str, Check] = {
     "mining.pool_size": _between(1, 32),
     "mining.fc_dim": _COUNT,
     "mining.dropout": _between(0.0, 1.0, hi_open=True),
-    "mining.refine_heads": _between(0, 10),
-    "mining.refine_iou_threshold": _PROBABILITY,
+    "mining.oicr_heads": _between(0, 10),
+    "mining.oicr_iou_threshold": _PROBABILITY,
     "input.train_scales": _each(_between(16)),
     "input.max_size": _between(16),
     "input.hsv_jitter": _between(1.0),
@@ -443,16 +443,23 @@ def _set(obj: Any, parts: list[str], value: Any, full: str) -> None:
         _set(getattr(obj, name), parts[1:], value, full)
 
 
-#: Config sections renamed since jtsm 0.2.0, old name -> new: keys under the old names still
+#: Config sections and keys renamed since jtsm 0.2.0, old name -> new: the old names still
 #: work (a one-line note says the new one), and runs that recorded them are the same jobs.
+#: ``refine`` is stage 2's alone: the OICR heads of the mining branch are ``mining.oicr_*``.
 RENAMED_SECTIONS = {"mined": "segments", "warmup": "tag_warmup"}
+RENAMED_KEYS = {"mining.refine_heads": "mining.oicr_heads",
+                "mining.refine_iou": "mining.oicr_overlap",
+                "mining.refine_iou_threshold": "mining.oicr_iou_threshold"}
 _NOTED: set[str] = set()
 
 
 def canonical_key(key: str) -> str:
-    """A dotted key under its current name (``segments.nms`` -> ``segments.nms``)."""
+    """A dotted key under its current name (``mined.nms`` -> ``segments.nms``,
+    ``mining.refine_heads`` -> ``mining.oicr_heads``)."""
     head, dot, rest = key.partition(".")
-    return f"{RENAMED_SECTIONS[head]}.{rest}" if dot and head in RENAMED_SECTIONS else key
+    if dot and head in RENAMED_SECTIONS:
+        key = f"{RENAMED_SECTIONS[head]}.{rest}"
+    return RENAMED_KEYS.get(key, key)
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str], *,

@@ -136,7 +136,7 @@ def test_each_choice_is_declared_once_and_implemented():
     for opt in choices("solver.optimizer"):
         assert _optimizer(torch.nn.Linear(2, 2), SolverConfig(optimizer=opt), None)
     for key in ("backbone.stride", "tag_warmup.stride", "refine.snap", "refine.mask_weight",
-                "refine.things_from", "refine.stuff_from", "mining.refine_iou",
+                "refine.things_from", "refine.stuff_from", "mining.oicr_overlap",
                 "mining.compensation", "tag_warmup.optimizer"):
         for value in choices(key):
             assert load_config(overrides={key: value}).get(key) == value
@@ -168,3 +168,6 @@ def test_renamed_sections_keep_their_old_names_with_a_note(tmp_path, capsys):
         load_config(overrides=["segments.nms=0.2"]))
     assert capsys.readouterr().err == ""
     assert canonical_key("mined.nms") == "segments.nms" and canonical_key("mining.x") == "mining.x"
+    # refine is stage 2's alone: the mining branch's OICR heads have keys of their own
+    assert load_config(overrides=["mining.refine_heads=2"]).mining.oicr_heads == 2
+    assert canonical_key("mining.refine_iou") == "mining.oicr_overlap"

@@ -29,7 +29,7 @@ TAGS = {"astronaut.png": "person;flag;background", "coffee.png": "cup;background
 TINY = ["proposals=felzenszwalb", "tag_warmup.iters=4", "tag_warmup.batch=2", "tag_warmup.items=2",
         "tag_warmup.whiten_images=4", "solver.max_iter=4", "solver.log_period=2",
         "solver.warmup_iters=1", "solver.steps=[3]", "solver.checkpoint_period=4",
-        "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[96]",
+        "mining.fc_dim=32", "mining.oicr_heads=2", "input.train_scales=[96]",
         "input.test_scales=[96]", "input.max_proposals=80"]
 # refine costs ~4x a mining iteration: two iterations show the path
 REFINE = [*TINY, "solver.max_iter=2", "solver.steps=[1]", "solver.checkpoint_period=2"]

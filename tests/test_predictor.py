@@ -21,7 +21,7 @@ from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=4", "solver.ims_per_batch=2", "solver.warmup_iters=1",
         "solver.steps=[3]", "tag_warmup.iters=2", "tag_warmup.batch=2", "tag_warmup.items=2",
-        "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64]",
+        "mining.fc_dim=32", "mining.oicr_heads=2", "input.train_scales=[64]",
         "input.test_scales=[64]", "input.max_proposals=100", "proposals=felzenszwalb"]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "predictor_example.py"
 

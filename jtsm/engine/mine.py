@@ -100,7 +100,7 @@ class MilTrainModule(nn.Module):
                  train_backbone: bool = True) -> None:
         super().__init__()
         self.model = model
-        self.criterion = MiningCriterion(model.refine_iou, model.refine_iou_threshold,
+        self.criterion = MiningCriterion(model.oicr_overlap, model.oicr_iou_threshold,
                                          model.mil_eps)
         self.freeze_norm = freeze_norm
         if freeze_norm:

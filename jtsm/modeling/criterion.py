@@ -46,24 +46,24 @@ class MiningCriterion:
     """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); Eq. 4 is their sum.
 
     Arguments:
-        refine_iou: ``box`` or ``mask``: the overlap by which OICR spreads a pseudo label to
-            the proposals around it (``mining.refine_iou``).
-        refine_iou_threshold: the overlap from which a proposal takes that label.
+        oicr_overlap: ``box`` or ``mask``: the overlap by which OICR spreads a pseudo label to
+            the proposals around it (``mining.oicr_overlap``).
+        oicr_iou_threshold: the overlap from which a proposal takes that label.
         mil_eps: image scores are clamped to ``[eps, 1 - eps]`` in the MIL loss.
         weight_dict: ``{"loss_mil": w, "loss_refine": w}`` (1 by default; ``loss_refine``
             weighs every head's term).
     """
 
-    def __init__(self, refine_iou: str = "box", refine_iou_threshold: float = 0.5,
+    def __init__(self, oicr_overlap: str = "box", oicr_iou_threshold: float = 0.5,
                  mil_eps: float = 1e-6, weight_dict: Mapping[str, float] | None = None) -> None:
-        self.refine_iou, self.refine_iou_threshold, self.mil_eps = (
-            refine_iou, refine_iou_threshold, mil_eps)
+        self.oicr_overlap, self.oicr_iou_threshold, self.mil_eps = (
+            oicr_overlap, oicr_iou_threshold, mil_eps)
         self.weight_dict = {"loss_mil": 1.0, "loss_refine": 1.0, **(weight_dict or {})}
 
     @classmethod
     def from_config(cls, cfg: Config, weight: float = 1.0) -> MiningCriterion:
         """As ``jtsm mine`` trains (``weight`` scales every term: stage 2's w_PM)."""
-        return cls(cfg.mining.refine_iou, cfg.mining.refine_iou_threshold,
+        return cls(cfg.mining.oicr_overlap, cfg.mining.oicr_iou_threshold,
                    weight_dict={"loss_mil": weight, "loss_refine": weight})
 
     def __call__(self, outputs: Mapping[str, Any], tags: Tensor,
@@ -84,7 +84,7 @@ class MiningCriterion:
         out = {"loss_mil": w["loss_mil"] * mil_loss(_at_least_fp32(outputs["image_scores"]),
                                                     tags, self.mil_eps)}
         overlap: Callable[[Tensor], Tensor]
-        if self.refine_iou == "mask":
+        if self.oicr_overlap == "mask":
             proposals = proposals.to(dev)
 
             def overlap(idx: Tensor) -> Tensor:
@@ -99,7 +99,7 @@ class MiningCriterion:
         for r, (logits, probs) in enumerate(zip(outputs["refine_logits"],
                                                 outputs["refine_probs"])):
             labels, weights = refinement_targets(prev, tags, overlap,
-                                                 self.refine_iou_threshold, classes)
+                                                 self.oicr_iou_threshold, classes)
             out[f"loss_refine_{r + 1}"] = w["loss_refine"] * refinement_loss(
                 _at_least_fp32(logits), labels, _at_least_fp32(weights))
             prev = probs.detach()

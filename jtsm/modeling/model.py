@@ -49,9 +49,9 @@ class MiningModel(nn.Module):
         use_scores: bool = True,
         fc_dim: int = 256,
         dropout: float = 0.5,
-        refine_heads: int = 4,
-        refine_iou: str = "box",
-        refine_iou_threshold: float = 0.5,
+        oicr_heads: int = 4,
+        oicr_overlap: str = "box",
+        oicr_iou_threshold: float = 0.5,
         precision: str = "fp32",
         mil_eps: float = 1e-6,
     ) -> None:
@@ -59,14 +59,14 @@ class MiningModel(nn.Module):
         self.backbone = backbone
         self.num_classes = num_classes
         self.precision = precision  # the backbone's: fp32 | bf16 | auto (modeling.precision)
-        self.refine_iou = refine_iou  # box | mask: the overlap OICR spreads pseudo labels by
-        self.refine_iou_threshold = refine_iou_threshold
+        self.oicr_overlap = oicr_overlap  # box | mask: the overlap OICR spreads pseudo labels by
+        self.oicr_iou_threshold = oicr_iou_threshold
         self.mil_eps = mil_eps
         self.pooler = build_pooler(pooling, output_size=pool_size,
                                    spatial_scale=1.0 / backbone.stride,
                                    compensation=compensation, use_scores=use_scores)
         in_features = backbone.out_channels * pool_size**2
-        self.head = MiningHead(in_features, num_classes, fc_dim, refine_heads, dropout)
+        self.head = MiningHead(in_features, num_classes, fc_dim, oicr_heads, dropout)
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
 
@@ -109,7 +109,7 @@ class MiningModel(nn.Module):
         """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1:
         :class:`jtsm.modeling.criterion.MiningCriterion` with this model's settings (what
         ``jtsm mine`` trains with)."""
-        return MiningCriterion(self.refine_iou, self.refine_iou_threshold,
+        return MiningCriterion(self.oicr_overlap, self.oicr_iou_threshold,
                                self.mil_eps)(outputs, tags, proposals)
 
 
@@ -134,6 +134,6 @@ def mining_kwargs(cfg: Config) -> dict[str, Any]:
     m = cfg.mining
     return {"pooling": m.pooling, "pool_size": m.pool_size, "compensation": m.compensation,
             "use_scores": m.use_scores, "fc_dim": m.fc_dim, "dropout": m.dropout,
-            "refine_heads": m.refine_heads, "refine_iou": m.refine_iou,
-            "refine_iou_threshold": m.refine_iou_threshold,
+            "oicr_heads": m.oicr_heads, "oicr_overlap": m.oicr_overlap,
+            "oicr_iou_threshold": m.oicr_iou_threshold,
             "precision": cfg.backbone.precision}

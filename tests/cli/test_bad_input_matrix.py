@@ -214,7 +214,7 @@ def test_proposals_mcg_missing_corrupt_and_other_size_files(two_images, tmp_path
 # =============================================================================================
 MINE_SETS = ["solver.max_iter=2", "solver.ims_per_batch=1", "solver.warmup_iters=0",
              "solver.steps=[1]", "solver.checkpoint_period=1", "mining.fc_dim=16",
-             "mining.refine_heads=1", "input.train_scales=[64]", "input.test_scales=[64]",
+             "mining.oicr_heads=1", "input.train_scales=[64]", "input.test_scales=[64]",
              "input.max_proposals=40", "proposals=felzenszwalb"]
 
 
@@ -406,7 +406,7 @@ def test_mine_diverging_loss_is_named_and_the_last_checkpoint_kept(mini):
 # relabel
 # =============================================================================================
 TINY_RUN = ["solver.max_iter=3", "solver.ims_per_batch=1", "solver.warmup_iters=0",
-            "solver.steps=[2]", "mining.fc_dim=16", "mining.refine_heads=1",
+            "solver.steps=[2]", "mining.fc_dim=16", "mining.oicr_heads=1",
             "input.train_scales=[64]", "input.test_scales=[64]", "input.max_proposals=60",
             "proposals=felzenszwalb"]
 

@@ -40,7 +40,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|pt)$")  # atomic_path's temporary names
 
 TINY_RUN = ["solver.max_iter=3", "solver.ims_per_batch=1", "solver.warmup_iters=0",
-            "solver.steps=[2]", "mining.fc_dim=16", "mining.refine_heads=1",
+            "solver.steps=[2]", "mining.fc_dim=16", "mining.oicr_heads=1",
             "input.train_scales=[64]", "input.test_scales=[64]", "input.max_proposals=60",
             "proposals=felzenszwalb"]
 
@@ -253,7 +253,7 @@ def test_proposals_killed_at_random_points(tmp_path, many_images):
 MINE_SETS = ["solver.max_iter=16", "solver.ims_per_batch=1", "solver.checkpoint_period=2",
              "solver.warmup_iters=2", "solver.steps=[12]", "tag_warmup.iters=6",
              "tag_warmup.batch=2",
-             "tag_warmup.items=1", "mining.fc_dim=32", "mining.refine_heads=2",
+             "tag_warmup.items=1", "mining.fc_dim=32", "mining.oicr_heads=2",
              "input.train_scales=[64,80]", "input.test_scales=[64]", "input.max_proposals=80"]
 
 

@@ -26,7 +26,7 @@ from jtsm_cli.main import cli
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 TINY = ["solver.max_iter=3", "solver.warmup_iters=1", "solver.steps=[2]", "mining.fc_dim=16",
-        "mining.refine_heads=1", "input.train_scales=[64]", "input.test_scales=[64]",
+        "mining.oicr_heads=1", "input.train_scales=[64]", "input.test_scales=[64]",
         "input.max_proposals=60", "proposals=felzenszwalb"]
 
 

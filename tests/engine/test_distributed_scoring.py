@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 TINY = ["solver.max_iter=2", "solver.ims_per_batch=2", "solver.warmup_iters=0",
-        "solver.steps=[1]", "mining.fc_dim=16", "mining.refine_heads=1", "tag_warmup.iters=0",
+        "solver.steps=[1]", "mining.fc_dim=16", "mining.oicr_heads=1", "tag_warmup.iters=0",
         "input.train_scales=[64]", "input.max_proposals=150", "proposals=felzenszwalb",
         # five test scales: scoring the 80 images dominates the run
         "input.test_scales=[64,112,160,208,256]"]

@@ -57,7 +57,7 @@ def make_item(n_prop: int, seed: int, h: int = 64, w: int = 80) -> RefineItem:
 def make_module(stage: str, n_prop: int, *overrides: str) -> torch.nn.Module:
     preset = "synth_quick" if stage == "mine" else "synth_refine_quick"
     cfg = load_config(preset, [f"input.max_proposals={n_prop}", "mining.fc_dim=32",
-                               "mining.refine_heads=2", *overrides])
+                               "mining.oicr_heads=2", *overrides])
     torch.manual_seed(0)
     model = build_model(cfg, CATS, stage, "cpu", pretrained=False)
     module = RefineTrainModule(model, cfg) if stage == "refine" else MilTrainModule.from_config(
@@ -81,7 +81,7 @@ def step_syncs(module: torch.nn.Module, items: list[RefineItem],
 
 
 @pytest.mark.parametrize("stage, overrides", [("mine", ()), ("refine", ()),
-                                              ("mine", ("mining.refine_iou=mask",))],
+                                              ("mine", ("mining.oicr_overlap=mask",))],
                          ids=["mine", "refine", "mine-mask-iou"])
 def test_a_training_step_is_free_of_host_syncs_whatever_its_size(stage, overrides):
     counts = {}

@@ -13,7 +13,7 @@ from jtsm.rundir.checkpoint import load_checkpoint
 
 SETS = ["solver.max_iter=120", "solver.ims_per_batch=1", "solver.checkpoint_period=10",
         "solver.warmup_iters=5", "solver.steps=[100]", "mining.fc_dim=32",
-        "mining.refine_heads=2", "input.train_scales=[64,80]", "input.test_scales=[64]",
+        "mining.oicr_heads=2", "input.train_scales=[64,80]", "input.test_scales=[64]",
         "input.max_proposals=100"]
 
 

@@ -20,7 +20,7 @@ from jtsm.engine.mine import MilTrainModule
 from jtsm.engine.refine import RefineTrainModule
 from jtsm.modeling.build import build_model
 
-TINY = ["mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64,80]",
+TINY = ["mining.fc_dim=32", "mining.oicr_heads=2", "input.train_scales=[64,80]",
         "input.max_proposals=100", "refine.mask_channels=16", "refine.semantic_channels=16"]
 
 

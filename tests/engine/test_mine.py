@@ -14,7 +14,7 @@ from jtsm_cli.main import cli
 TINY = ["solver.max_iter=6", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
         "solver.log_period=1", "solver.warmup_iters=2", "solver.steps=[5]",
         "tag_warmup.iters=3", "tag_warmup.batch=2", "tag_warmup.items=2",
-        "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64,80]",
+        "mining.fc_dim=32", "mining.oicr_heads=2", "input.train_scales=[64,80]",
         "input.test_scales=[80]", "input.max_proposals=100"]
 
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_check import assert_eval_matches_references  # noqa: E402
 
 TINY = ["solver.max_iter=4", "solver.ims_per_batch=2", "solver.warmup_iters=1",
-        "solver.steps=[3]", "mining.fc_dim=32", "mining.refine_heads=2",
+        "solver.steps=[3]", "mining.fc_dim=32", "mining.oicr_heads=2",
         "input.train_scales=[64]", "input.test_scales=[64,80]", "input.max_proposals=100",
         "proposals=felzenszwalb"]
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from eval_check import assert_eval_matches_references  # noqa: E402
 
 MINE = ["solver.max_iter=4", "solver.warmup_iters=1", "solver.steps=[3]", "mining.fc_dim=32",
-        "mining.refine_heads=2", "input.train_scales=[64]", "input.test_scales=[64]",
+        "mining.oicr_heads=2", "input.train_scales=[64]", "input.test_scales=[64]",
         "input.max_proposals=100", "proposals=felzenszwalb"]
 REFINE = ["solver.max_iter=4", "solver.checkpoint_period=2", "refine.mask_channels=8",
           "refine.semantic_channels=8", "refine.mask_convs=1", "refine.mask_size=7"]

@@ -13,7 +13,7 @@ from jtsm.structures import CategoryMap, PanopticSeg
 from jtsm_cli.main import cli
 
 TINY = ["solver.max_iter=3", "solver.ims_per_batch=1", "mining.fc_dim=16",
-        "mining.refine_heads=1", "input.train_scales=[64]", "input.test_scales=[64]",
+        "mining.oicr_heads=1", "input.train_scales=[64]", "input.test_scales=[64]",
         "input.max_proposals=60"]
 CATS = CategoryMap.from_coco([{"id": 1, "name": "disc", "isthing": 1},
                               {"id": 2, "name": "grass", "isthing": 0}])

@@ -14,7 +14,7 @@ from jtsm_cli.main import cli
 TINY = ["solver.max_iter=4", "solver.ims_per_batch=2", "solver.checkpoint_period=4",
         "solver.log_period=2", "solver.warmup_iters=1", "solver.steps=[3]",
         "tag_warmup.iters=3", "tag_warmup.batch=2", "tag_warmup.items=2",
-        "mining.fc_dim=32", "mining.refine_heads=2", "input.train_scales=[64]",
+        "mining.fc_dim=32", "mining.oicr_heads=2", "input.train_scales=[64]",
         "input.test_scales=[64]", "input.max_proposals=60"]
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (warmup|mine) (\d+)/(\d+) loss \d+\.\d{4}"

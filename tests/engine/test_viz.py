@@ -327,7 +327,7 @@ def test_predict_viz_hides_below_min_score(tmp_path, synth_dir, synth_proposals)
     from jtsm.engine.mine import run_mine
 
     tiny = ["solver.max_iter=2", "solver.ims_per_batch=2", "solver.warmup_iters=1",
-            "solver.steps=[1]", "mining.fc_dim=16", "mining.refine_heads=1",
+            "solver.steps=[1]", "mining.fc_dim=16", "mining.oicr_heads=1",
             "input.train_scales=[64]", "input.test_scales=[64]", "input.max_proposals=50",
             "proposals=felzenszwalb", "segments.presence_threshold=0"]  # untrained: all present
     run = tmp_path / "run"

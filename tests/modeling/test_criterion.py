@@ -19,7 +19,7 @@ from test_model import _model, _scene  # noqa: E402
 
 def _outputs():
     torch.manual_seed(0)
-    model = _model(3, "mining.fc_dim=16", "mining.refine_heads=2").eval()
+    model = _model(3, "mining.fc_dim=16", "mining.oicr_heads=2").eval()
     image, props = _scene()
     return model, model(image, props), props
 

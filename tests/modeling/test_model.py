@@ -46,7 +46,7 @@ def _scene(seed: int = 0, h: int = 64, w: int = 80):
 @pytest.mark.parametrize("pooler", POOLERS)
 def test_forward_losses_backward_every_pooler(pooler):
     torch.manual_seed(0)
-    model = _model(3, f"mining.pooling={pooler}", "mining.fc_dim=32", "mining.refine_heads=2")
+    model = _model(3, f"mining.pooling={pooler}", "mining.fc_dim=32", "mining.oicr_heads=2")
     image, props = _scene()
     out = model(image, props)
     p = len(props)
@@ -63,7 +63,7 @@ def test_forward_losses_backward_every_pooler(pooler):
 
 def test_mask_overlap_option_uses_mask_iou():
     image, props = _scene()
-    model = _model(2, "mining.fc_dim=16", "mining.refine_heads=1", "mining.refine_iou=mask").eval()
+    model = _model(2, "mining.fc_dim=16", "mining.oicr_heads=1", "mining.oicr_overlap=mask").eval()
     out = model(image, props)
     losses = model.losses(out, torch.tensor([1.0, 1.0]), props)
     assert torch.isfinite(losses["loss_refine_1"])
@@ -75,7 +75,7 @@ def test_mask_overlap_option_uses_mask_iou():
 def test_model_learns_tags_on_one_image():
     torch.manual_seed(0)
     image, props = _scene()
-    model = _model(3, "mining.fc_dim=64", "mining.refine_heads=1", "mining.dropout=0")
+    model = _model(3, "mining.fc_dim=64", "mining.oicr_heads=1", "mining.dropout=0")
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     tags = torch.tensor([1.0, 0.0, 1.0])
     first = None
@@ -93,7 +93,7 @@ def test_model_learns_tags_on_one_image():
 
 def test_bad_inputs_and_config():
     image, props = _scene()
-    model = _model(2, "mining.fc_dim=8", "mining.refine_heads=0")
+    model = _model(2, "mining.fc_dim=8", "mining.oicr_heads=0")
     with pytest.raises(ValueError, match="proposals"):
         model(image[:, :, :32], props)
     with pytest.raises(ConfigError):

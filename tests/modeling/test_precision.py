@@ -110,7 +110,7 @@ def _mining_pair(seed: int = 0) -> tuple[MiningModel, MiningModel]:
     """The same mining model (dropout off) in fp32 and in bf16, identical weights."""
     torch.manual_seed(seed)
     sets = ["backbone.stride=16", "mining.fc_dim=64", "mining.dropout=0",
-            "mining.refine_heads=2"]
+            "mining.oicr_heads=2"]
     fp32 = MiningModel.from_config(load_config(overrides=[*sets, "backbone.precision=fp32"]), 3)
     bf16 = MiningModel.from_config(load_config(overrides=[*sets, "backbone.precision=bf16"]), 3)
     bf16.load_state_dict(fp32.state_dict())

@@ -253,7 +253,7 @@ def test_sam_proposals_then_mine(tmp_path, synth_dir, tiny_sam):
     assert json.loads(r.output)["computed"] == 12
     tiny = ["solver.max_iter=3", "solver.ims_per_batch=2", "solver.checkpoint_period=3",
             "solver.warmup_iters=1", "solver.steps=[2]", "tag_warmup.iters=2", "tag_warmup.batch=2",
-            "tag_warmup.items=2", "mining.fc_dim=32", "mining.refine_heads=2",
+            "tag_warmup.items=2", "mining.fc_dim=32", "mining.oicr_heads=2",
             "input.train_scales=[64]", "input.test_scales=[64]", "input.max_proposals=40"]
     args = ["mine", "--dataset", str(train), "--images", str(synth_dir / "images"),
             "--proposals", str(props), "--out", str(tmp_path / "run"), "--json", "--quiet"]

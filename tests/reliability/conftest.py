@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 TINY = ["solver.max_iter=2", "solver.ims_per_batch=1", "solver.warmup_iters=0",
-        "solver.steps=[1]", "mining.fc_dim=16", "mining.refine_heads=1",
+        "solver.steps=[1]", "mining.fc_dim=16", "mining.oicr_heads=1",
         "input.train_scales=[64]", "input.test_scales=[64]", "input.max_proposals=40",
         "proposals=felzenszwalb"]
 

@@ -73,7 +73,7 @@ def test_every_float_key_refuses_nan_and_inf():
     ("solver.warmup_factor=0", "solver.warmup_factor=0.0 is out of range (want in (0, 1])"),
     ("segments.presence_threshold=1.5", "segments.presence_threshold=1.5 is out of range (want in "
                                      "[0, 1])"),
-    ("mining.refine_iou_threshold=-1", "mining.refine_iou_threshold=-1.0 is out of range"),
+    ("mining.oicr_iou_threshold=-1", "mining.oicr_iou_threshold=-1.0 is out of range"),
     ("solver.clip_grad_norm=-1", "solver.clip_grad_norm=-1.0 is out of range (want >= 0, 0 = "
                                  "off)"),
     ("tag_warmup.optimizer=rmsprop",
