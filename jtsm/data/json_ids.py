@@ -46,6 +46,28 @@ def _key(value: Any) -> Any:
     return value
 
 
+def _refuse_repeats(items: Any, where: str, list_name: str,
+                    fields: tuple[tuple[str, str, int, bool], ...]) -> None:
+    """Refuse a list of objects in which a field's value comes twice. ``fields``:
+    ``(key, what it is called, characters shown, compared without surrounding space)``;
+    anything not a list of objects is left to the reader."""
+    if not isinstance(items, list):
+        return
+    seen: dict[str, dict[Any, int]] = {key: {} for key, *_ in fields}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        for key, what, width, strip in fields:
+            if key not in item:
+                continue
+            value = item[key]
+            k = _key(value.strip() if strip and isinstance(value, str) else value)
+            if k in seen[key]:
+                raise DataError(f"{where}: {list_name}[{i}]: {what} {value!r:.{width}} is listed "
+                                f"twice (also {list_name}[{seen[key][k]}])")
+            seen[key][k] = i
+
+
 def check_unique_categories(categories: Any, where: str) -> None:
     """Refuse a ``categories`` list that gives one id or one name twice (names compared
     without surrounding space); anything not a list of objects is left to the reader.
@@ -54,25 +76,8 @@ def check_unique_categories(categories: Any, where: str) -> None:
         DataError: ``<where>: categories[3]: category name 'dog' is listed twice (also
             categories[0])`` (``category id 7``).
     """
-    if not isinstance(categories, list):
-        return
-    ids: dict[Any, int] = {}
-    names: dict[Any, int] = {}
-    for i, c in enumerate(categories):
-        if not isinstance(c, dict):
-            continue
-        if "id" in c:
-            cid = _key(c["id"])
-            if cid in ids:
-                raise DataError(f"{where}: categories[{i}]: category id {c['id']!r:.40} is "
-                                f"listed twice (also categories[{ids[cid]}])")
-            ids[cid] = i
-        if "name" in c:
-            name = _key(c["name"].strip() if isinstance(c["name"], str) else c["name"])
-            if name in names:
-                raise DataError(f"{where}: categories[{i}]: category name {c['name']!r:.60} is "
-                                f"listed twice (also categories[{names[name]}])")
-            names[name] = i
+    _refuse_repeats(categories, where, "categories",
+                    (("id", "category id", 40, False), ("name", "category name", 60, True)))
 
 
 def check_unique_images(images: Any, where: str) -> None:
@@ -83,22 +88,5 @@ def check_unique_images(images: Any, where: str) -> None:
         DataError: ``<where>: images[1]: image id 1 is listed twice (also images[0])`` (``file
             'a.jpg'``).
     """
-    if not isinstance(images, list):
-        return
-    ids: dict[Any, int] = {}
-    names: dict[Any, int] = {}
-    for i, im in enumerate(images):
-        if not isinstance(im, dict):
-            continue
-        if "id" in im:
-            iid = _key(im["id"])
-            if iid in ids:
-                raise DataError(f"{where}: images[{i}]: image id {im['id']!r:.40} is listed "
-                                f"twice (also images[{ids[iid]}])")
-            ids[iid] = i
-        if "file_name" in im:
-            name = _key(im["file_name"])
-            if name in names:
-                raise DataError(f"{where}: images[{i}]: file {im['file_name']!r:.60} is listed "
-                                f"twice (also images[{names[name]}])")
-            names[name] = i
+    _refuse_repeats(images, where, "images",
+                    (("id", "image id", 40, False), ("file_name", "file", 60, False)))
