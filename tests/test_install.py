@@ -25,6 +25,21 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
+def test_every_package_folder_is_installed():
+    """pyproject's explicit package list names every folder with an ``__init__.py`` (a
+    subpackage left out imports in a checkout but not once installed)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = set()
+    for top, name in (("jtsm", "jtsm"), ("jtsm_cli", "jtsm_cli"), ("plugins", "jtsm_plugins")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top)
+            found.add(".".join([name, *rel.parts]))
+    assert found - listed == set()
+
+
 def test_setup_asks_for_the_strict_editable_mode():
     text = (ROOT / "setup.py").read_text()
     assert '"editable_wheel": {"mode": "strict"}' in text
