@@ -33,6 +33,8 @@ __all__ = [
     "proposal_generators",
     "reset",
     "takes_keyword",
+    "for_workers",
+    "from_worker",
 ]
 
 #: Built-in plugins: (short name, module). Registered exactly as a third-party plugin would be.
@@ -81,6 +83,25 @@ def takes_keyword(fn: Any, name: str, *, through_kwargs: bool) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.name == name or (through_kwargs and p.kind is p.VAR_KEYWORD) for p in params)
+
+
+def for_workers(plugin: Any, name: str) -> Any:
+    """What a worker process is handed to find a plugin's generator or method: the object
+    itself when it pickles (one registered in this process, e.g. by a script, is then seen by
+    the workers too), else its ``name``, which the worker looks up among the installed
+    plugins (:func:`from_worker`)."""
+    import pickle
+
+    try:
+        pickle.dumps(plugin)
+    except Exception:  # noqa: BLE001 - lambdas, closures, live handles
+        return name
+    return plugin
+
+
+def from_worker(handed: Any, lookup: Callable[[str], Any]) -> Any:
+    """The plugin :func:`for_workers` handed over (``lookup`` finds one given by name)."""
+    return lookup(handed) if isinstance(handed, str) else handed
 
 
 def _allowed() -> set[str] | None:

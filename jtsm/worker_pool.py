@@ -67,7 +67,7 @@ def _start_worker(parent: int, initializer: Callable[..., None] | None,
                   initargs: tuple[Any, ...]) -> None:
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by fork
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the default, whatever the parent set
     if initializer is not None:
         initializer(*initargs)
 
@@ -120,7 +120,10 @@ def run_pool(fn: Callable[[T], R], tasks: Sequence[T], workers: int,
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    # fresh interpreters, not forks: a fork copies locks other threads of this process hold
+    # (OpenCV's thread pool after the parent drew images with it), and a worker then waits
+    # on one forever
+    ctx = mp.get_context("spawn")
     pending = iter(tasks)
     finished_all = False
     with _sigterm_raises():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,28 @@ def test_relabel_names_the_images_when_a_worker_dies(tmp_path: Path):
     with pytest.raises(JtsmError, match=r"worker process died .*relabelling one of: "
                                         r".*train_00000\d\.jpg"):
         run_relabel(run, tmp_path / "d/images", tmp_path / "out", evidence="dies", workers=2)
+
+
+_HELD = threading.Lock()
+
+
+def _take_the_lock() -> None:
+    with _HELD:
+        pass
+
+
+def test_workers_start_while_the_parent_holds_a_lock():
+    """A forked worker copies every lock of the parent in the state it is in, and one held at
+    that moment (OpenCV's thread-pool lock, after the parent drew images with it) is never
+    released in the worker: it waited forever. Workers are fresh interpreters."""
+    results: list[int] = []
+    _HELD.acquire()
+    try:
+        t = threading.Thread(target=lambda: results.extend(
+            run_pool(_square, [1, 2, 3], 2, _take_the_lock)), daemon=True)
+        t.start()
+        t.join(120)
+        assert not t.is_alive(), "the workers wait on a lock the parent held when they started"
+    finally:
+        _HELD.release()
+    assert sorted(results) == [1, 4, 9]

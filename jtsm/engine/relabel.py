@@ -27,7 +27,13 @@ from jtsm.data.output_names import check_output_names, output_name
 from jtsm.engine.panoptic_merge import MergeConfig, merge_panoptic
 from jtsm.errors import DataError
 from jtsm.fileio import atomic_write_json, read_image, read_json, safe_join
-from jtsm.plugins import EvidenceMethod, get_evidence, takes_keyword
+from jtsm.plugins import (
+    EvidenceMethod,
+    for_workers,
+    from_worker,
+    get_evidence,
+    takes_keyword,
+)
 from jtsm.proposals.store import store_digest
 from jtsm.rundir.layout import META, PANOPTIC_JSON, PANOPTIC_PNGS, RELABEL_ENTRIES, RunDir
 from jtsm.structures import CategoryMap, PanopticSeg, masks_to_boxes
@@ -76,7 +82,7 @@ def _init_worker(job: dict[str, Any]) -> None:
     _JOB.clear()
     _JOB.update(job)
     _JOB["mined"] = load_panoptic_json(job["mined_json"])
-    _JOB["method"] = get_evidence(job["evidence"])
+    _JOB["method"] = from_worker(job["evidence"], get_evidence)
     if job["proposals"] is not None:
         from jtsm.proposals.store import ProposalStore
 
@@ -225,7 +231,8 @@ def run_relabel(
             raise DataError(f"{mined_json}: {exc}") from None
     mine_share = mined.images[shard[0]::shard[1]]
     todo = [im for im in mine_share if not done(im)]
-    spec = {"mined_json": str(mined_json), "evidence": evidence, "images": str(images),
+    spec = {"mined_json": str(mined_json), "evidence": for_workers(method, evidence),
+            "images": str(images),
             "out": str(out), "proposals": str(proposals) if proposals and takes_superpixels
             else None, "job": job}
     n = worker_count(workers, len(todo))

@@ -172,7 +172,7 @@ def _init_worker(job: dict[str, Any]) -> None:
 
 def generate_one(
     image: np.ndarray,
-    method: str,
+    method: Any,
     max_proposals: int | None,
     image_path: Any = None,
     options: Mapping[str, Any] | None = None,
@@ -185,9 +185,10 @@ def generate_one(
         DataError: bad input for this image (from the generator). PluginError: unknown
         method. JtsmError: the generator crashed or returned another image size (named).
     """
-    from jtsm.plugins import get_proposal_generator, takes_keyword
+    from jtsm.plugins import from_worker, get_proposal_generator, takes_keyword
 
-    gen = get_proposal_generator(method)
+    gen = from_worker(method, get_proposal_generator)  # a name or the generator itself
+    method = gen.name
     opts = dict(options or {})
     if takes_keyword(gen.generate, "max_proposals", through_kwargs=True):
         opts.setdefault("max_proposals", max_proposals)
@@ -265,7 +266,7 @@ def run_proposals(
         PluginError: unknown method. JtsmError: a method crashed (the image is named), or the
         store holds another job's proposals.
     """
-    from jtsm.plugins import get_proposal_generator
+    from jtsm.plugins import for_workers, get_proposal_generator
 
     get_proposal_generator(method)  # fail early on an unknown name
     store = ProposalStore(out)
@@ -287,7 +288,7 @@ def run_proposals(
     if not todo:
         return
     job = {
-        "method": method,
+        "method": for_workers(get_proposal_generator(method), method),
         "max_proposals": max_proposals,
         "options": dict(options or {}),
         "out": str(out),
