@@ -108,3 +108,25 @@ def test_workers_start_while_the_parent_holds_a_lock():
     finally:
         _HELD.release()
     assert sorted(results) == [1, 4, 9]
+
+
+def test_no_process_pool_of_jtsm_forks():
+    """Every process pool in the package starts fresh interpreters: a fork copies the locks
+    other threads hold (the hang of test_workers_start_while_the_parent_holds_a_lock, which
+    OpenCV's thread pool caused in the proposal and PQ pools alike)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    calls = []
+    for path in [*(root / "jtsm").rglob("*.py"), *(root / "plugins").rglob("*.py")]:
+        text = path.read_text()
+        for m in re.finditer(r"ProcessPoolExecutor\((.*?)\)\s*$", text, re.S | re.M):
+            calls.append((path.name, m.group(1)))
+        assert "multiprocessing.Pool(" not in text and "mp.Pool(" not in text, path
+    assert len(calls) >= 2
+    for name, args in calls:
+        assert "mp_context=" in args, name
+    src = (root / "jtsm/worker_pool.py").read_text() + (root / "jtsm/evaluation/panoptic.py"
+                                                         ).read_text()
+    assert "fork" not in re.findall(r'get_context\("(\w+)"\)', src)
+    assert re.findall(r'get_context\("(\w+)"\)', src) == ["spawn", "spawn"]

@@ -19,6 +19,7 @@ equal pixel pairs, see :mod:`jtsm.evaluation.idmaps`) and spread over a process 
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -542,7 +543,10 @@ def sum_chunks(
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     pool = None
     if workers > 1 and len(chunks) > 1:
-        pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=_init_worker)
+        # fresh interpreters, not forks: a fork copies locks other threads hold (OpenCV's
+        # thread pool, after this process drew or decoded images) and a worker waits forever
+        pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=_init_worker,
+                                   mp_context=multiprocessing.get_context("spawn"))
     try:
         results: Iterable[S] = _run_here(chunks, run) if pool is None else pool.map(run, chunks)
         done = 0
