@@ -46,7 +46,6 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -378,12 +377,7 @@ def evaluate_boundary_pq(
         "rq"}}, "mask": {the same for mask PQ}, "dilation_ratio": r}``, fractions in [0, 1].
     """
     ratio = _check_ratio(dilation_ratio)
-    jobs, cats = _build_jobs(
-        Path(gt_json), Path(pred_json),
-        Path(gt_dir) if gt_dir is not None else None,
-        Path(pred_dir) if pred_dir is not None else None,
-        None if image_ids is None else {int(i) for i in image_ids},
-    )
+    jobs, cats = _build_jobs(gt_json, pred_json, gt_dir, pred_dir, image_ids)
     run = functools.partial(_run_boundary_jobs, num_classes=cats.num_classes,
                             dilation_ratio=ratio)
     stats = sum_chunks(jobs, run, BoundaryStats.zeros(cats.num_classes), workers, progress)

@@ -448,11 +448,19 @@ class _Folder:
 
 
 def _build_jobs(
-    gt_json: Path, pred_json: Path, gt_dir: Path | None, pred_dir: Path | None,
-    image_ids: set[int] | None = None,
+    gt_json: str | os.PathLike[str], pred_json: str | os.PathLike[str],
+    gt_dir: str | os.PathLike[str] | None, pred_dir: str | os.PathLike[str] | None,
+    ids: Iterable[int] | None = None,
 ) -> tuple[list[_Job], CategoryMap]:
+    """One job per ground-truth image (``ids``: only these), as every panoptic metric reads
+    the two files."""
     from jtsm.data.coco_panoptic import png_dir_for
     from jtsm.evaluation.cocogt import load_panoptic_gt
+
+    gt_json, pred_json = Path(gt_json), Path(pred_json)
+    gt_dir = Path(gt_dir) if gt_dir is not None else None
+    pred_dir = Path(pred_dir) if pred_dir is not None else None
+    image_ids = None if ids is None else {int(i) for i in ids}
 
     ds = load_panoptic_gt(gt_json, gt_dir)
     preds = _load_predictions(pred_json)
@@ -515,12 +523,7 @@ def evaluate_pq(
         ``{"All"|"Things"|"Stuff": {"pq", "sq", "rq", "n"}, "per_class": {name: {"pq", "sq",
         "rq"}}}`` (see :func:`summarize_pq`). Errors raise :class:`DataError` naming the file.
     """
-    jobs, cats = _build_jobs(
-        Path(gt_json), Path(pred_json),
-        Path(gt_dir) if gt_dir is not None else None,
-        Path(pred_dir) if pred_dir is not None else None,
-        None if image_ids is None else {int(i) for i in image_ids},
-    )
+    jobs, cats = _build_jobs(gt_json, pred_json, gt_dir, pred_dir, image_ids)
     run = functools.partial(_run_jobs, num_classes=cats.num_classes)
     stats = sum_chunks(jobs, run, PQStats.zeros(cats.num_classes), workers, progress)
     return summarize_pq(stats, cats)
