@@ -66,7 +66,7 @@ def _prepare(out: Path, quick: bool) -> tuple[Path, Path, Path]:
 
 def _check_same_warmup(cfg: Config, base: Config, name: str) -> None:
     """A shared warm-up is only the same experiment when everything it depends on is."""
-    for part in ("seed", "backbone", "warmup", "input"):
+    for part in ("seed", "backbone", "tag_warmup", "input"):
         if getattr(cfg, part) != getattr(base, part):
             raise SystemExit(f"{name}: its {part} config differs from the default run's, so it "
                              f"cannot share its warm-up (use --own-warmup)")
