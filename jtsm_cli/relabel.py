@@ -11,7 +11,8 @@ from jtsm_cli.common import progress, quiet_option, report
 
 @click.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Mining run folder (jtsm mine --out).")
+              help="Run folder of jtsm mine, or of jtsm refine (a self-training "
+                   "round): its segments of the training images, RUN/mined/.")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False),
               help="Relabel only the images this json lists.")
 @click.option("--images", required=True, type=click.Path(exists=True, file_okay=False),

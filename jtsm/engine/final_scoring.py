@@ -1,8 +1,9 @@
 """The work after training, shared by every rank: mined outputs and presence thresholds.
 
-Once a stage has trained, every training image is scored once more at the test scales:
-``jtsm mine`` writes the mined segments and detections (``RUN/mined/``) and both stages
-calibrate ``RUN/presence.json``. On N ranks each rank scores every N-th image (rank ``r``
+Once a stage has trained, every image it trained on is scored once more at the test scales
+and segmented with its tags: the segments and detections go to ``RUN/mined/`` (``jtsm mine``'s
+mined segments; ``jtsm refine``'s refined ones, which the next self-training round relabels)
+and the image scores calibrate ``RUN/presence.json``. On N ranks each rank scores every N-th image (rank ``r``
 takes images ``r, r + N, ...``) and writes its part beside the outputs (PNGs in place, the
 rest in ``.part-<rank>/``); after a barrier, rank 0 merges the parts in image order into the
 files one process writes, byte for byte, and removes them. No rank waits at a barrier for more
@@ -28,7 +29,7 @@ from jtsm.modeling.model import MiningModel
 from jtsm.rundir.layout import DETECTIONS, PANOPTIC_JSON, PANOPTIC_PNGS, RunDir
 from jtsm.structures import CategoryMap, ProposalSet
 
-__all__ = ["shard", "write_mined", "write_presence"]
+__all__ = ["shard", "write_mined"]
 
 
 def shard(n: int) -> range:
@@ -151,25 +152,3 @@ def _merge_mined(out: Path, world: int, ds: MiningDataset, cfg: Config) -> dict[
             "segments": int(sum(len(o[1]["segments_info"]) for o in order)),
             "detections": sum(len(o[2]) for o in order),
             "panoptic": str(out / PANOPTIC_JSON), "detections_json": str(out / DETECTIONS)}
-
-
-def write_presence(model: MiningModel, ds: MiningDataset, run_dir: Path, cfg: Config) -> None:
-    """Score every training image (at the test scales, as :func:`write_mined`) and calibrate
-    ``RUN/presence.json``; called on every rank, each scoring its share."""
-    from jtsm.engine.inference import score_proposals
-
-    world, rank = get_world_size(), get_rank()
-    indices = shard(len(ds))
-    scores, tags = [], []
-    with _read(ds, cfg, model, indices) as reads:
-        for i, (image, ps) in zip(indices, reads):
-            _, y = score_proposals(model, image, ps, cfg.input.test_scales, cfg.input.max_size)
-            scores.append(y)
-            tags.append(ds.categories.tag_vector(ds.records[i].labels))
-    _save_scores(_part(run_dir, rank), indices, scores, tags, ds.categories.num_classes)
-    barrier()
-    if is_main():
-        merged = _merged_scores(run_dir, world)
-        _save_presence(run_dir, *merged, ds.categories, cfg)
-        _remove_parts(run_dir, world)
-    barrier()

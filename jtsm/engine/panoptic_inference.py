@@ -66,12 +66,16 @@ def refined_panoptic(
     present: Sequence[int],
     categories: CategoryMap,
     cfg: Config,
+    tagged: bool = False,
 ) -> PanopticSeg:
     """The full model's panoptic segmentation of one image.
 
     Arguments:
         image: ``(H, W, 3)`` uint8 RGB; ps: its proposals; scores: ``(P, C)`` mining scores
             (already averaged over test-time passes); present: present class indices.
+        tagged: ``present`` are the image's tags. Otherwise an image where no stuff class
+            passes its presence threshold takes the best of every stuff class per pixel; a
+            tagged image without stuff tags keeps the pixels no instance covers void.
     Returns:
         segments with COCO ``category_id`` and ``score`` (stuff: its mean pixel probability).
     """
@@ -104,7 +108,9 @@ def refined_panoptic(
         s_cls: list[int] = []
         s_score: list[float] = []
         nt = categories.num_things
-        stuff = [c - nt for c in present if c >= nt] or list(range(categories.num_stuff))
+        stuff = [c - nt for c in present if c >= nt]
+        if not stuff and not tagged:
+            stuff = list(range(categories.num_stuff))
         if cfg.refine.stuff_from == "mined":
             s_masks, s_cls, s_score = mined_stuff(
                 ps, scores, [c for c in present if c >= nt], categories, cfg.segments)

@@ -140,7 +140,7 @@ def run_refine(
         proposals: the proposal store; default: the one the source run trained on.
     Returns (rank 0) a summary: images, skipped untagged, source stage.
     """
-    from jtsm.engine.final_scoring import write_presence
+    from jtsm.engine.final_scoring import write_mined
 
     source, out = Path(source), Path(out)
     meta = read_json(RunDir(source).meta)
@@ -177,6 +177,11 @@ def run_refine(
     if is_main():
         save_checkpoint(RunDir(out).weights, model.state_dict())
         record_weights(out)
-    write_presence(model, ds, out, cfg)  # every rank scores its share of the images
+    # the refined segments of the images it trained on (tags known), what the next
+    # self-training round relabels (jtsm relabel --run RUN2), and presence.json; every rank
+    # scores its share of the images
+    segments = write_mined(model, ds, RunDir(out).mined, cfg)
+    if segments is not None:
+        summary["segments"] = segments
     barrier()
     return summary

@@ -60,7 +60,8 @@ def segment_image(model: nn.Module, image: np.ndarray, ps: ProposalSet, categori
                                            flip=flip)
     present = present_classes(image_scores, tags, cfg.segments, presence)
     if isinstance(model, PanopticModel):
-        seg = refined_panoptic(model, image, ps, scores, present, categories, cfg)
+        seg = refined_panoptic(model, image, ps, scores, present, categories, cfg,
+                               tagged=tags is not None)
     else:
         seg = mine_image(ps, scores, present, categories, cfg.segments)
     return ImageResult(seg, detections(ps, scores, categories, image_id, cfg.segments),

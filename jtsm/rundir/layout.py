@@ -9,7 +9,9 @@ A **training run** (``jtsm mine``, ``jtsm refine``)::
     RUN/metrics.jsonl          one json record per logged iteration
     RUN/log.txt                the progress lines
     RUN/presence.json          per-class presence thresholds (calibrated on training tags)
-    RUN/mined/                 mine's outputs: panoptic.json + PNGs, detections.json
+    RUN/mined/                 the segments of the training images (tags known) as the trained
+                               model gives them: panoptic.json + PNGs, detections.json
+                               (mine: the mined segments; refine: the refined ones)
     RUN/tensorboard/           TensorBoard scalars (when tensorboard is installed)
     RUN/.summary.json          the command's summary, handed from its workers (then removed)
 

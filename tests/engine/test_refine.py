@@ -74,6 +74,44 @@ def test_refine_then_predict_then_eval(tmp_path, mine_run, synth_dir, synth_prop
     assert_eval_matches_references(gt, pred)
 
 
+def test_a_refined_run_segments_its_images_and_a_second_round_trains_on_them(
+        tmp_path, mine_run, synth_dir, synth_proposals):
+    """A self-training round: refine writes its own segments of the images it trained on
+    (RUN2/mined/, as the refined model segments them with their tags), relabel reads them
+    from the refined run, and refine trains again from the refined run on that."""
+    from jtsm.engine.predict import predict_images
+    from jtsm.engine.relabel import run_relabel
+
+    images = synth_dir / "images"
+    cfg = load_config(overrides=[*MINE, *REFINE])
+    r1 = tmp_path / "round1"
+    summary = run_refine(cfg, mine_run, mine_run / "mined/panoptic.json", images, r1)
+    seg = load_panoptic_json(r1 / "mined/panoptic.json")
+    train = load_panoptic_json(mine_run / "mined/panoptic.json")
+    assert [im["id"] for im in seg.images] == [im["id"] for im in train.images]
+    assert summary["segments"]["images"] == len(train.images)
+    # the segments are the refined model's: what predict gives on the same images, with
+    # the tags deciding the classes (a tagged image's classes are a subset of its tags)
+    tags = {i: {s["category_id"] for s in a["segments_info"]}
+            for i, a in train.annotations.items()}
+    assert sum(len(a["segments_info"]) for a in seg.annotations.values()) > 0
+    for i, a in seg.annotations.items():
+        assert {s["category_id"] for s in a["segments_info"]} <= tags[i]
+    pred = tmp_path / "pred"
+    predict_images(load_run(r1), images, pred, synth_dir / "annotations/panoptic_train.json",
+                   synth_proposals)
+    assert (pred / "panoptic.json").is_file()
+    relabelled = tmp_path / "relabel2"
+    out = run_relabel(r1, images, relabelled, evidence="none", proposals=synth_proposals)
+    assert out["complete"] and out["images"] == len(train.images)
+    r2 = tmp_path / "round2"
+    run_refine(cfg, r1, relabelled / "panoptic.json", images, r2)
+    assert json.loads((r2 / "meta.json").read_text())["stage"] == "refine"
+    assert (r2 / "mined/panoptic.json").is_file()
+    a, b = _state(r1), _state(r2)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("mask_head."))
+
+
 def test_refine_resume_equals_an_uninterrupted_run(tmp_path, mine_run, synth_dir):
     def run(out, iters, resume):
         cfg = load_config(overrides=[*MINE, *REFINE, f"solver.max_iter={iters}"])
@@ -308,3 +346,4 @@ def test_superpixel_means_equal_a_loop_and_snapping_follows_the_superpixels():
     snapped = snap_to_superpixels(prob, sp)
     assert np.array_equal(snapped, sp == 1)
     assert not snap_to_superpixels(prob * 0.5, sp).any()  # under the threshold: nothing
+
