@@ -39,7 +39,6 @@ Precision = Literal["fp32", "bf16", "auto"]
 Pooling = Literal["moi", "moi-tps", "roi-pool", "roi-align"]
 Compensation = Literal["code", "paper", "none"]
 OicrOverlap = Literal["box", "mask"]
-Context = Literal["none", "contrast"]
 Optimizer = Literal["sgd", "adamw"]
 MaskWeight = Literal["image_score", "segment_score", "none"]
 ThingsFrom = Literal["instance", "mined"]
@@ -90,8 +89,6 @@ class MiningConfig:
     oicr_overlap: OicrOverlap = "box"  # box | mask: how OICR spreads pseudo labels
     oicr_iou_threshold: float = 0.5  # IoU from which a proposal takes its pseudo label's class
     train_backbone: bool = True  # false: MIL trains the heads only, on the warm-up's backbone
-    context: Context = "none"  # "contrast": the detection stream scores a proposal against the
-    #                           frame around its box (inside minus frame)
 
 
 @dataclass

@@ -24,10 +24,6 @@ class MiningHead(nn.Module):
         num_classes: things + stuff (``C``).
         hidden: FC width (4096 in the paper; 256-512 on CPU).
         num_refine: ``n_r`` (Eq. 4); 0 allowed.
-        context: a contrast stream (``mining.context = "contrast"``): the frame around each
-            proposal's box goes through FC layers of its own to detection logits that are
-            subtracted from the proposal's own (ContextLocNet's contrastive S model), so a
-            proposal scores high for a class when it holds the class and its frame does not.
     """
 
     def __init__(
@@ -37,7 +33,6 @@ class MiningHead(nn.Module):
         hidden: int = 4096,
         num_refine: int = 4,
         dropout: float = 0.5,
-        context: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -48,19 +43,11 @@ class MiningHead(nn.Module):
         self.mil_cls = nn.Linear(hidden, num_classes)  # S^C
         self.mil_det = nn.Linear(hidden, num_classes)  # S^D
         self.refine = nn.ModuleList(nn.Linear(hidden, num_classes + 1) for _ in range(num_refine))
-        self.context_fc: nn.Module | None = None
-        self.context_det: nn.Linear | None = None
-        extra = []
-        if context:
-            self.context_fc = nn.Sequential(
-                nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
-            self.context_det = nn.Linear(hidden, num_classes)
-            extra = [self.context_det]
-        for m in [self.mil_cls, self.mil_det, *self.refine, *extra]:
+        for m in [self.mil_cls, self.mil_det, *self.refine]:
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
 
-    def forward(self, pooled: Tensor, precision: str = "fp32", frame: Tensor | None = None
+    def forward(self, pooled: Tensor, precision: str = "fp32"
                 ) -> dict[str, Tensor | list[Tensor]]:
         """Score one image's proposals: ``pooled`` ``(P, C_feat, ph, pw)`` (or ``(P, F)``), any
         float dtype.
@@ -68,9 +55,6 @@ class MiningHead(nn.Module):
         The FC layers, S^C, S^D and the refinement heads' linear layers run under
         ``precision``'s autocast (``fp32``, ``bf16``, ``auto``: the backbone's); every output
         is float32 (the logits are cast before the softmaxes and the losses).
-
-        ``frame``: the pooled frames ``(P, C_feat, ph, pw)`` of a head built with ``context``
-        (their detection logits are subtracted from S^D's).
 
         Returns:
             ``mil_scores`` ``(P, C)``: ``S = softmax_c(S^C) * softmax_p(S^D)`` (Eq. 2);
@@ -87,13 +71,6 @@ class MiningHead(nn.Module):
         with autocast(precision, pooled.device):
             x = self.fc(pooled.reshape(pooled.shape[0], -1))
             cls, det = self.mil_cls(x).float(), self.mil_det(x).float()
-            if self.context_fc is not None and self.context_det is not None:
-                if frame is None:
-                    raise ValueError("a head with a contrast stream needs the frames' features")
-                if frame.dim() == 4:
-                    frame = frame.permute(0, 2, 3, 1)
-                xc = self.context_fc(frame.reshape(frame.shape[0], -1))
-                det = det - self.context_det(xc).float()
             logits = [h(x).float() for h in self.refine]
         s = torch.softmax(cls, 1) * torch.softmax(det, 0)
         probs = [torch.softmax(z, 1) for z in logits]

@@ -14,10 +14,9 @@ from jtsm.modeling.backbone import build_backbone
 from jtsm.modeling.criterion import MiningCriterion
 from jtsm.modeling.imagenet_weights import resolve_weights
 from jtsm.modeling.mining_head import MiningHead
-from jtsm.modeling.pooling import build_pooler, frame_pool
+from jtsm.modeling.pooling import build_pooler
 from jtsm.modeling.precision import run_module
 from jtsm.ops.proposal_tensors import ProposalTensors
-from jtsm.ops.transfer import to_device
 
 __all__ = ["MiningModel"]
 
@@ -55,7 +54,6 @@ class MiningModel(nn.Module):
         oicr_iou_threshold: float = 0.5,
         precision: str = "fp32",
         mil_eps: float = 1e-6,
-        context: str = "none",
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -68,10 +66,7 @@ class MiningModel(nn.Module):
                                    spatial_scale=1.0 / backbone.stride,
                                    compensation=compensation, use_scores=use_scores)
         in_features = backbone.out_channels * pool_size**2
-        self.context = context
-        self.pool_size = pool_size
-        self.head = MiningHead(in_features, num_classes, fc_dim, oicr_heads, dropout,
-                               context=context == "contrast")
+        self.head = MiningHead(in_features, num_classes, fc_dim, oicr_heads, dropout)
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
 
@@ -106,11 +101,7 @@ class MiningModel(nn.Module):
         :mod:`jtsm.ops.moi_pool`); the other poolers take them on the features' device."""
         if self.pooler.method != "moi" and proposals.device != feats.device:
             proposals = proposals.to(feats.device)
-        frame = None
-        if self.context == "contrast":
-            boxes = to_device(proposals.boxes, feats.device)
-            frame = frame_pool(feats, boxes, self.pool_size, 1.0 / self.backbone.stride)
-        return self.head(self.pooler(feats, proposals), self.precision, frame)
+        return self.head(self.pooler(feats, proposals), self.precision)
 
     def losses(
         self, outputs: dict[str, Any], tags: Tensor, proposals: ProposalTensors
@@ -144,5 +135,5 @@ def mining_kwargs(cfg: Config) -> dict[str, Any]:
     return {"pooling": m.pooling, "pool_size": m.pool_size, "compensation": m.compensation,
             "use_scores": m.use_scores, "fc_dim": m.fc_dim, "dropout": m.dropout,
             "oicr_heads": m.oicr_heads, "oicr_overlap": m.oicr_overlap,
-            "oicr_iou_threshold": m.oicr_iou_threshold, "context": m.context,
+            "oicr_iou_threshold": m.oicr_iou_threshold,
             "precision": cfg.backbone.precision}

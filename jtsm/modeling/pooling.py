@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typing
 
-import torch
 from torch import Tensor, nn
 
 from jtsm.config import Compensation, Pooling
@@ -20,7 +19,7 @@ from jtsm.ops.roi_align import roi_align
 from jtsm.ops.roi_pool import roi_pool
 from jtsm.ops.tps import moi_tps_pool
 
-__all__ = ["FRAME_CELLS", "POOLERS", "ProposalPooler", "build_pooler", "frame_pool"]
+__all__ = ["POOLERS", "ProposalPooler", "build_pooler"]
 
 POOLERS: tuple[str, ...] = typing.get_args(Pooling)  # declared in jtsm.config
 
@@ -74,34 +73,3 @@ class ProposalPooler(nn.Module):
 def build_pooler(method: str = "moi", **kwargs) -> ProposalPooler:  # noqa: ANN003
     """Factory: ``build_pooler("roi-align", output_size=7, spatial_scale=1/16)``."""
     return ProposalPooler(method, **kwargs)
-
-
-#: the frame's width in grid cells on each side of the box (of ``output_size`` cells)
-FRAME_CELLS = 2
-
-
-def frame_pool(features: Tensor, boxes: Tensor, output_size: int, spatial_scale: float,
-               ring: int = FRAME_CELLS) -> Tensor:
-    """The features of the frame around each box (ContextLocNet's frame pooling, Kantorov et
-    al. ECCV 2016): RoIAlign over the box grown so that the box itself fills the middle
-    ``output_size - 2 * ring`` cells of the grid, those cells set to zero.
-
-    With the default 7 cells the box is grown 7/3 times about its centre and the frame is
-    the outer ring of 2 cells.
-
-    Arguments:
-        features: ``(1, C, h, w)``; boxes ``(P, 4)`` XYXY in pixels.
-    Returns:
-        ``(P, C, output_size, output_size)`` in the features' dtype.
-    """
-    inner = output_size - 2 * ring
-    if inner < 1:
-        raise ValueError(f"a frame of {ring} cells needs a grid of more than {2 * ring} cells")
-    boxes = boxes.to(features.dtype)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * (output_size / inner)
-    pooled = roi_align(features, torch.cat([centre - half, centre + half], 1), output_size,
-                       spatial_scale)
-    keep = torch.ones(output_size, output_size, dtype=pooled.dtype, device=pooled.device)
-    keep[ring:ring + inner, ring:ring + inner] = 0
-    return pooled * keep
