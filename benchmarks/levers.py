@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(overrides=over, base=base_cfg)
             own = not shares_warmup(cfg, base_cfg)
             run = args.out / name
-            sec = _timed(run, lambda: run_mine(
-                cfg, ann / "panoptic_train.json", images, props, run, resume=True,
+            sec = _timed(run, partial(
+                run_mine, cfg, ann / "panoptic_train.json", images, props, run, resume=True,
                 write_outputs=args.full, warmup_from=None if own else base_run))
         pq = _predict_eval(run, images, ann, props)
         full = None
