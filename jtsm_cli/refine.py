@@ -56,8 +56,9 @@ def refine(run_dir: str, pseudo: str, images: str, out: str, proposals: str | No
     \b
     The run's config is the mining run's, with --config and --set over it (solver.* is the
     refine schedule). Writes RUN2/config.json, RUN2/model_final.pt, RUN2/checkpoints/,
-    RUN2/metrics.jsonl and RUN2/presence.json; `jtsm predict --run RUN2` then predicts with
-    the refined branches.
+    RUN2/metrics.jsonl, RUN2/presence.json and RUN2/mined/ (the refined segments of the
+    training images, for a next self-training round); `jtsm predict --run RUN2` then predicts
+    with the refined branches.
     Example:
         jtsm refine --run runs/mine --pseudo runs/relabel/panoptic.json --images data/images \\
             --out runs/refine --set solver.max_iter=1000
