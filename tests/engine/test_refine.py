@@ -110,6 +110,14 @@ def test_a_refined_run_segments_its_images_and_a_second_round_trains_on_them(
     assert (r2 / "mined/panoptic.json").is_file()
     a, b = _state(r1), _state(r2)
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("mask_head."))
+    # or on the refined segments as they are: the pseudo labels may lie inside --run
+    direct = tmp_path / "round2-direct"
+    r = CliRunner().invoke(cli, ["refine", "--run", str(r1), "--pseudo",
+                                 str(r1 / "mined/panoptic.json"), "--images", str(images),
+                                 "--out", str(direct), "--quiet",
+                                 *sum((["--set", s] for s in [*MINE, *REFINE]), [])])
+    assert r.exit_code == 0, r.output
+    assert (direct / "mined/panoptic.json").is_file()
 
 
 def test_refine_resume_equals_an_uninterrupted_run(tmp_path, mine_run, synth_dir):
