@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: PQ {100 * pq['All']['pq']:.1f} things {100 * pq['Things']['pq']:.1f} "
               f"stuff {100 * pq['Stuff']['pq']:.1f} CorLoc {100 * pq['corloc']['corloc']:.1f}",
               file=sys.stderr, flush=True)
-    print(table(rows, base_cfg))
+    print(table(rows))
     return 0
 
 
@@ -145,8 +145,8 @@ def _jtsm_row(base: Path, mine: Path, out: Path, images: Path, ann: Path, props:
     return _predict_eval(refine, images, ann, props)
 
 
-def table(rows: list[tuple[str, dict[str, Any], float, bool, dict[str, Any] | None]],
-          base_cfg: Config) -> str:
+def table(rows: list[tuple[str, dict[str, Any], float, bool, dict[str, Any] | None]]
+          ) -> str:
     """Markdown: one row per lever, mined-only val figures (and the refined ones with
     ``--full``), then per thing class PQ."""
     def p(v: float) -> str:

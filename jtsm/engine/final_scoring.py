@@ -1,14 +1,14 @@
 """The work after training, shared by every rank: mined outputs and presence thresholds.
 
-Once a stage has trained, every image it trained on is scored once more at the test scales
-and segmented with its tags: the segments and detections go to ``RUN/mined/`` (``jtsm mine``'s
-mined segments; ``jtsm refine``'s refined ones, which the next self-training round relabels)
-and the image scores calibrate ``RUN/presence.json``. On N ranks each rank scores every N-th
-image (rank ``r`` takes images ``r, r + N, ...``) and writes its part beside the outputs
-(PNGs in place, the rest in ``.part-<rank>/``); after a barrier, rank 0 merges the parts in
-image order into the files one process writes, byte for byte, and removes them. No rank waits
-at a barrier for more than the slowest rank's share, so the group's timeout bounds a share,
-not the whole dataset.
+Once a stage has trained, every image of its dataset (mine: the tagged images; refine: those
+its pseudo labels list) is scored once more at the test scales and segmented with its tags:
+the segments and detections go to ``RUN/mined/`` (``jtsm mine``'s mined segments; ``jtsm
+refine``'s refined ones, which the next self-training round relabels) and the image scores
+calibrate ``RUN/presence.json``. On N ranks each rank scores every N-th image (rank ``r``
+takes images ``r, r + N, ...``) and writes its part beside the outputs (PNGs in place, the
+rest in ``.part-<rank>/``); after a barrier, rank 0 merges the parts in image order into the
+files one process writes, byte for byte, and removes them. No rank waits at a barrier for more
+than the slowest rank's share, so the group's timeout bounds a share, not the whole dataset.
 """
 
 from __future__ import annotations

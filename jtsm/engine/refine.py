@@ -177,7 +177,7 @@ def run_refine(
     if is_main():
         save_checkpoint(RunDir(out).weights, model.state_dict())
         record_weights(out)
-    # the refined segments of the images it trained on (tags known), what the next
+    # the refined segments of the images the pseudo labels list (tags known), what the next
     # self-training round relabels (jtsm relabel --run RUN2), and presence.json; every rank
     # scores its share of the images
     segments = write_mined(model, ds, RunDir(out).mined, cfg)

@@ -464,7 +464,7 @@ def _build_jobs(
 
     ds = load_panoptic_gt(gt_json, gt_dir)
     preds = _load_predictions(pred_json)
-    pdir = Path(pred_dir) if pred_dir is not None else png_dir_for(pred_json)
+    pdir = pred_dir if pred_dir is not None else png_dir_for(pred_json)
     if not pdir.is_dir():
         raise DataError(f"{pdir}: prediction PNG folder not found (give it with --pred-dir)")
     if not ds.png_dir.is_dir():

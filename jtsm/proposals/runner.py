@@ -268,7 +268,7 @@ def run_proposals(
     """
     from jtsm.plugins import for_workers, get_proposal_generator
 
-    get_proposal_generator(method)  # fail early on an unknown name
+    generator = get_proposal_generator(method)  # fail early on an unknown name
     store = ProposalStore(out)
     fp = store_fingerprint(method, max_proposals, options)
     digest = _claim_store(store, fp, overwrite)
@@ -288,7 +288,7 @@ def run_proposals(
     if not todo:
         return
     job = {
-        "method": for_workers(get_proposal_generator(method), method),
+        "method": for_workers(generator, method),
         "max_proposals": max_proposals,
         "options": dict(options or {}),
         "out": str(out),

@@ -37,7 +37,7 @@ def test_the_table_has_a_row_per_lever_and_a_column_per_thing_class():
                 "corloc": {"corloc": 0.4, "per_class": {"lamp": 0.4}}}
 
     out = table([("base", pq(0.3), float("nan"), True, None),
-                 ("x", pq(0.5), 12.0, False, None)], load_config("synth"))
+                 ("x", pq(0.5), 12.0, False, None)])
     lines = out.splitlines()
     assert lines[2] == "| base | 30.0 | 15.0 | 45.0 | 40.0 | - |"
     assert lines[3] == "| x | 50.0 | 25.0 | 75.0 | 40.0 | 12 |"
