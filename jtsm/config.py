@@ -88,6 +88,9 @@ class MiningConfig:
     oicr_heads: int = 4  # n_r of Eq. 4
     oicr_overlap: OicrOverlap = "box"  # box | mask: how OICR spreads pseudo labels
     oicr_iou_threshold: float = 0.5  # IoU from which a proposal takes its pseudo label's class
+    stuff_seeds: int = 1  # OICR pseudo ground truths per present stuff class (OICR: 1, its top
+    #                       proposal; more: its further confident regions, which would
+    #                       otherwise be taught as background)
     train_backbone: bool = True  # false: MIL trains the heads only, on the warm-up's backbone
 
 
@@ -279,6 +282,7 @@ RANGES: dict[str, Check] = {
     "mining.dropout": _between(0.0, 1.0, hi_open=True),
     "mining.oicr_heads": _between(0, 10),
     "mining.oicr_iou_threshold": _PROBABILITY,
+    "mining.stuff_seeds": _between(1, 100),
     "input.train_scales": _each(_between(16)),
     "input.max_size": _between(16),
     "input.hsv_jitter": _between(1.0),

@@ -101,7 +101,8 @@ class MilTrainModule(nn.Module):
         super().__init__()
         self.model = model
         self.criterion = MiningCriterion(model.oicr_overlap, model.oicr_iou_threshold,
-                                         model.mil_eps)
+                                         model.mil_eps, stuff_seeds=model.stuff_seeds,
+                                         num_things=model.num_things)
         self.freeze_norm = freeze_norm
         if freeze_norm:
             for layer in _norm_layers(model.backbone):

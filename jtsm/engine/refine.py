@@ -49,7 +49,8 @@ class RefineTrainModule(MilTrainModule):
                  train_backbone: bool = True) -> None:
         super().__init__(model, freeze_norm, train_backbone)
         self.rcfg = cfg.refine
-        self.criterion = PanopticCriterion.from_config(cfg)  # type: ignore[assignment]
+        self.criterion = PanopticCriterion.from_config(  # type: ignore[assignment]
+            cfg, model.num_things)
 
     @classmethod
     def from_config(cls, model: PanopticModel, cfg: Config) -> RefineTrainModule:  # type: ignore[override]

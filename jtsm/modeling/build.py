@@ -31,7 +31,8 @@ def build_model(cfg: Config, categories: CategoryMap, stage: str = "mine",
     no ImageNet file or network is needed there.
     """
     if stage == "mine":
-        model: nn.Module = MiningModel.from_config(cfg, categories.num_classes, pretrained)
+        model: nn.Module = MiningModel.from_config(cfg, categories.num_classes, pretrained,
+                                                   categories.num_things)
     elif stage == "refine":
         model = PanopticModel.from_config(cfg, categories.num_classes, categories.num_things,
                                           pretrained)

@@ -55,16 +55,21 @@ class MiningCriterion:
     """
 
     def __init__(self, oicr_overlap: str = "box", oicr_iou_threshold: float = 0.5,
-                 mil_eps: float = 1e-6, weight_dict: Mapping[str, float] | None = None) -> None:
+                 mil_eps: float = 1e-6, weight_dict: Mapping[str, float] | None = None,
+                 stuff_seeds: int = 1, num_things: int = 0) -> None:
         self.oicr_overlap, self.oicr_iou_threshold, self.mil_eps = (
             oicr_overlap, oicr_iou_threshold, mil_eps)
+        self.stuff_seeds, self.num_things = stuff_seeds, num_things
         self.weight_dict = {"loss_mil": 1.0, "loss_refine": 1.0, **(weight_dict or {})}
 
     @classmethod
-    def from_config(cls, cfg: Config, weight: float = 1.0) -> MiningCriterion:
-        """As ``jtsm mine`` trains (``weight`` scales every term: stage 2's w_PM)."""
+    def from_config(cls, cfg: Config, weight: float = 1.0, num_things: int = 0
+                    ) -> MiningCriterion:
+        """As ``jtsm mine`` trains (``weight`` scales every term: stage 2's w_PM; classes from
+        ``num_things`` on are stuff)."""
         return cls(cfg.mining.oicr_overlap, cfg.mining.oicr_iou_threshold,
-                   weight_dict={"loss_mil": weight, "loss_refine": weight})
+                   weight_dict={"loss_mil": weight, "loss_refine": weight},
+                   stuff_seeds=cfg.mining.stuff_seeds, num_things=num_things)
 
     def __call__(self, outputs: Mapping[str, Any], tags: Tensor,
                  proposals: ProposalTensors) -> dict[str, Tensor]:
@@ -99,7 +104,8 @@ class MiningCriterion:
         for r, (logits, probs) in enumerate(zip(outputs["refine_logits"],
                                                 outputs["refine_probs"])):
             labels, weights = refinement_targets(prev, tags, overlap,
-                                                 self.oicr_iou_threshold, classes)
+                                                 self.oicr_iou_threshold, classes,
+                                                 self.stuff_seeds, self.num_things)
             out[f"loss_refine_{r + 1}"] = w["loss_refine"] * refinement_loss(
                 _at_least_fp32(logits), labels, _at_least_fp32(weights))
             prev = probs.detach()
@@ -125,10 +131,10 @@ class PanopticCriterion:
         self.mask_weight = mask_weight
 
     @classmethod
-    def from_config(cls, cfg: Config) -> PanopticCriterion:
+    def from_config(cls, cfg: Config, num_things: int = 0) -> PanopticCriterion:
         """As ``jtsm refine`` trains (``refine.*_weight``, ``refine.mask_weight``)."""
         r = cfg.refine
-        return cls(MiningCriterion.from_config(cfg, r.mining_weight),
+        return cls(MiningCriterion.from_config(cfg, r.mining_weight, num_things),
                    {"loss_mask": r.instance_weight, "loss_semantic": r.semantic_weight},
                    r.mask_weight)
 

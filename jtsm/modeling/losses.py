@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["instance_mask_loss", "mil_loss", "refinement_loss", "refinement_targets",
+__all__ = ["class_seeds", "instance_mask_loss", "mil_loss", "refinement_loss", "refinement_targets",
            "semantic_loss"]
 
 
@@ -45,6 +45,8 @@ def refinement_targets(
     overlap: Callable[[Tensor], Tensor],
     iou_threshold: float = 0.5,
     classes: Tensor | None = None,
+    stuff_seeds: int = 1,
+    num_things: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """OICR pseudo labels for one refinement head (Sec. 3.2).
 
@@ -52,6 +54,8 @@ def refinement_targets(
     score for ``c`` is a pseudo ground truth, weighted by that score. Every proposal takes the
     class of the pseudo ground truth it overlaps most (first on ties) if the overlap is
     ``>= iou_threshold``, else background; its weight is that pseudo ground truth's score.
+    With ``stuff_seeds > 1`` a stuff class (index ``>= num_things``) has up to that many pseudo
+    ground truths (:func:`class_seeds`): its other regions are not taught as background.
 
     Arguments:
         prev_scores: ``(P, C)`` MIL scores or ``(P, C + 1)`` previous head's probabilities.
@@ -72,12 +76,63 @@ def refinement_targets(
     if classes.numel() == 0 or p == 0:
         return labels, weights
     cls_scores = prev_scores[:, classes]  # (P, G)
-    gt_w, gt_idx = cls_scores.max(0)
-    iou = overlap(gt_idx)  # (P, G)
+    if stuff_seeds > 1 and int(classes.max()) >= num_things:
+        limits = [stuff_seeds if int(c) >= num_things else 1 for c in classes.tolist()]
+        gt_idx, gt_w, gt_cls = class_seeds(cls_scores, classes, overlap, limits)
+    else:
+        gt_w, gt_idx = cls_scores.max(0)
+        gt_cls = classes
+    iou = overlap(gt_idx)  # (P, S): S pseudo ground truths
     best, arg = iou.max(1)
-    labels = torch.where(best >= iou_threshold, classes[arg], labels)
+    labels = torch.where(best >= iou_threshold, gt_cls[arg], labels)
     weights = gt_w[arg]
     return labels, weights
+
+
+#: candidates per class that further pseudo ground truths are chosen from (top scores)
+SEED_CANDIDATES = 50
+#: a further pseudo ground truth scores at least this fraction of its class's top score and
+SEED_RATIO = 0.5
+#: overlaps no pseudo ground truth of its class chosen before it above this
+SEED_OVERLAP = 0.2
+
+
+def class_seeds(cls_scores: Tensor, classes: Tensor, overlap: Callable[[Tensor], Tensor],
+                limits: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Up to ``limits[j]`` pseudo ground truths of the ``j``-th present class: its top-scoring
+    proposal, then greedily the next best ones that score at least :data:`SEED_RATIO` x the
+    top score and overlap no chosen one above :data:`SEED_OVERLAP` (the rule the mined
+    segments are chosen by, ``segments.instance_ratio`` and ``segments.overlap``).
+
+    Arguments:
+        cls_scores: ``(P, G)`` previous scores of the ``G`` present classes;
+        classes: ``(G,)`` their class indices; overlap: as :func:`refinement_targets`'.
+    Returns:
+        proposal indices ``(S,)``, their scores ``(S,)`` and classes ``(S,)``, ``S >= G``,
+        each class's top proposal first.
+    """
+    p, g = cls_scores.shape
+    top_w, top_idx = cls_scores.topk(min(p, SEED_CANDIDATES), dim=0)  # (k, G), best first
+    w_h = top_w.float().cpu().numpy()  # one host read of the candidates' scores
+    rows: list[int] = []
+    cols: list[int] = []
+    for j in range(g):
+        chosen = [0]
+        # the candidates scoring at least SEED_RATIO x the top: a prefix of the sorted ones
+        n = int((w_h[:, j] >= SEED_RATIO * w_h[0, j]).sum()) if limits[j] > 1 else 1
+        if n > 1:
+            cand = top_idx[:n, j]
+            among = overlap(cand)[cand].float().cpu().numpy()  # (n, n)
+            for i in range(1, n):
+                if len(chosen) >= limits[j]:
+                    break
+                if among[i, chosen].max() <= SEED_OVERLAP:
+                    chosen.append(i)
+        rows += chosen
+        cols += [j] * len(chosen)
+    r = torch.tensor(rows, device=top_idx.device)
+    c = torch.tensor(cols, device=top_idx.device)
+    return top_idx[r, c], top_w[r, c], classes[c]
 
 
 def refinement_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:

@@ -52,6 +52,8 @@ class MiningModel(nn.Module):
         oicr_heads: int = 4,
         oicr_overlap: str = "box",
         oicr_iou_threshold: float = 0.5,
+        stuff_seeds: int = 1,
+        num_things: int = 0,
         precision: str = "fp32",
         mil_eps: float = 1e-6,
     ) -> None:
@@ -61,6 +63,8 @@ class MiningModel(nn.Module):
         self.precision = precision  # the backbone's: fp32 | bf16 | auto (modeling.precision)
         self.oicr_overlap = oicr_overlap  # box | mask: the overlap OICR spreads pseudo labels by
         self.oicr_iou_threshold = oicr_iou_threshold
+        self.stuff_seeds = stuff_seeds  # OICR pseudo ground truths per stuff class
+        self.num_things = num_things  # classes 0 .. num_things - 1 are things, the rest stuff
         self.mil_eps = mil_eps
         self.pooler = build_pooler(pooling, output_size=pool_size,
                                    spatial_scale=1.0 / backbone.stride,
@@ -71,12 +75,13 @@ class MiningModel(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), False)
 
     @classmethod
-    def from_config(cls, cfg: Config, num_classes: int, pretrained: bool = True
-                    ) -> MiningModel:
+    def from_config(cls, cfg: Config, num_classes: int, pretrained: bool = True,
+                    num_things: int = 0) -> MiningModel:
         """The mining model ``cfg.backbone`` and ``cfg.mining`` describe, over
-        ``num_classes`` (things + stuff); ``pretrained=False`` skips reading the backbone's
-        ImageNet weights (see :func:`backbone_from_config`)."""
-        return cls(backbone_from_config(cfg, pretrained), num_classes, **mining_kwargs(cfg))
+        ``num_classes`` (``num_things`` things, then stuff); ``pretrained=False`` skips
+        reading the backbone's ImageNet weights (see :func:`backbone_from_config`)."""
+        return cls(backbone_from_config(cfg, pretrained), num_classes, num_things=num_things,
+                   **mining_kwargs(cfg))
 
     def forward(self, image: Tensor, proposals: ProposalTensors) -> dict[str, Any]:
         if image.dim() != 4 or image.shape[0] != 1:
@@ -109,8 +114,9 @@ class MiningModel(nn.Module):
         """MIL loss (Eq. 2) and one refinement loss per head (Eq. 3); ``tags`` ``(C,)`` 0/1:
         :class:`jtsm.modeling.criterion.MiningCriterion` with this model's settings (what
         ``jtsm mine`` trains with)."""
-        return MiningCriterion(self.oicr_overlap, self.oicr_iou_threshold,
-                               self.mil_eps)(outputs, tags, proposals)
+        return MiningCriterion(self.oicr_overlap, self.oicr_iou_threshold, self.mil_eps,
+                               stuff_seeds=self.stuff_seeds,
+                               num_things=self.num_things)(outputs, tags, proposals)
 
 
 def backbone_from_config(cfg: Config, pretrained: bool = True) -> nn.Module:
@@ -135,5 +141,5 @@ def mining_kwargs(cfg: Config) -> dict[str, Any]:
     return {"pooling": m.pooling, "pool_size": m.pool_size, "compensation": m.compensation,
             "use_scores": m.use_scores, "fc_dim": m.fc_dim, "dropout": m.dropout,
             "oicr_heads": m.oicr_heads, "oicr_overlap": m.oicr_overlap,
-            "oicr_iou_threshold": m.oicr_iou_threshold,
+            "oicr_iou_threshold": m.oicr_iou_threshold, "stuff_seeds": m.stuff_seeds,
             "precision": cfg.backbone.precision}

@@ -40,8 +40,8 @@ class PanopticModel(MiningModel):
                  mask_size: int = 14, mask_channels: int = 256, mask_convs: int = 4,
                  semantic_channels: int = 256, semantic_convs: int = 2,
                  **mining: object) -> None:
-        super().__init__(backbone, num_classes, **mining)  # type: ignore[arg-type]
-        self.num_things = num_things
+        super().__init__(backbone, num_classes, num_things=num_things,  # type: ignore[arg-type]
+                         **mining)
         self.num_stuff = num_classes - num_things
         self.mask_size = mask_size
         c = self.backbone.out_channels

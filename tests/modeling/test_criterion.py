@@ -60,3 +60,25 @@ def test_panoptic_criterion_follows_eq_1_and_the_box_weights_of_eq_9(mode):
     assert torch.allclose(got["loss_mask"], 3 * instance_mask_loss(logits, classes, targets,
                                                                    want_w))
     assert torch.allclose(got["loss_semantic"], 0.25 * semantic_loss(sem, stuff))
+
+
+def test_stuff_seeds_reach_the_criteria_of_both_stages_with_the_stuff_classes():
+    """``mining.stuff_seeds`` and which classes are stuff travel from the config and the
+    categories to the losses MIL and refine train with."""
+    from jtsm.engine.mine import MilTrainModule
+    from jtsm.engine.refine import RefineTrainModule
+    from jtsm.modeling.build import build_model
+    from jtsm.structures import CategoryMap
+
+    cats = CategoryMap.from_coco([{"id": 1, "name": "dog", "isthing": 1},
+                                  {"id": 2, "name": "cat", "isthing": 1},
+                                  {"id": 7, "name": "sky", "isthing": 0}])
+    cfg = load_config(overrides=["mining.stuff_seeds=10", "mining.fc_dim=16"])
+    mine = MilTrainModule.from_config(build_model(cfg, cats, "mine", pretrained=False), cfg)
+    assert (mine.criterion.stuff_seeds, mine.criterion.num_things) == (10, 2)
+    model = build_model(cfg, cats, "refine", pretrained=False)
+    refine = RefineTrainModule.from_config(model, cfg)
+    assert (refine.criterion.mining.stuff_seeds, refine.criterion.mining.num_things) == (10, 2)
+    assert (model.stuff_seeds, model.num_things) == (10, 2)  # what model.losses() reads
+    default = load_config()
+    assert MiningCriterion.from_config(default).stuff_seeds == 1  # OICR's single seed

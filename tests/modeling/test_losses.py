@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from jtsm.modeling.losses import mil_loss, refinement_loss, refinement_targets
+from jtsm.modeling.losses import class_seeds, mil_loss, refinement_loss, refinement_targets
 from jtsm.modeling.mining_head import MiningHead
 from jtsm.ops.boxes import box_iou
 
@@ -96,6 +96,38 @@ def test_refinement_targets_from_previous_head_with_background_column():
     labels, weights = refinement_targets(prev, tags, lambda i: box_iou(boxes, boxes[i]))
     assert labels.tolist() == [0, 3, 0, 2, 2, 3, 0]  # 1 has IoU 45/95 with the new gt 6
     torch.testing.assert_close(weights[[0, 3, 5]], torch.tensor([0.8, 0.6, 0.8]))
+
+
+def test_stuff_seeds_teach_a_second_region_of_a_stuff_class_its_class():
+    """Class 1 (stuff, ``num_things=1``) covers two regions: OICR's single pseudo ground truth
+    teaches the second as background; with ``stuff_seeds=2`` it takes the class, weighted by
+    its own score. A proposal scoring under half the top, or overlapping a chosen one above
+    0.2, is no pseudo ground truth. Class 0, a thing, keeps its single one either way."""
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0],  # 0: region A (top)
+                          [1.0, 1.0, 10.0, 10.0],  # 1: A again, IoU 0.81 with 0
+                          [40.0, 40.0, 50.0, 50.0],  # 2: region B
+                          [41.0, 40.0, 50.0, 50.0],  # 3: B again, IoU 0.9 with 2
+                          [70.0, 0.0, 80.0, 10.0],  # 4: elsewhere, under half the top
+                          [0.0, 0.0, 5.0, 10.0],  # 5: half of A: second best, overlaps A
+                          [70.0, 70.0, 80.0, 80.0],  # 6: the thing's top proposal
+                          [70.0, 40.0, 80.0, 50.0]])  # 7: a second thing
+    prev = torch.full((8, 2), 0.01)
+    prev[:6, 1] = torch.tensor([0.9, 0.5, 0.6, 0.3, 0.2, 0.8])
+    prev[6, 0], prev[7, 0] = 0.9, 0.8
+    tags = torch.tensor([1.0, 1.0])
+
+    def iou(i: torch.Tensor) -> torch.Tensor:
+        return box_iou(boxes, boxes[i])
+
+    one, _ = refinement_targets(prev, tags, iou, num_things=1)
+    assert one.tolist() == [1, 1, 2, 2, 2, 1, 0, 2]  # 2 = background
+    labels, weights = refinement_targets(prev, tags, iou, stuff_seeds=2, num_things=1)
+    assert labels.tolist() == [1, 1, 1, 1, 2, 1, 0, 2]
+    torch.testing.assert_close(weights[[0, 2, 3, 6]], torch.tensor([0.9, 0.6, 0.6, 0.9]))
+    idx, w, cls = class_seeds(prev[:, [1]], torch.tensor([1]), iou, [5])
+    assert idx.tolist() == [0, 2] and cls.tolist() == [1, 1]  # 4 scores < 0.45, 5 overlaps 0
+    same = refinement_targets(prev, tags, iou, stuff_seeds=2, num_things=2)  # no stuff class
+    assert torch.equal(same[0], refinement_targets(prev, tags, iou)[0])
 
 
 def test_refinement_loss_hand_computed():

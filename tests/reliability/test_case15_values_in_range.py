@@ -74,6 +74,7 @@ def test_every_float_key_refuses_nan_and_inf():
     ("segments.presence_threshold=1.5", "segments.presence_threshold=1.5 is out of range (want in "
                                      "[0, 1])"),
     ("mining.oicr_iou_threshold=-1", "mining.oicr_iou_threshold=-1.0 is out of range"),
+    ("mining.stuff_seeds=0", "mining.stuff_seeds=0 is out of range"),
     ("solver.clip_grad_norm=-1", "solver.clip_grad_norm=-1.0 is out of range (want >= 0, 0 = "
                                  "off)"),
     ("tag_warmup.optimizer=rmsprop",
