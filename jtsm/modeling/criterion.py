@@ -83,7 +83,9 @@ class MiningCriterion:
         """
         dev = outputs["image_scores"].device
         with on_host() if tags.device.type == "cpu" else nullcontext():
-            classes = to_device(torch.nonzero(tags > 0).squeeze(1), dev)
+            host = torch.nonzero(tags > 0).squeeze(1)
+            listed = host.tolist() if self.stuff_seeds > 1 else None
+            classes = to_device(host, dev)
         tags = to_device(tags, dev)
         w = self.weight_dict
         out = {"loss_mil": w["loss_mil"] * mil_loss(_at_least_fp32(outputs["image_scores"]),
@@ -105,7 +107,7 @@ class MiningCriterion:
                                                 outputs["refine_probs"])):
             labels, weights = refinement_targets(prev, tags, overlap,
                                                  self.oicr_iou_threshold, classes,
-                                                 self.stuff_seeds, self.num_things)
+                                                 self.stuff_seeds, self.num_things, listed)
             out[f"loss_refine_{r + 1}"] = w["loss_refine"] * refinement_loss(
                 _at_least_fp32(logits), labels, _at_least_fp32(weights))
             prev = probs.detach()

@@ -47,6 +47,7 @@ def refinement_targets(
     classes: Tensor | None = None,
     stuff_seeds: int = 1,
     num_things: int = 0,
+    host_classes: list[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """OICR pseudo labels for one refinement head (Sec. 3.2).
 
@@ -64,6 +65,9 @@ def refinement_targets(
         classes: ``(G,)`` the present classes, ``nonzero(tags)``, on ``prev_scores``' device,
             when the caller has them: found on the host from the loader's tags, they spare a
             GPU the ``nonzero`` (a host synchronisation) of every head.
+        stuff_seeds, num_things: up to ``stuff_seeds`` pseudo ground truths for each class
+            ``>= num_things``; host_classes: ``classes`` as a host list, which spares the
+            read of them that several seeds need otherwise.
     Returns:
         ``labels`` ``(P,)`` int64 in ``[0, C]`` (``C`` = background) and ``weights`` ``(P,)``.
     """
@@ -76,13 +80,18 @@ def refinement_targets(
     if classes.numel() == 0 or p == 0:
         return labels, weights
     cls_scores = prev_scores[:, classes]  # (P, G)
-    if stuff_seeds > 1 and int(classes.max()) >= num_things:
-        limits = [stuff_seeds if int(c) >= num_things else 1 for c in classes.tolist()]
-        gt_idx, gt_w, gt_cls = class_seeds(cls_scores, classes, overlap, limits)
+    seeded: list[bool] = []  # the present classes that take several pseudo ground truths
+    if stuff_seeds > 1:
+        listed = classes.tolist() if host_classes is None else host_classes
+        seeded = [c >= num_things for c in listed]
+    if any(seeded):
+        gt_idx, gt_w, gt_cls, chosen = class_seeds(cls_scores, classes, overlap, seeded,
+                                                   stuff_seeds)
+        iou = overlap(gt_idx).masked_fill(~chosen, -1.0)  # (P, S): S candidate seeds
     else:
         gt_w, gt_idx = cls_scores.max(0)
         gt_cls = classes
-    iou = overlap(gt_idx)  # (P, S): S pseudo ground truths
+        iou = overlap(gt_idx)  # (P, G)
     best, arg = iou.max(1)
     labels = torch.where(best >= iou_threshold, gt_cls[arg], labels)
     weights = gt_w[arg]
@@ -98,41 +107,56 @@ SEED_OVERLAP = 0.2
 
 
 def class_seeds(cls_scores: Tensor, classes: Tensor, overlap: Callable[[Tensor], Tensor],
-                limits: list[int]) -> tuple[Tensor, Tensor, Tensor]:
-    """Up to ``limits[j]`` pseudo ground truths of the ``j``-th present class: its top-scoring
-    proposal, then greedily the next best ones that score at least :data:`SEED_RATIO` x the
-    top score and overlap no chosen one above :data:`SEED_OVERLAP` (the rule the mined
-    segments are chosen by, ``segments.instance_ratio`` and ``segments.overlap``).
+                seeded: list[bool], limit: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Pseudo ground truths of the present classes: the top-scoring proposal of each and, for
+    a class with ``seeded[j]``, up to ``limit`` in all: after its top proposal, greedily and
+    best first, the candidates that score at least :data:`SEED_RATIO` x the top score and
+    overlap no chosen one above :data:`SEED_OVERLAP` (the rule the mined segments are chosen
+    by, ``segments.instance_ratio`` and ``segments.overlap``).
+
+    Every step is a tensor operation of a fixed shape on the scores' device: nothing is read
+    on the host (a GPU would wait for it). A seeded class returns all its
+    :data:`SEED_CANDIDATES` best proposals, ``chosen`` saying which are its seeds.
 
     Arguments:
         cls_scores: ``(P, G)`` previous scores of the ``G`` present classes;
-        classes: ``(G,)`` their class indices; overlap: as :func:`refinement_targets`'.
+        classes: ``(G,)`` their class indices; overlap: as :func:`refinement_targets`';
+        seeded: ``(G,)`` on the host.
     Returns:
-        proposal indices ``(S,)``, their scores ``(S,)`` and classes ``(S,)``, ``S >= G``,
-        each class's top proposal first.
+        candidate proposal indices ``(S,)``, their scores ``(S,)``, classes ``(S,)`` and
+        ``chosen`` ``(S,)`` bool, the classes in ``classes``' order, each one's best first.
     """
     p, g = cls_scores.shape
-    top_w, top_idx = cls_scores.topk(min(p, SEED_CANDIDATES), dim=0)  # (k, G), best first
-    w_h = top_w.float().cpu().numpy()  # one host read of the candidates' scores
-    rows: list[int] = []
-    cols: list[int] = []
+    k = min(p, SEED_CANDIDATES)
+    many = [j for j in range(g) if seeded[j]]
+    top_w, top_idx = cls_scores[:, many].topk(k, dim=0)  # (k, M), best first
+    idx = top_idx.T  # (M, k)
+    among = torch.stack([overlap(idx[m])[idx[m]] for m in range(len(many))])  # (M, k, k)
+    ok = top_w.T >= SEED_RATIO * top_w[:1].T  # (M, k): scores at least the ratio of the top
+    chosen = torch.zeros_like(ok)
+    chosen[:, 0] = True
+    blocked = among[:, 0] > SEED_OVERLAP  # (M, k): overlaps a chosen one
+    for _ in range(limit - 1):  # each round takes every class's best free candidate
+        free = ok & ~chosen & ~blocked
+        first = free.cumsum(1).eq(1) & free  # (M, k): the best free candidate, if any
+        chosen |= first
+        blocked |= ((among > SEED_OVERLAP) & first[:, :, None]).any(1)
+    best_w, best_idx = cls_scores.max(0)
+    parts = {j: m for m, j in enumerate(many)}
+    out_i, out_w, out_c, out_ok = [], [], [], []
     for j in range(g):
-        chosen = [0]
-        # the candidates scoring at least SEED_RATIO x the top: a prefix of the sorted ones
-        n = int((w_h[:, j] >= SEED_RATIO * w_h[0, j]).sum()) if limits[j] > 1 else 1
-        if n > 1:
-            cand = top_idx[:n, j]
-            among = overlap(cand)[cand].float().cpu().numpy()  # (n, n)
-            for i in range(1, n):
-                if len(chosen) >= limits[j]:
-                    break
-                if among[i, chosen].max() <= SEED_OVERLAP:
-                    chosen.append(i)
-        rows += chosen
-        cols += [j] * len(chosen)
-    r = torch.tensor(rows, device=top_idx.device)
-    c = torch.tensor(cols, device=top_idx.device)
-    return top_idx[r, c], top_w[r, c], classes[c]
+        if j in parts:
+            m = parts[j]
+            out_i.append(idx[m])
+            out_w.append(top_w[:, m])
+            out_c.append(classes[j].expand(k))
+            out_ok.append(chosen[m])
+        else:
+            out_i.append(best_idx[j:j + 1])
+            out_w.append(best_w[j:j + 1])
+            out_c.append(classes[j:j + 1])
+            out_ok.append(torch.ones(1, dtype=torch.bool, device=chosen.device))
+    return torch.cat(out_i), torch.cat(out_w), torch.cat(out_c), torch.cat(out_ok)
 
 
 def refinement_loss(logits: Tensor, labels: Tensor, weights: Tensor) -> Tensor:

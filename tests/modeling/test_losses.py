@@ -124,8 +124,17 @@ def test_stuff_seeds_teach_a_second_region_of_a_stuff_class_its_class():
     labels, weights = refinement_targets(prev, tags, iou, stuff_seeds=2, num_things=1)
     assert labels.tolist() == [1, 1, 1, 1, 2, 1, 0, 2]
     torch.testing.assert_close(weights[[0, 2, 3, 6]], torch.tensor([0.9, 0.6, 0.6, 0.9]))
-    idx, w, cls = class_seeds(prev[:, [1]], torch.tensor([1]), iou, [5])
-    assert idx.tolist() == [0, 2] and cls.tolist() == [1, 1]  # 4 scores < 0.45, 5 overlaps 0
+    idx, w, cls, chosen = class_seeds(prev[:, [1]], torch.tensor([1]), iou, [True], 5)
+    assert idx[chosen].tolist() == [0, 2]  # 4 scores < 0.45, 5 overlaps 0 (and 1, 3 theirs)
+    assert cls.tolist() == [1] * 8 and idx.tolist()[:3] == [0, 5, 2]  # candidates, best first
+    torch.testing.assert_close(w[chosen], torch.tensor([0.9, 0.6]))
+    one_only, *_, chosen1 = class_seeds(prev[:, [1]], torch.tensor([1]), iou, [True], 2)
+    assert one_only[chosen1].tolist() == [0, 2]
+    idx, _, cls, chosen = class_seeds(prev, torch.tensor([0, 1]), iou, [False, True], 5)
+    assert idx[chosen].tolist() == [6, 0, 2] and cls[chosen].tolist() == [0, 1, 1]
+    listed = refinement_targets(prev, tags, iou, stuff_seeds=2, num_things=1,
+                                host_classes=[0, 1])
+    assert torch.equal(listed[0], labels) and torch.equal(listed[1], weights)
     same = refinement_targets(prev, tags, iou, stuff_seeds=2, num_things=2)  # no stuff class
     assert torch.equal(same[0], refinement_targets(prev, tags, iou)[0])
 
@@ -176,3 +185,37 @@ def test_semantic_loss_is_the_mean_bit_for_bit_with_no_host_read():
     none = semantic_loss(logits, torch.full((h, w), -1))  # nothing labelled: 0, in the graph
     (g,) = torch.autograd.grad(none, logits)
     assert none.item() == 0.0 and not g.any()
+
+
+def test_class_seeds_are_the_sequential_greedy_choice_on_random_scenes():
+    """The fixed-shape rounds of ``class_seeds`` choose what the plain greedy loop chooses:
+    candidates best first, each kept when it scores at least half the top, overlaps no kept
+    one above 0.2 and the limit is not reached."""
+    from jtsm.modeling.losses import SEED_CANDIDATES, SEED_OVERLAP, SEED_RATIO
+
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(30):
+        p = int(torch.randint(5, 80, (1,), generator=gen))
+        xy = torch.rand(p, 2, generator=gen) * 100
+        boxes = torch.cat([xy, xy + torch.rand(p, 2, generator=gen) * 50 + 2], 1)
+        scores = torch.rand(p, 3, generator=gen) ** 4  # peaky, as trained scores are
+        limit = 1 + trial % 6
+
+        def iou(i: torch.Tensor) -> torch.Tensor:
+            return box_iou(boxes, boxes[i])
+
+        idx, w, cls, chosen = class_seeds(scores, torch.tensor([4, 5, 6]), iou,
+                                          [True, False, True], limit)
+        got = {c: idx[chosen & (cls == c)].tolist() for c in (4, 5, 6)}
+        for j, c in enumerate((4, 5, 6)):
+            order = torch.argsort(scores[:, j], descending=True, stable=True)
+            order = order[:SEED_CANDIDATES]
+            want = [int(order[0])]
+            for q in order[1:].tolist():
+                if j == 1 or len(want) >= limit:
+                    break
+                if scores[q, j] < SEED_RATIO * scores[order[0], j]:
+                    break
+                if box_iou(boxes[[q]], boxes[want]).max() <= SEED_OVERLAP:
+                    want.append(q)
+            assert got[c] == want, (trial, c)
