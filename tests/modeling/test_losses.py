@@ -201,7 +201,7 @@ def test_class_seeds_are_the_sequential_greedy_choice_on_random_scenes():
         scores = torch.rand(p, 3, generator=gen) ** 4  # peaky, as trained scores are
         limit = 1 + trial % 6
 
-        def iou(i: torch.Tensor) -> torch.Tensor:
+        def iou(i: torch.Tensor, boxes: torch.Tensor = boxes) -> torch.Tensor:
             return box_iou(boxes, boxes[i])
 
         idx, w, cls, chosen = class_seeds(scores, torch.tensor([4, 5, 6]), iou,
