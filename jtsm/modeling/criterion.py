@@ -56,14 +56,14 @@ class MiningCriterion:
 
     def __init__(self, oicr_overlap: str = "box", oicr_iou_threshold: float = 0.5,
                  mil_eps: float = 1e-6, weight_dict: Mapping[str, float] | None = None,
-                 stuff_seeds: int = 1, num_things: int = 0) -> None:
+                 stuff_seeds: int = 1, num_things: int | None = None) -> None:
         self.oicr_overlap, self.oicr_iou_threshold, self.mil_eps = (
             oicr_overlap, oicr_iou_threshold, mil_eps)
         self.stuff_seeds, self.num_things = stuff_seeds, num_things
         self.weight_dict = {"loss_mil": 1.0, "loss_refine": 1.0, **(weight_dict or {})}
 
     @classmethod
-    def from_config(cls, cfg: Config, weight: float = 1.0, num_things: int = 0
+    def from_config(cls, cfg: Config, weight: float = 1.0, num_things: int | None = None
                     ) -> MiningCriterion:
         """As ``jtsm mine`` trains (``weight`` scales every term: stage 2's w_PM; classes from
         ``num_things`` on are stuff)."""
@@ -133,7 +133,7 @@ class PanopticCriterion:
         self.mask_weight = mask_weight
 
     @classmethod
-    def from_config(cls, cfg: Config, num_things: int = 0) -> PanopticCriterion:
+    def from_config(cls, cfg: Config, num_things: int | None = None) -> PanopticCriterion:
         """As ``jtsm refine`` trains (``refine.*_weight``, ``refine.mask_weight``)."""
         r = cfg.refine
         return cls(MiningCriterion.from_config(cfg, r.mining_weight, num_things),

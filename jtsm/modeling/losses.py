@@ -46,7 +46,7 @@ def refinement_targets(
     iou_threshold: float = 0.5,
     classes: Tensor | None = None,
     stuff_seeds: int = 1,
-    num_things: int = 0,
+    num_things: int | None = None,
     host_classes: list[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """OICR pseudo labels for one refinement head (Sec. 3.2).
@@ -66,8 +66,8 @@ def refinement_targets(
             when the caller has them: found on the host from the loader's tags, they spare a
             GPU the ``nonzero`` (a host synchronisation) of every head.
         stuff_seeds, num_things: up to ``stuff_seeds`` pseudo ground truths for each class
-            ``>= num_things``; host_classes: ``classes`` as a host list, which spares the
-            read of them that several seeds need otherwise.
+            ``>= num_things`` (None: no class is known to be stuff); host_classes:
+            ``classes`` as a host list, which spares the read of them that seeds need.
     Returns:
         ``labels`` ``(P,)`` int64 in ``[0, C]`` (``C`` = background) and ``weights`` ``(P,)``.
     """
@@ -81,7 +81,7 @@ def refinement_targets(
         return labels, weights
     cls_scores = prev_scores[:, classes]  # (P, G)
     seeded: list[bool] = []  # the present classes that take several pseudo ground truths
-    if stuff_seeds > 1:
+    if stuff_seeds > 1 and num_things is not None:
         listed = classes.tolist() if host_classes is None else host_classes
         seeded = [c >= num_things for c in listed]
     if any(seeded):

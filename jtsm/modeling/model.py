@@ -53,7 +53,7 @@ class MiningModel(nn.Module):
         oicr_overlap: str = "box",
         oicr_iou_threshold: float = 0.5,
         stuff_seeds: int = 1,
-        num_things: int = 0,
+        num_things: int | None = None,
         precision: str = "fp32",
         mil_eps: float = 1e-6,
     ) -> None:
@@ -64,7 +64,8 @@ class MiningModel(nn.Module):
         self.oicr_overlap = oicr_overlap  # box | mask: the overlap OICR spreads pseudo labels by
         self.oicr_iou_threshold = oicr_iou_threshold
         self.stuff_seeds = stuff_seeds  # OICR pseudo ground truths per stuff class
-        self.num_things = num_things  # classes 0 .. num_things - 1 are things, the rest stuff
+        # classes 0 .. num_things - 1 are things, the rest stuff; None: unknown (no stuff seeds)
+        self.num_things = num_things
         self.mil_eps = mil_eps
         self.pooler = build_pooler(pooling, output_size=pool_size,
                                    spatial_scale=1.0 / backbone.stride,
@@ -76,7 +77,7 @@ class MiningModel(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Config, num_classes: int, pretrained: bool = True,
-                    num_things: int = 0) -> MiningModel:
+                    num_things: int | None = None) -> MiningModel:
         """The mining model ``cfg.backbone`` and ``cfg.mining`` describe, over
         ``num_classes`` (``num_things`` things, then stuff); ``pretrained=False`` skips
         reading the backbone's ImageNet weights (see :func:`backbone_from_config`)."""
